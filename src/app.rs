@@ -1,0 +1,133 @@
+//! Building and running the service: database, state, router, listener,
+//! background maintenance, graceful shutdown. Tests build the same
+//! `Application` on port 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServeArgs;
+use crate::db::{self, Database, idempotency};
+use crate::http::{self, AppState};
+
+/// How often stored idempotent responses past their retention are purged.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    db: Database,
+    args: ServeArgs,
+}
+
+impl Application {
+    /// Migrates (unless `--no-migrate`), builds the state and binds the listener.
+    pub async fn build(args: ServeArgs) -> anyhow::Result<Self> {
+        if !args.no_migrate {
+            db::create_and_migrate(&args.database.database_url)
+                .await
+                .context("could not create or migrate the database (DATABASE_URL)")?;
+        }
+        let db = Database::connect_lazy(&args.database);
+        let router = http::router(AppState::new(db.clone(), args.auth_cache_ttl));
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (TILLSYNC_LISTEN)", args.listen))?;
+        Ok(Self {
+            listener,
+            router,
+            db,
+            args,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight
+    /// requests finish (up to the grace period) and closes the pool.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stopping = CancellationToken::new();
+        let purge = tokio::spawn(purge_idempotency_keys(
+            self.db.clone(),
+            self.args.idempotency_retention,
+            stopping.clone(),
+        ));
+        tracing::info!(address = %self.local_addr(), "tillsync listening on http://{}", self.local_addr());
+
+        let signal = {
+            let stopping = stopping.clone();
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: finishing in-flight requests");
+                stopping.cancel();
+            }
+        };
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(signal);
+        let grace = self.args.shutdown_grace;
+        tokio::select! {
+            result = server => result.context("server failed")?,
+            () = async { stopping.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(grace_ms = grace.as_millis() as u64, "in-flight requests outlived the shutdown grace period");
+            }
+        }
+        purge.abort();
+        self.db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn purge_idempotency_keys(db: Database, retention: Duration, stopping: CancellationToken) {
+    let mut every = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = stopping.cancelled() => return,
+        }
+        let purged = match db.acquire().await {
+            Ok(mut conn) => idempotency::purge_older_than(&mut conn, retention).await,
+            Err(e) => Err(e),
+        };
+        match purged {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                purged = n,
+                "purged {n} stored batch responses past retention"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not purge stored batch responses; will retry")
+            }
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        () = terminate => {}
+    }
+}

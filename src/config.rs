@@ -1,0 +1,164 @@
+//! Every setting of the binary, as one clap tree. Each flag also reads an
+//! environment variable, so `--help` is the complete list of settings with
+//! their defaults. Values are checked here, at start, never later.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sqlx::postgres::PgConnectOptions;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tillsync",
+    version,
+    about = "Cloud sync backend for fleets of point-of-sale terminals"
+)]
+pub struct Cli {
+    /// Log filter, in `tracing` EnvFilter syntax (e.g. `info,tillsync=debug`).
+    #[arg(long = "log", env = "RUST_LOG", default_value = "info", global = true)]
+    pub log_filter: String,
+
+    /// Log line format.
+    #[arg(long, env = "TILLSYNC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API (creates the database and applies migrations first, unless --no-migrate).
+    Serve(ServeArgs),
+    /// Create the database if missing, apply migrations, and exit.
+    Migrate(DatabaseArgs),
+    /// Administrative commands that talk to the database directly.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a merchant and print `{"merchant_id", "admin_token"}` as JSON on stdout.
+    CreateMerchant {
+        /// The merchant's display name.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Postgres connection URL. The database is created if it does not exist.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/tillsync",
+        value_parser = parse_database_url,
+        hide_env_values = true
+    )]
+    pub database_url: PgConnectOptions,
+
+    /// Most connections the pool opens to Postgres.
+    #[arg(long, env = "TILLSYNC_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_max_connections: u32,
+
+    /// How long a request may wait for a pooled connection (or a new one to connect).
+    #[arg(long, env = "TILLSYNC_DB_ACQUIRE_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub db_acquire_timeout: Duration,
+
+    /// Server-side `statement_timeout`: Postgres cancels any statement running longer.
+    #[arg(long, env = "TILLSYNC_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub db_statement_timeout: Duration,
+
+    /// Connections older than this are closed and replaced, so load spreads after a failover.
+    #[arg(long, env = "TILLSYNC_DB_MAX_LIFETIME", default_value = "30m", value_parser = parse_duration)]
+    pub db_max_lifetime: Duration,
+
+    /// Idle connections above the minimum are closed after this long.
+    #[arg(long, env = "TILLSYNC_DB_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub db_idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "TILLSYNC_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Do not create the database or apply migrations at start.
+    #[arg(long, env = "TILLSYNC_NO_MIGRATE")]
+    pub no_migrate: bool,
+
+    /// How long stored batch responses are kept for Idempotency-Key replays.
+    #[arg(long, env = "TILLSYNC_IDEMPOTENCY_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub idempotency_retention: Duration,
+
+    /// How long a looked-up token is trusted before it is checked again
+    /// (bounds how long a revoked terminal token keeps working; at most 5s).
+    #[arg(long, env = "TILLSYNC_AUTH_CACHE_TTL", default_value = "2s", value_parser = parse_auth_cache_ttl)]
+    pub auth_cache_ttl: Duration,
+
+    /// How long graceful shutdown waits for in-flight requests before giving up.
+    #[arg(long, env = "TILLSYNC_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    humantime::parse_duration(raw).map_err(|e| format!("{e} (examples: 500ms, 5s, 7d)"))
+}
+
+fn parse_auth_cache_ttl(raw: &str) -> Result<Duration, String> {
+    let ttl = parse_duration(raw)?;
+    if ttl > Duration::from_secs(5) {
+        return Err("must be at most 5s: revoked tokens must stop working within 5 seconds".into());
+    }
+    Ok(ttl)
+}
+
+fn parse_database_url(raw: &str) -> Result<PgConnectOptions, String> {
+    raw.parse::<PgConnectOptions>()
+        .map_err(|e| format!("not a Postgres URL: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clap_tree_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_need_no_settings() {
+        let cli = Cli::try_parse_from(["tillsync", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("serve expected")
+        };
+        assert_eq!(args.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(args.database.database_url.get_database(), Some("tillsync"));
+        assert_eq!(
+            args.idempotency_retention,
+            Duration::from_secs(7 * 24 * 3600)
+        );
+    }
+
+    #[test]
+    fn an_auth_cache_longer_than_revocation_allows_is_refused() {
+        assert!(Cli::try_parse_from(["tillsync", "serve", "--auth-cache-ttl", "6s"]).is_err());
+    }
+}

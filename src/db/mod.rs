@@ -1,0 +1,165 @@
+//! Postgres access. `Database` owns the pool and is the one door every query
+//! goes through; the repositories below are plain functions over a connection
+//! or transaction, one file per table group.
+//!
+//! Errors are sorted here into what a client may retry (the link is down or
+//! slow, two writers collided) and what is a bug, so handlers never look at
+//! SQLSTATEs.
+
+pub mod conflicts;
+pub mod idempotency;
+pub mod sales;
+pub mod sync;
+pub mod tenancy;
+
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, Postgres, Transaction};
+
+use crate::config::DatabaseArgs;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// SQLSTATEs that mean "this statement could not finish in time or the server
+/// is going away": the link is sick, not the request.
+const UNAVAILABLE_STATES: &[&str] = &[
+    "57014", // query_canceled (statement_timeout)
+    "57P01", // admin_shutdown
+    "57P02", // crash_shutdown
+    "57P03", // cannot_connect_now
+    "53300", // too_many_connections
+    "08000", "08003", "08006", "08001", "08004", // connection exceptions
+];
+
+/// SQLSTATEs where the same transaction, run again, will most likely succeed.
+const CONTENTION_STATES: &[&str] = &[
+    "40001", // serialization_failure
+    "40P01", // deadlock_detected
+    "55P03", // lock_not_available
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("transaction collided with another: {0}")]
+    Contention(#[source] sqlx::Error),
+    #[error("database error: {0}")]
+    Other(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(err: sqlx::Error) -> Self {
+        let state = err
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.into_owned());
+        match (&err, state.as_deref()) {
+            (_, Some(s)) if UNAVAILABLE_STATES.contains(&s) => DbError::Unavailable(err),
+            (_, Some(s)) if CONTENTION_STATES.contains(&s) => DbError::Contention(err),
+            (
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Protocol(_),
+                _,
+            ) => DbError::Unavailable(err),
+            _ => DbError::Other(err),
+        }
+    }
+}
+
+impl DbError {
+    /// The Postgres constraint a violation names, to map it to a client error.
+    pub fn constraint(&self) -> Option<&str> {
+        match self {
+            DbError::Other(e) => e.as_database_error().and_then(|d| d.constraint()),
+            _ => None,
+        }
+    }
+}
+
+/// The pool, set up with explicit limits and server-side timeouts.
+#[derive(Clone)]
+pub struct Database {
+    pool: PgPool,
+}
+
+impl Database {
+    /// Connects lazily: the service starts and answers `/healthz` even when
+    /// Postgres is down; queries fail fast with `DbError::Unavailable`.
+    pub fn connect_lazy(args: &DatabaseArgs) -> Self {
+        let statement_timeout_ms = args.db_statement_timeout.as_millis().to_string();
+        let options = args.database_url.clone().options([
+            ("statement_timeout", statement_timeout_ms.as_str()),
+            // A transaction left open by a stuck client must not hold locks forever.
+            (
+                "idle_in_transaction_session_timeout",
+                statement_timeout_ms.as_str(),
+            ),
+            ("lock_timeout", statement_timeout_ms.as_str()),
+        ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(args.db_max_connections)
+            .acquire_timeout(args.db_acquire_timeout)
+            .max_lifetime(Some(args.db_max_lifetime))
+            .idle_timeout(Some(args.db_idle_timeout))
+            .connect_lazy_with(options);
+        Self { pool }
+    }
+
+    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, DbError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, DbError> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Creates the database named in `options` if it does not exist, then applies
+/// every migration in `migrations/` that has not been applied yet.
+pub async fn create_and_migrate(options: &PgConnectOptions) -> anyhow::Result<()> {
+    let name = options.get_database().unwrap_or("postgres").to_owned();
+    // Same server, same credentials, but the maintenance database.
+    let mut admin = options.clone().database("postgres").connect().await?;
+    let exists: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
+    if !exists {
+        let create = format!("create database \"{}\"", name.replace('"', "\"\""));
+        match sqlx::query(&create).execute(&mut admin).await {
+            Ok(_) => tracing::info!(database = %name, "created database {name}"),
+            // Two instances starting at once: the other one created it.
+            Err(e) if is_duplicate_database(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    admin.close().await?;
+
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await?;
+    MIGRATOR.run(&pool).await?;
+    pool.close().await;
+    Ok(())
+}
+
+fn is_duplicate_database(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|c| c == "42P04")
+}

@@ -1,0 +1,127 @@
+//! The append-only sales table: set-based reads and writes for ingest.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::DbError;
+
+/// A stored sale, as much as ingest needs to classify a new one against it.
+#[derive(Debug, Clone)]
+pub struct StoredSale {
+    pub sale_id: Uuid,
+    pub terminal_id: Uuid,
+    pub seq: i64,
+    pub kind: String,
+    pub currency: String,
+    pub total_minor: i64,
+    pub tax_minor: i64,
+    pub discount_minor: i64,
+    pub body: serde_json::Value,
+    /// Whether a void already names this sale.
+    pub voided: bool,
+}
+
+/// New rows in column-major form, ready to bind as `unnest` arrays.
+#[derive(Debug, Default)]
+pub struct NewSales {
+    pub sale_id: Vec<Uuid>,
+    pub seq: Vec<i64>,
+    pub kind: Vec<String>,
+    pub occurred_at: Vec<DateTime<Utc>>,
+    pub business_date: Vec<NaiveDate>,
+    pub currency: Vec<String>,
+    pub total_minor: Vec<i64>,
+    pub tax_minor: Vec<i64>,
+    pub discount_minor: Vec<i64>,
+    pub refers_to_sale_id: Vec<Option<Uuid>>,
+    pub body: Vec<serde_json::Value>,
+}
+
+impl NewSales {
+    pub fn len(&self) -> usize {
+        self.sale_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sale_id.is_empty()
+    }
+}
+
+/// Everything stored that a batch could collide with, in one round trip: the
+/// sales with these ids (duplicates, conflicts, void targets) and this
+/// terminal's sales holding these seqs.
+pub async fn find_related(
+    conn: &mut PgConnection,
+    merchant_id: Uuid,
+    terminal_id: Uuid,
+    sale_ids: &[Uuid],
+    seqs: &[i64],
+) -> Result<Vec<StoredSale>, DbError> {
+    let rows = sqlx::query_as!(
+        StoredSale,
+        r#"select s.sale_id, s.terminal_id, s.seq, s.kind, s.currency,
+                  s.total_minor, s.tax_minor, s.discount_minor, s.body,
+                  exists (select 1 from sales v
+                           where v.merchant_id = s.merchant_id
+                             and v.refers_to_sale_id = s.sale_id
+                             and v.kind = 'void') as "voided!"
+             from sales s
+            where s.merchant_id = $1
+              and (s.sale_id = any($2::uuid[])
+                   or (s.terminal_id = $3 and s.seq = any($4::int8[])))"#,
+        merchant_id,
+        sale_ids,
+        terminal_id,
+        seqs
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
+}
+
+/// Inserts the rows in one statement. Rows that collide with a sale committed
+/// meanwhile by another transaction are skipped, not errors: the caller
+/// classifies them again. Returns the ids actually inserted.
+pub async fn insert(
+    conn: &mut PgConnection,
+    merchant_id: Uuid,
+    terminal_id: Uuid,
+    store_id: Uuid,
+    batch_id: Uuid,
+    rows: &NewSales,
+) -> Result<Vec<Uuid>, DbError> {
+    let inserted = sqlx::query_scalar!(
+        r#"insert into sales (merchant_id, sale_id, terminal_id, store_id, seq, kind,
+                              occurred_at, business_date, currency, total_minor, tax_minor,
+                              discount_minor, refers_to_sale_id, body, batch_id)
+           select $1, u.sale_id, $2, $3, u.seq, u.kind, u.occurred_at, u.business_date,
+                  u.currency, u.total_minor, u.tax_minor, u.discount_minor,
+                  u.refers_to_sale_id, u.body, $4
+             from unnest($5::uuid[], $6::int8[], $7::text[], $8::timestamptz[], $9::date[],
+                         $10::text[], $11::int8[], $12::int8[], $13::int8[], $14::uuid[],
+                         $15::jsonb[])
+                  as u(sale_id, seq, kind, occurred_at, business_date, currency,
+                       total_minor, tax_minor, discount_minor, refers_to_sale_id, body)
+           on conflict do nothing
+           returning sale_id"#,
+        merchant_id,
+        terminal_id,
+        store_id,
+        batch_id,
+        &rows.sale_id,
+        &rows.seq,
+        &rows.kind,
+        &rows.occurred_at,
+        &rows.business_date,
+        &rows.currency,
+        &rows.total_minor,
+        &rows.tax_minor,
+        &rows.discount_minor,
+        &rows.refers_to_sale_id as &[Option<Uuid>],
+        &rows.body
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(inserted)
+}

@@ -1,0 +1,167 @@
+//! Per-terminal sync state: what the server holds from each till.
+//!
+//! `terminal_sync` is kept current by ingest in the batch's own transaction,
+//! so reading it is one row; only the gap list and the day check look at
+//! sales, and only at this till's rows above its contiguous prefix or on one
+//! business day.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::DbError;
+
+/// At most this many missing ranges are reported; the till asks again after resending.
+pub const MAX_MISSING_RANGES: i64 = 100;
+
+#[derive(Debug, Clone)]
+pub struct SyncState {
+    pub highest_seq: i64,
+    pub contiguous_through_seq: i64,
+    pub sales_stored: i64,
+    pub last_batch_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DayTotal {
+    pub currency: String,
+    pub sales_count: i64,
+    pub net_minor: i64,
+}
+
+/// Locks the terminal's sync row for the rest of the transaction, so batches
+/// from one till are applied one after another (seq checks and the
+/// contiguous prefix stay exact under concurrent pushes).
+pub async fn lock(
+    conn: &mut PgConnection,
+    merchant_id: Uuid,
+    terminal_id: Uuid,
+) -> Result<(), DbError> {
+    sqlx::query!(
+        "select 1 as locked from terminal_sync where merchant_id = $1 and terminal_id = $2 for update",
+        merchant_id,
+        terminal_id
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records newly inserted sales and moves the contiguous prefix forward over
+/// every seq now present. Walking from the old prefix costs only the new
+/// rows: the prefix never moves back.
+pub async fn record_batch(
+    conn: &mut PgConnection,
+    merchant_id: Uuid,
+    terminal_id: Uuid,
+    max_new_seq: i64,
+    inserted: i64,
+) -> Result<SyncState, DbError> {
+    let state = sqlx::query_as!(
+        SyncState,
+        r#"update terminal_sync ts
+              set highest_seq = greatest(ts.highest_seq, $3),
+                  sales_stored = ts.sales_stored + $4,
+                  last_batch_at = now(),
+                  contiguous_through_seq = case
+                      when exists (select 1 from sales s
+                                    where s.merchant_id = $1 and s.terminal_id = $2
+                                      and s.seq = ts.contiguous_through_seq + 1)
+                      then (select min(s.seq) from sales s
+                             where s.merchant_id = $1 and s.terminal_id = $2
+                               and s.seq > ts.contiguous_through_seq
+                               and not exists (select 1 from sales n
+                                                where n.merchant_id = $1 and n.terminal_id = $2
+                                                  and n.seq = s.seq + 1))
+                      else ts.contiguous_through_seq
+                  end
+            where ts.merchant_id = $1 and ts.terminal_id = $2
+        returning highest_seq, contiguous_through_seq, sales_stored, last_batch_at"#,
+        merchant_id,
+        terminal_id,
+        max_new_seq,
+        inserted
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(state)
+}
+
+pub async fn state(
+    conn: &mut PgConnection,
+    merchant_id: Uuid,
+    terminal_id: Uuid,
+) -> Result<SyncState, DbError> {
+    let state = sqlx::query_as!(
+        SyncState,
+        r#"select highest_seq, contiguous_through_seq, sales_stored, last_batch_at
+             from terminal_sync where merchant_id = $1 and terminal_id = $2"#,
+        merchant_id,
+        terminal_id
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(state)
+}
+
+/// The first gaps above the contiguous prefix, as inclusive `[from, to]` ranges.
+pub async fn missing_ranges(
+    conn: &mut PgConnection,
+    merchant_id: Uuid,
+    terminal_id: Uuid,
+    contiguous_through_seq: i64,
+) -> Result<Vec<[i64; 2]>, DbError> {
+    let rows = sqlx::query!(
+        r#"select (seq + 1) as "from_seq!", (next_seq - 1) as "to_seq!"
+             from (select seq, lead(seq) over (order by seq) as next_seq
+                     from (select $3::int8 as seq
+                           union all
+                           select seq from sales
+                            where merchant_id = $1 and terminal_id = $2 and seq > $3) held
+                  ) gaps
+            where next_seq > seq + 1
+            order by seq
+            limit $4"#,
+        merchant_id,
+        terminal_id,
+        contiguous_through_seq,
+        MAX_MISSING_RANGES
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| [r.from_seq, r.to_seq]).collect())
+}
+
+/// Count and net per currency of this till's sales on one business day, with
+/// the report definitions: voided sales and voids count nowhere in net,
+/// refunds subtract.
+pub async fn day_totals(
+    conn: &mut PgConnection,
+    merchant_id: Uuid,
+    terminal_id: Uuid,
+    business_date: NaiveDate,
+) -> Result<Vec<DayTotal>, DbError> {
+    let rows = sqlx::query_as!(
+        DayTotal,
+        r#"select s.currency,
+                  count(*) as "sales_count!",
+                  coalesce(sum(case
+                      when exists (select 1 from sales v
+                                    where v.merchant_id = s.merchant_id
+                                      and v.refers_to_sale_id = s.sale_id
+                                      and v.kind = 'void') then 0
+                      when s.kind = 'sale' then s.total_minor
+                      when s.kind = 'refund' then -s.total_minor
+                      else 0 end), 0)::int8 as "net_minor!"
+             from sales s
+            where s.merchant_id = $1 and s.terminal_id = $2 and s.business_date = $3
+            group by s.currency
+            order by s.currency"#,
+        merchant_id,
+        terminal_id,
+        business_date
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
+}

@@ -1,0 +1,193 @@
+//! Merchants, their admin tokens, stores and terminals.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::DbError;
+use crate::domain::token::TokenHash;
+
+#[derive(Debug, Clone)]
+pub struct StoreRow {
+    pub store_id: Uuid,
+    pub name: String,
+    pub timezone: String,
+    pub currency: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TerminalRow {
+    pub terminal_id: Uuid,
+    pub store_id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// What a terminal token resolves to: enough to authorise and to compute
+/// business dates without another query.
+#[derive(Debug, Clone)]
+pub struct TerminalIdentity {
+    pub terminal_id: Uuid,
+    pub store_id: Uuid,
+    pub timezone: String,
+}
+
+pub async fn insert_merchant(
+    conn: &mut PgConnection,
+    merchant_id: Uuid,
+    name: &str,
+    admin_token: &TokenHash,
+) -> Result<(), DbError> {
+    sqlx::query!(
+        "insert into merchants (merchant_id, name) values ($1, $2)",
+        merchant_id,
+        name
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "insert into admin_tokens (merchant_id, token_hash) values ($1, $2)",
+        merchant_id,
+        admin_token.as_bytes()
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn admin_token_exists(
+    conn: &mut PgConnection,
+    merchant_id: Uuid,
+    token: &TokenHash,
+) -> Result<bool, DbError> {
+    let found = sqlx::query_scalar!(
+        "select 1 as found from admin_tokens where merchant_id = $1 and token_hash = $2",
+        merchant_id,
+        token.as_bytes()
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.is_some())
+}
+
+pub async fn find_terminal_by_token(
+    conn: &mut PgConnection,
+    merchant_id: Uuid,
+    token: &TokenHash,
+) -> Result<Option<TerminalIdentity>, DbError> {
+    let row = sqlx::query_as!(
+        TerminalIdentity,
+        r#"select t.terminal_id, t.store_id, s.timezone
+             from terminals t
+             join stores s on s.merchant_id = t.merchant_id and s.store_id = t.store_id
+            where t.merchant_id = $1 and t.token_hash = $2 and t.revoked_at is null"#,
+        merchant_id,
+        token.as_bytes()
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row)
+}
+
+pub async fn insert_store(
+    conn: &mut PgConnection,
+    merchant_id: Uuid,
+    name: &str,
+    timezone: &str,
+    currency: &str,
+) -> Result<StoreRow, DbError> {
+    let row = sqlx::query_as!(
+        StoreRow,
+        r#"insert into stores (merchant_id, store_id, name, timezone, currency)
+           values ($1, $2, $3, $4, $5)
+           returning store_id, name, timezone, currency, created_at"#,
+        merchant_id,
+        Uuid::now_v7(),
+        name,
+        timezone,
+        currency
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(row)
+}
+
+pub async fn store_exists(
+    conn: &mut PgConnection,
+    merchant_id: Uuid,
+    store_id: Uuid,
+) -> Result<bool, DbError> {
+    let found = sqlx::query_scalar!(
+        "select 1 as found from stores where merchant_id = $1 and store_id = $2",
+        merchant_id,
+        store_id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// Inserts a terminal and its (empty) sync state in the caller's transaction.
+pub async fn insert_terminal(
+    conn: &mut PgConnection,
+    merchant_id: Uuid,
+    store_id: Uuid,
+    name: &str,
+    token: &TokenHash,
+) -> Result<TerminalRow, DbError> {
+    let row = sqlx::query_as!(
+        TerminalRow,
+        r#"insert into terminals (merchant_id, terminal_id, store_id, name, token_hash)
+           values ($1, $2, $3, $4, $5)
+           returning terminal_id, store_id, name, created_at, revoked_at"#,
+        merchant_id,
+        Uuid::now_v7(),
+        store_id,
+        name,
+        token.as_bytes()
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "insert into terminal_sync (merchant_id, terminal_id) values ($1, $2)",
+        merchant_id,
+        row.terminal_id
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(row)
+}
+
+/// Marks a terminal revoked (once: a second revoke keeps the first time).
+/// `None` when the merchant has no such terminal.
+pub async fn revoke_terminal(
+    conn: &mut PgConnection,
+    merchant_id: Uuid,
+    terminal_id: Uuid,
+) -> Result<Option<(TerminalRow, TokenHash)>, DbError> {
+    let row = sqlx::query!(
+        r#"update terminals set revoked_at = coalesce(revoked_at, now())
+            where merchant_id = $1 and terminal_id = $2
+        returning terminal_id, store_id, name, created_at, revoked_at, token_hash"#,
+        merchant_id,
+        terminal_id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| {
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&r.token_hash);
+        (
+            TerminalRow {
+                terminal_id: r.terminal_id,
+                store_id: r.store_id,
+                name: r.name,
+                created_at: r.created_at,
+                revoked_at: r.revoked_at,
+            },
+            TokenHash(hash),
+        )
+    }))
+}

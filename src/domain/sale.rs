@@ -1,0 +1,306 @@
+//! A sale as a till sends it, and the rules a sale must satisfy on its own.
+//!
+//! Rules that need stored data (duplicates, seq conflicts, what a void names)
+//! live in `crate::ingest`; here is only what one sale says about itself.
+
+use chrono::{DateTime, Duration, FixedOffset, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// How far in the future `occurred_at` may lie: tills' clocks drift, but not by a day.
+const MAX_CLOCK_AHEAD_HOURS: i64 = 24;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SaleKind {
+    Sale,
+    Refund,
+    Void,
+}
+
+impl SaleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaleKind::Sale => "sale",
+            SaleKind::Refund => "refund",
+            SaleKind::Void => "void",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenderMethod {
+    Cash,
+    Card,
+    Voucher,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SaleLine {
+    pub sku: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub quantity: f64,
+    pub amount_minor: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tender {
+    pub method: TenderMethod,
+    pub amount_minor: i64,
+}
+
+/// One sale, refund or void. Two sales have the "same content" when they
+/// compare equal with `PartialEq`: after parsing, so `+01:00` and `Z` spellings
+/// of the same instant are the same, and unknown members are ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sale {
+    pub sale_id: Uuid,
+    pub seq: i64,
+    pub kind: SaleKind,
+    pub occurred_at: DateTime<FixedOffset>,
+    pub currency: String,
+    pub lines: Vec<SaleLine>,
+    pub tenders: Vec<Tender>,
+    pub total_minor: i64,
+    pub tax_minor: i64,
+    pub discount_minor: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refers_to_sale_id: Option<Uuid>,
+}
+
+/// Why a sale was rejected: a stable `code` for machines and a `detail` for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: &'static str,
+    pub detail: String,
+}
+
+impl Rejection {
+    pub fn new(code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl Sale {
+    /// Checks every rule a sale must satisfy on its own, returning the first broken one.
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<(), Rejection> {
+        if self.seq < 1 {
+            return Err(Rejection::new("invalid_seq", "seq must be an integer >= 1"));
+        }
+        if iso_currency::Currency::from_code(&self.currency).is_none() {
+            return Err(Rejection::new(
+                "invalid_currency",
+                format!("{:?} is not an ISO 4217 currency code", self.currency),
+            ));
+        }
+        if self.occurred_at.with_timezone(&Utc) > now + Duration::hours(MAX_CLOCK_AHEAD_HOURS) {
+            return Err(Rejection::new(
+                "occurred_at_in_future",
+                "occurred_at is more than 24 hours in the future",
+            ));
+        }
+        self.validate_lines()?;
+        self.validate_amounts()?;
+        self.validate_reference()
+    }
+
+    fn validate_lines(&self) -> Result<(), Rejection> {
+        if self.lines.is_empty() {
+            return Err(Rejection::new("no_lines", "a sale needs at least one line"));
+        }
+        for (i, line) in self.lines.iter().enumerate() {
+            if line.sku.trim().is_empty() {
+                return Err(Rejection::new(
+                    "invalid_line",
+                    format!("lines[{i}].sku is empty"),
+                ));
+            }
+            if !(line.quantity.is_finite() && line.quantity > 0.0) {
+                return Err(Rejection::new(
+                    "invalid_line",
+                    format!("lines[{i}].quantity must be a number > 0"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_amounts(&self) -> Result<(), Rejection> {
+        if self.total_minor < 0 {
+            return Err(Rejection::new(
+                "negative_total",
+                "total_minor must be >= 0 (a refund's kind says which way the money went)",
+            ));
+        }
+        if self.tax_minor < 0 || self.discount_minor < 0 {
+            return Err(Rejection::new(
+                "negative_amount",
+                "tax_minor and discount_minor must be >= 0",
+            ));
+        }
+        if self.tax_minor > self.total_minor {
+            return Err(Rejection::new(
+                "tax_exceeds_total",
+                "tax_minor exceeds total_minor",
+            ));
+        }
+        let lines_sum = checked_sum(self.lines.iter().map(|l| l.amount_minor));
+        if lines_sum != Some(self.total_minor) {
+            return Err(Rejection::new(
+                "lines_total_mismatch",
+                "the sum of lines[].amount_minor differs from total_minor",
+            ));
+        }
+        let tenders_sum = checked_sum(self.tenders.iter().map(|t| t.amount_minor));
+        if tenders_sum != Some(self.total_minor) {
+            return Err(Rejection::new(
+                "tenders_total_mismatch",
+                "the sum of tenders[].amount_minor differs from total_minor",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_reference(&self) -> Result<(), Rejection> {
+        match (self.kind, self.refers_to_sale_id) {
+            (SaleKind::Void, None) => Err(Rejection::new(
+                "void_target_missing",
+                "a void must name the sale it voids in refers_to_sale_id",
+            )),
+            (_, Some(target)) if target == self.sale_id => Err(Rejection::new(
+                "invalid_reference",
+                "refers_to_sale_id names the sale itself",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The business date of the sale in its store's time zone.
+    pub fn business_date(&self, tz: chrono_tz::Tz) -> chrono::NaiveDate {
+        self.occurred_at.with_timezone(&tz).date_naive()
+    }
+}
+
+/// Sums amounts, `None` on overflow (a crafted payload must not wrap around).
+fn checked_sum(mut amounts: impl Iterator<Item = i64>) -> Option<i64> {
+    amounts.try_fold(0i64, |acc, a| acc.checked_add(a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sale(overrides: serde_json::Value) -> Sale {
+        let mut base = json!({
+            "sale_id": "7b1c1d1e-8a8c-4c44-9a55-7f4f7a8f0a01",
+            "seq": 1,
+            "kind": "sale",
+            "occurred_at": "2026-11-20T10:00:00+01:00",
+            "currency": "EUR",
+            "lines": [{"sku": "A", "quantity": 1, "amount_minor": 1000}],
+            "tenders": [{"method": "card", "amount_minor": 1000}],
+            "total_minor": 1000,
+            "tax_minor": 160,
+            "discount_minor": 0
+        });
+        for (k, v) in overrides.as_object().unwrap() {
+            base[k] = v.clone();
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-21T00:00:00Z".parse().unwrap()
+    }
+
+    fn code(s: &Sale) -> Option<&'static str> {
+        s.validate(now()).err().map(|r| r.code)
+    }
+
+    #[test]
+    fn a_balanced_sale_is_valid() {
+        assert_eq!(code(&sale(json!({}))), None);
+    }
+
+    #[test]
+    fn each_rule_has_its_own_code() {
+        assert_eq!(code(&sale(json!({"seq": 0}))), Some("invalid_seq"));
+        assert_eq!(
+            code(&sale(json!({"currency": "EURO"}))),
+            Some("invalid_currency")
+        );
+        assert_eq!(
+            code(&sale(json!({"currency": "XYZ"}))),
+            Some("invalid_currency")
+        );
+        assert_eq!(
+            code(&sale(json!({"occurred_at": "2026-11-22T01:00:00Z"}))),
+            Some("occurred_at_in_future")
+        );
+        assert_eq!(code(&sale(json!({"lines": []}))), Some("no_lines"));
+        assert_eq!(
+            code(&sale(
+                json!({"lines": [{"sku": "A", "quantity": 0, "amount_minor": 1000}]})
+            )),
+            Some("invalid_line")
+        );
+        assert_eq!(
+            code(&sale(json!({"tax_minor": 1001}))),
+            Some("tax_exceeds_total")
+        );
+        assert_eq!(
+            code(&sale(json!({"discount_minor": -1}))),
+            Some("negative_amount")
+        );
+        assert_eq!(
+            code(&sale(json!({"total_minor": 999}))),
+            Some("lines_total_mismatch")
+        );
+        assert_eq!(
+            code(&sale(
+                json!({"tenders": [{"method": "cash", "amount_minor": 900}]})
+            )),
+            Some("tenders_total_mismatch")
+        );
+        assert_eq!(
+            code(&sale(json!({"kind": "void"}))),
+            Some("void_target_missing")
+        );
+    }
+
+    #[test]
+    fn an_overflowing_sum_is_a_mismatch_not_a_wraparound() {
+        let s = sale(json!({"lines": [
+            {"sku": "A", "quantity": 1, "amount_minor": i64::MAX},
+            {"sku": "B", "quantity": 1, "amount_minor": i64::MAX},
+            {"sku": "C", "quantity": 1, "amount_minor": 1002}
+        ]}));
+        assert_eq!(code(&s), Some("lines_total_mismatch"));
+    }
+
+    #[test]
+    fn the_same_instant_in_another_offset_is_the_same_content() {
+        assert_eq!(
+            sale(json!({})),
+            sale(json!({"occurred_at": "2026-11-20T09:00:00Z"}))
+        );
+        assert_ne!(sale(json!({})), sale(json!({"tax_minor": 161})));
+    }
+
+    #[test]
+    fn business_date_follows_the_store_time_zone() {
+        let late = sale(json!({"occurred_at": "2026-11-20T23:30:00Z"}));
+        assert_eq!(
+            late.business_date(chrono_tz::Europe::Berlin).to_string(),
+            "2026-11-21"
+        );
+        assert_eq!(late.business_date(chrono_tz::UTC).to_string(), "2026-11-20");
+    }
+}

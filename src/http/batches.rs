@@ -1,0 +1,135 @@
+//! `POST /v1/sales/batches`: a till pushes sales. Parsing and the checks that
+//! need no database happen here; everything else is `crate::ingest`.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::AppState;
+use super::auth::TerminalCaller;
+use super::extract::body_rejection;
+use crate::domain::sale::{Rejection, Sale};
+use crate::error::ApiError;
+use crate::ingest::{self, IngestError, Item, Pushed};
+
+pub const MAX_SALES_PER_BATCH: usize = 500;
+
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+pub async fn push(
+    State(state): State<AppState>,
+    TerminalCaller(pusher): TerminalCaller,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let body = body.map_err(body_rejection)?;
+    let items = parse_batch(&body, Utc::now())?;
+    let request_sha256 = Sha256::digest(&body);
+
+    match ingest::push_batch(&state.db, &pusher, key, &request_sha256, &items).await {
+        Ok(Pushed::Fresh { body, .. }) => Ok(json_response(body, false)),
+        Ok(Pushed::Replayed { body }) => Ok(json_response(body, true)),
+        Err(IngestError::InProgress) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "request_in_progress",
+            "a request with this Idempotency-Key is still running; retry it later",
+        )
+        .retry_after(1)),
+        Err(IngestError::KeyReused) => Err(ApiError::unprocessable(
+            "idempotency_key_reused",
+            "this Idempotency-Key was already used with a different body",
+        )),
+        Err(IngestError::Db(e)) => Err(e.into()),
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Uuid, ApiError> {
+    let raw = headers.get(IDEMPOTENCY_KEY).ok_or_else(|| {
+        ApiError::bad_request(
+            "idempotency_key_missing",
+            "an Idempotency-Key header with a UUID is required",
+        )
+    })?;
+    raw.to_str()
+        .ok()
+        .and_then(|s| Uuid::try_parse(s.trim()).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request("idempotency_key_invalid", "Idempotency-Key must be a UUID")
+        })
+}
+
+fn json_response(body: Vec<u8>, replayed: bool) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if replayed {
+        headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    response
+}
+
+#[derive(Deserialize)]
+struct RawBatch<'a> {
+    #[serde(borrow)]
+    sales: Vec<&'a RawValue>,
+}
+
+/// Reads the envelope strictly (a broken envelope fails the whole request)
+/// and each sale leniently (a broken sale is rejected alone, with its reason).
+fn parse_batch(body: &[u8], now: DateTime<Utc>) -> Result<Vec<Item>, ApiError> {
+    let batch: RawBatch = serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            ApiError::unprocessable(
+                "invalid_batch",
+                format!("expected {{\"sales\": [...]}}: {e}"),
+            )
+        } else {
+            ApiError::bad_request("invalid_json", format!("malformed JSON: {e}"))
+        }
+    })?;
+    match batch.sales.len() {
+        0 => Err(ApiError::unprocessable(
+            "batch_empty",
+            "a batch carries 1 to 500 sales",
+        )),
+        n if n > MAX_SALES_PER_BATCH => Err(ApiError::unprocessable(
+            "batch_too_large",
+            format!("a batch carries 1 to {MAX_SALES_PER_BATCH} sales, this one {n}"),
+        )),
+        _ => Ok(batch.sales.iter().map(|raw| parse_sale(raw, now)).collect()),
+    }
+}
+
+fn parse_sale(raw: &RawValue, now: DateTime<Utc>) -> Item {
+    match serde_json::from_str::<Sale>(raw.get()) {
+        Ok(sale) => Item {
+            sale_id: Some(sale.sale_id),
+            sale: sale.validate(now).map(|()| sale),
+        },
+        Err(e) => {
+            #[derive(Deserialize)]
+            struct Probe {
+                sale_id: Option<Uuid>,
+            }
+            let sale_id = serde_json::from_str::<Probe>(raw.get())
+                .ok()
+                .and_then(|p| p.sale_id);
+            Item {
+                sale_id,
+                sale: Err(Rejection::new("invalid_sale", e.to_string())),
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Extractors that turn axum's rejections into problem documents, so a
+//! malformed body or query gets the same error shape as everything else.
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// A JSON request body.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(JsonBody(value)),
+            Err(JsonRejection::JsonSyntaxError(e)) => {
+                Err(ApiError::bad_request("invalid_json", e.body_text()))
+            }
+            Err(JsonRejection::JsonDataError(e)) => {
+                Err(ApiError::unprocessable("invalid_body", e.body_text()))
+            }
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json",
+            )),
+            Err(JsonRejection::BytesRejection(e)) => Err(body_rejection(e)),
+            Err(other) => Err(ApiError::bad_request("invalid_body", other.body_text())),
+        }
+    }
+}
+
+/// Query-string parameters.
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| QueryParams(value))
+            .map_err(|e: QueryRejection| ApiError::bad_request("invalid_query", e.body_text()))
+    }
+}
+
+/// A body that could not be read: too large, or the connection broke.
+pub fn body_rejection(e: BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body exceeds {} bytes", super::MAX_BODY_BYTES),
+        )
+    } else {
+        ApiError::bad_request("unreadable_body", e.body_text())
+    }
+}

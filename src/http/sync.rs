@@ -1,0 +1,106 @@
+//! `GET /v1/sync`: what the server holds from the calling till, so it can
+//! trim its offline queue, resend what is missing, and check its end-of-day
+//! report before clearing it.
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::AppState;
+use super::auth::TerminalCaller;
+use super::extract::QueryParams;
+use crate::db::sync::{self, DayTotal};
+use crate::error::ApiError;
+
+#[derive(Deserialize)]
+pub struct SyncQuery {
+    business_date: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct SyncView {
+    terminal_id: Uuid,
+    highest_seq: i64,
+    contiguous_through_seq: i64,
+    missing_seq_ranges: Vec<[i64; 2]>,
+    sales_stored: i64,
+    last_batch_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    business_day: Option<BusinessDay>,
+}
+
+#[derive(Serialize)]
+struct BusinessDay {
+    business_date: NaiveDate,
+    sales_count: i64,
+    totals: Vec<CurrencyTotal>,
+}
+
+#[derive(Serialize)]
+struct CurrencyTotal {
+    currency: String,
+    sales_count: i64,
+    net_minor: i64,
+}
+
+impl From<DayTotal> for CurrencyTotal {
+    fn from(t: DayTotal) -> Self {
+        Self {
+            currency: t.currency,
+            sales_count: t.sales_count,
+            net_minor: t.net_minor,
+        }
+    }
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    TerminalCaller(till): TerminalCaller,
+    QueryParams(query): QueryParams<SyncQuery>,
+) -> Result<Json<SyncView>, ApiError> {
+    let business_date = query
+        .business_date
+        .map(|raw| {
+            NaiveDate::parse_from_str(&raw, "%Y-%m-%d").map_err(|_| {
+                ApiError::bad_request("invalid_business_date", "business_date must be YYYY-MM-DD")
+            })
+        })
+        .transpose()?;
+
+    let mut conn = state.db.acquire().await?;
+    let held = sync::state(&mut conn, till.merchant_id, till.terminal_id).await?;
+    let missing = if held.highest_seq > held.contiguous_through_seq {
+        sync::missing_ranges(
+            &mut conn,
+            till.merchant_id,
+            till.terminal_id,
+            held.contiguous_through_seq,
+        )
+        .await?
+    } else {
+        Vec::new()
+    };
+    let business_day = match business_date {
+        Some(date) => {
+            let totals =
+                sync::day_totals(&mut conn, till.merchant_id, till.terminal_id, date).await?;
+            Some(BusinessDay {
+                business_date: date,
+                sales_count: totals.iter().map(|t| t.sales_count).sum(),
+                totals: totals.into_iter().map(CurrencyTotal::from).collect(),
+            })
+        }
+        None => None,
+    };
+    Ok(Json(SyncView {
+        terminal_id: till.terminal_id,
+        highest_seq: held.highest_seq,
+        contiguous_through_seq: held.contiguous_through_seq,
+        missing_seq_ranges: missing,
+        sales_stored: held.sales_stored,
+        last_batch_at: held.last_batch_at,
+        business_day,
+    }))
+}

@@ -1,0 +1,332 @@
+//! Decides, for each sale of a batch, whether it is new, a duplicate or a
+//! conflict, given what is already stored. Pure: the caller fetches the
+//! stored rows and writes the outcome.
+
+use std::collections::{HashMap, HashSet};
+
+use uuid::Uuid;
+
+use crate::db::sales::StoredSale;
+use crate::domain::sale::{Rejection, Sale, SaleKind};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// New: to be inserted.
+    Accept,
+    /// Already stored with the same content.
+    Duplicate,
+    Reject(Rejection),
+}
+
+/// What is already stored, indexed for the checks.
+pub struct Stored<'a> {
+    by_id: HashMap<Uuid, &'a StoredSale>,
+    seq_owner: HashMap<i64, Uuid>,
+}
+
+impl<'a> Stored<'a> {
+    pub fn new(terminal_id: Uuid, rows: &'a [StoredSale]) -> Self {
+        let by_id = rows.iter().map(|r| (r.sale_id, r)).collect();
+        let seq_owner = rows
+            .iter()
+            .filter(|r| r.terminal_id == terminal_id)
+            .map(|r| (r.seq, r.sale_id))
+            .collect();
+        Self { by_id, seq_owner }
+    }
+}
+
+/// The amounts a void must mirror.
+struct Target {
+    terminal_id: Uuid,
+    kind: SaleKind,
+    currency: String,
+    amounts: [i64; 3],
+    voided: bool,
+}
+
+/// Classifies `sales` in order. Earlier sales of the batch count as stored
+/// for later ones, so a batch may carry a sale and its void.
+pub fn classify(terminal_id: Uuid, sales: &[&Sale], stored: &Stored) -> Vec<Outcome> {
+    let mut accepted: HashMap<Uuid, &Sale> = HashMap::new();
+    let mut seqs_taken: HashSet<i64> = HashSet::new();
+    let mut voided_now: HashSet<Uuid> = HashSet::new();
+
+    sales
+        .iter()
+        .map(|&sale| {
+            let outcome = classify_one(
+                terminal_id,
+                sale,
+                stored,
+                &accepted,
+                &seqs_taken,
+                &voided_now,
+            );
+            if outcome == Outcome::Accept {
+                accepted.insert(sale.sale_id, sale);
+                seqs_taken.insert(sale.seq);
+                if let (SaleKind::Void, Some(target)) = (sale.kind, sale.refers_to_sale_id) {
+                    voided_now.insert(target);
+                }
+            }
+            outcome
+        })
+        .collect()
+}
+
+fn classify_one(
+    terminal_id: Uuid,
+    sale: &Sale,
+    stored: &Stored,
+    accepted: &HashMap<Uuid, &Sale>,
+    seqs_taken: &HashSet<i64>,
+    voided_now: &HashSet<Uuid>,
+) -> Outcome {
+    if let Some(row) = stored.by_id.get(&sale.sale_id) {
+        let same = row.terminal_id == terminal_id
+            && serde_json::from_value::<Sale>(row.body.clone()).is_ok_and(|s| s == *sale);
+        return if same {
+            Outcome::Duplicate
+        } else {
+            sale_id_conflict()
+        };
+    }
+    if let Some(earlier) = accepted.get(&sale.sale_id) {
+        return if *earlier == sale {
+            Outcome::Duplicate
+        } else {
+            sale_id_conflict()
+        };
+    }
+    if stored.seq_owner.contains_key(&sale.seq) || seqs_taken.contains(&sale.seq) {
+        return Outcome::Reject(Rejection::new(
+            "seq_conflict",
+            format!(
+                "seq {} is already held by another sale of this terminal",
+                sale.seq
+            ),
+        ));
+    }
+    if sale.kind == SaleKind::Void {
+        let target_id = sale
+            .refers_to_sale_id
+            .expect("validated: a void names its target");
+        let target = find_target(target_id, terminal_id, stored, accepted, voided_now);
+        if let Err(rejection) = check_void(terminal_id, sale, target) {
+            return Outcome::Reject(rejection);
+        }
+    }
+    Outcome::Accept
+}
+
+fn sale_id_conflict() -> Outcome {
+    Outcome::Reject(Rejection::new(
+        "sale_id_conflict",
+        "a different sale with this sale_id is already stored; the payload is kept for review",
+    ))
+}
+
+/// Finds what a void names, stored or earlier in this batch (and so this terminal's).
+fn find_target(
+    id: Uuid,
+    terminal_id: Uuid,
+    stored: &Stored,
+    accepted: &HashMap<Uuid, &Sale>,
+    voided_now: &HashSet<Uuid>,
+) -> Option<Target> {
+    if let Some(row) = stored.by_id.get(&id) {
+        let kind = match row.kind.as_str() {
+            "sale" => SaleKind::Sale,
+            "refund" => SaleKind::Refund,
+            _ => SaleKind::Void,
+        };
+        return Some(Target {
+            terminal_id: row.terminal_id,
+            kind,
+            currency: row.currency.clone(),
+            amounts: [row.total_minor, row.tax_minor, row.discount_minor],
+            voided: row.voided || voided_now.contains(&id),
+        });
+    }
+    accepted.get(&id).map(|s| Target {
+        terminal_id,
+        kind: s.kind,
+        currency: s.currency.clone(),
+        amounts: [s.total_minor, s.tax_minor, s.discount_minor],
+        voided: voided_now.contains(&id),
+    })
+}
+
+fn check_void(terminal_id: Uuid, void: &Sale, target: Option<Target>) -> Result<(), Rejection> {
+    let Some(target) = target else {
+        return Err(unknown_target());
+    };
+    // Another terminal's sale is reported as unknown: a till learns nothing
+    // about sales that are not its own.
+    if target.terminal_id != terminal_id {
+        return Err(unknown_target());
+    }
+    if target.kind == SaleKind::Void {
+        return Err(Rejection::new(
+            "invalid_reference",
+            "a void cannot void another void",
+        ));
+    }
+    if target.voided {
+        return Err(Rejection::new(
+            "already_voided",
+            "the referenced sale is already voided",
+        ));
+    }
+    if target.currency != void.currency
+        || target.amounts != [void.total_minor, void.tax_minor, void.discount_minor]
+    {
+        return Err(Rejection::new(
+            "void_amounts_mismatch",
+            "a void must mirror the currency, total, tax and discount of the sale it voids",
+        ));
+    }
+    Ok(())
+}
+
+fn unknown_target() -> Rejection {
+    Rejection::new(
+        "void_target_unknown",
+        "refers_to_sale_id names no sale of this terminal; push the sale before its void",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const TILL: Uuid = Uuid::from_u128(1);
+    const OTHER_TILL: Uuid = Uuid::from_u128(2);
+
+    fn sale(id: u128, seq: i64, kind: &str, refers: Option<u128>) -> Sale {
+        serde_json::from_value(json!({
+            "sale_id": Uuid::from_u128(id), "seq": seq, "kind": kind,
+            "occurred_at": "2026-11-20T10:00:00Z", "currency": "EUR",
+            "lines": [{"sku": "A", "quantity": 1, "amount_minor": 500}],
+            "tenders": [{"method": "cash", "amount_minor": 500}],
+            "total_minor": 500, "tax_minor": 80, "discount_minor": 0,
+            "refers_to_sale_id": refers.map(Uuid::from_u128),
+        }))
+        .unwrap()
+    }
+
+    fn stored(s: &Sale, terminal_id: Uuid, voided: bool) -> StoredSale {
+        StoredSale {
+            sale_id: s.sale_id,
+            terminal_id,
+            seq: s.seq,
+            kind: s.kind.as_str().into(),
+            currency: s.currency.clone(),
+            total_minor: s.total_minor,
+            tax_minor: s.tax_minor,
+            discount_minor: s.discount_minor,
+            body: serde_json::to_value(s).unwrap(),
+            voided,
+        }
+    }
+
+    fn codes(outcomes: &[Outcome]) -> Vec<&str> {
+        outcomes
+            .iter()
+            .map(|o| match o {
+                Outcome::Accept => "accept",
+                Outcome::Duplicate => "duplicate",
+                Outcome::Reject(r) => r.code,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stored_sales_are_duplicates_or_conflicts_by_content() {
+        let a = sale(10, 1, "sale", None);
+        let rows = [stored(&a, TILL, false)];
+        let mut changed = a.clone();
+        changed.tax_minor = 81;
+        let out = classify(TILL, &[&a, &changed], &Stored::new(TILL, &rows));
+        assert_eq!(codes(&out), ["duplicate", "sale_id_conflict"]);
+    }
+
+    #[test]
+    fn the_same_sale_from_another_till_is_a_conflict() {
+        let a = sale(10, 1, "sale", None);
+        let rows = [stored(&a, OTHER_TILL, false)];
+        let out = classify(TILL, &[&a], &Stored::new(TILL, &rows));
+        assert_eq!(codes(&out), ["sale_id_conflict"]);
+    }
+
+    #[test]
+    fn a_new_sale_reusing_a_seq_is_a_seq_conflict() {
+        let a = sale(10, 1, "sale", None);
+        let rows = [stored(&a, TILL, false)];
+        let b = sale(11, 1, "sale", None);
+        let c = sale(12, 2, "sale", None);
+        let d = sale(13, 2, "sale", None);
+        let out = classify(TILL, &[&b, &c, &d], &Stored::new(TILL, &rows));
+        assert_eq!(codes(&out), ["seq_conflict", "accept", "seq_conflict"]);
+    }
+
+    #[test]
+    fn repeats_inside_one_batch_are_duplicates_or_conflicts() {
+        let a = sale(10, 1, "sale", None);
+        let mut changed = a.clone();
+        changed.total_minor = 0;
+        let out = classify(TILL, &[&a, &a, &changed], &Stored::new(TILL, &[]));
+        assert_eq!(codes(&out), ["accept", "duplicate", "sale_id_conflict"]);
+    }
+
+    #[test]
+    fn a_void_needs_a_known_unvoided_target_with_the_same_amounts() {
+        let a = sale(10, 1, "sale", None);
+        let other = sale(20, 9, "sale", None);
+        let rows = [stored(&a, TILL, false), stored(&other, OTHER_TILL, false)];
+        let void_a = sale(11, 2, "void", Some(10));
+        let void_a_again = sale(12, 3, "void", Some(10));
+        let void_unknown = sale(13, 4, "void", Some(99));
+        let void_other_till = sale(14, 5, "void", Some(20));
+        let b = sale(15, 6, "sale", None);
+        let mut void_b_wrong = sale(16, 7, "void", Some(15));
+        void_b_wrong.tax_minor = 0;
+        let out = classify(
+            TILL,
+            &[
+                &void_a,
+                &void_a_again,
+                &void_unknown,
+                &void_other_till,
+                &b,
+                &void_b_wrong,
+            ],
+            &Stored::new(TILL, &rows),
+        );
+        assert_eq!(
+            codes(&out),
+            [
+                "accept",
+                "already_voided",
+                "void_target_unknown",
+                "void_target_unknown",
+                "accept",
+                "void_amounts_mismatch"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stored_void_target_already_voided_is_refused() {
+        let a = sale(10, 1, "sale", None);
+        let rows = [stored(&a, TILL, true)];
+        let out = classify(
+            TILL,
+            &[&sale(11, 2, "void", Some(10))],
+            &Stored::new(TILL, &rows),
+        );
+        assert_eq!(codes(&out), ["already_voided"]);
+    }
+}
