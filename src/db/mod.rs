@@ -28,6 +28,7 @@ const UNAVAILABLE_STATES: &[&str] = &[
     "57P02", // crash_shutdown
     "57P03", // cannot_connect_now
     "53300", // too_many_connections
+    "55P03", // lock_not_available: waited lock_timeout, the database is congested
     "08000", "08003", "08006", "08001", "08004", // connection exceptions
 ];
 
@@ -35,7 +36,6 @@ const UNAVAILABLE_STATES: &[&str] = &[
 const CONTENTION_STATES: &[&str] = &[
     "40001", // serialization_failure
     "40P01", // deadlock_detected
-    "55P03", // lock_not_available
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -53,8 +53,8 @@ impl Authenticator {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .and_then(|t| token::parse(t.trim()))
+            .and_then(bearer_credentials)
+            .and_then(token::parse)
             .ok_or_else(ApiError::unauthorized)?;
         if let Some(principal) = self.cache.get(&presented.hash) {
             return Ok(principal);
@@ -94,6 +94,14 @@ impl Authenticator {
     pub fn forget(&self, hash: &TokenHash) {
         self.cache.invalidate(hash);
     }
+}
+
+/// The credentials of a `Bearer` authorization (the scheme is case-insensitive).
+fn bearer_credentials(header: &str) -> Option<&str> {
+    let (scheme, credentials) = header.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(credentials.trim())
 }
 
 fn wrong_kind(needed: &str) -> ApiError {

@@ -113,7 +113,10 @@ fn parse_batch(body: &[u8], now: DateTime<Utc>) -> Result<Vec<Item>, ApiError> {
 }
 
 fn parse_sale(raw: &RawValue, now: DateTime<Utc>) -> Item {
-    match serde_json::from_str::<Sale>(raw.get()) {
+    // The path names the member at fault ("lines[0].quantity: ..."), which
+    // serde's own message leaves out.
+    let mut reader = serde_json::Deserializer::from_str(raw.get());
+    match serde_path_to_error::deserialize::<_, Sale>(&mut reader) {
         Ok(sale) => Item {
             sale_id: Some(sale.sale_id),
             sale: sale.validate(now).map(|()| sale),
@@ -128,8 +131,17 @@ fn parse_sale(raw: &RawValue, now: DateTime<Utc>) -> Item {
                 .and_then(|p| p.sale_id);
             Item {
                 sale_id,
-                sale: Err(Rejection::new("invalid_sale", e.to_string())),
+                sale: Err(Rejection::new("invalid_sale", invalid_sale_detail(&e))),
             }
         }
+    }
+}
+
+fn invalid_sale_detail(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = e.path().to_string();
+    if path == "." {
+        e.inner().to_string()
+    } else {
+        format!("{path}: {}", e.inner())
     }
 }

@@ -31,7 +31,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 "send the body as application/json",
             )),
             Err(JsonRejection::BytesRejection(e)) => Err(body_rejection(e)),
-            Err(other) => Err(ApiError::bad_request("invalid_body", other.body_text())),
+            Err(other) => Err(ApiError::bad_request("unreadable_body", other.body_text())),
         }
     }
 }

@@ -1,0 +1,9 @@
+//! Integration tests: the real binary's router over HTTP against the real
+//! Postgres. Every test gets its own database, so they run in parallel.
+
+mod cli;
+mod idempotency;
+mod ingest;
+mod provisioning;
+mod support;
+mod sync;

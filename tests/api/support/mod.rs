@@ -1,0 +1,282 @@
+//! Test support: a fresh database and server per test, a merchant to act as,
+//! and builders for valid sales.
+
+pub mod sales;
+
+use clap::Parser;
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tillsync::app::Application;
+use tillsync::config::{Cli, Command, ServeArgs};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// The Postgres server tests make their databases on (no database name).
+pub fn server_url() -> String {
+    std::env::var("TILLSYNC_TEST_SERVER_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+pub struct Merchant {
+    pub merchant_id: Uuid,
+    pub token: String,
+}
+
+pub struct Till {
+    pub terminal_id: Uuid,
+    pub store_id: Uuid,
+    pub token: String,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    /// A direct pool to the test database, for assertions the API cannot make.
+    pub db: PgPool,
+    pub database_url: String,
+    pub merchant: Merchant,
+    database_name: String,
+    servers: Vec<JoinHandle<()>>,
+}
+
+fn serve_args(database_url: &str, extra: &[&str]) -> ServeArgs {
+    let mut argv = vec![
+        "tillsync",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        database_url,
+    ];
+    argv.extend_from_slice(extra);
+    match Cli::try_parse_from(argv)
+        .expect("test settings parse")
+        .command
+    {
+        Command::Serve(args) => args,
+        _ => unreachable!("serve was asked for"),
+    }
+}
+
+async fn start(args: ServeArgs) -> (String, JoinHandle<()>) {
+    let app = Application::build(args).await.expect("application builds");
+    let address = format!("http://{}", app.local_addr());
+    let handle = tokio::spawn(async move {
+        app.run_until(std::future::pending())
+            .await
+            .expect("server runs");
+    });
+    (address, handle)
+}
+
+/// A server on a fresh database, with one merchant created through the CLI path.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
+    let database_name = format!("tillsync_test_{}", Uuid::new_v4().simple());
+    let database_url = format!("{}/{database_name}", server_url());
+    let args = serve_args(&database_url, extra);
+    let (address, server) = start(args.clone()).await;
+    let created = tillsync::admin::create_merchant(&args.database, "Test Merchant")
+        .await
+        .expect("merchant created");
+    let db = PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&database_url)
+        .await
+        .expect("test pool connects");
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        db,
+        database_url,
+        merchant: merchant_from(&created),
+        database_name,
+        servers: vec![server],
+    }
+}
+
+fn merchant_from(created: &Value) -> Merchant {
+    Merchant {
+        merchant_id: created["merchant_id"].as_str().unwrap().parse().unwrap(),
+        token: created["admin_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+impl TestApp {
+    /// Another instance of the service on the same database.
+    pub async fn spawn_second_instance(&mut self) -> String {
+        let (address, server) = start(serve_args(&self.database_url, &["--no-migrate"])).await;
+        self.servers.push(server);
+        address
+    }
+
+    /// A second tenant on the same database.
+    pub async fn create_merchant(&self, name: &str) -> Merchant {
+        let args = serve_args(&self.database_url, &[]);
+        merchant_from(
+            &tillsync::admin::create_merchant(&args.database, name)
+                .await
+                .unwrap(),
+        )
+    }
+
+    pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.client
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn create_store_as(
+        &self,
+        merchant: &Merchant,
+        timezone: &str,
+        currency: &str,
+    ) -> Uuid {
+        let response = self
+            .post_json(
+                "/v1/stores",
+                &merchant.token,
+                &json!({"name": "Store", "timezone": timezone, "currency": currency}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.unwrap();
+        body["store_id"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub async fn create_till_in(&self, merchant: &Merchant, store_id: Uuid) -> Till {
+        let response = self
+            .post_json(
+                "/v1/terminals",
+                &merchant.token,
+                &json!({"store_id": store_id, "name": "Till"}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.unwrap();
+        Till {
+            terminal_id: body["terminal_id"].as_str().unwrap().parse().unwrap(),
+            store_id,
+            token: body["token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// A till in a new Europe/Berlin EUR store of the test merchant.
+    pub async fn create_till(&self) -> Till {
+        let store = self
+            .create_store_as(&self.merchant, "Europe/Berlin", "EUR")
+            .await;
+        self.create_till_in(&self.merchant, store).await
+    }
+
+    pub async fn push_raw(
+        &self,
+        till: &Till,
+        key: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        self.client
+            .post(format!("{}/v1/sales/batches", self.address))
+            .bearer_auth(&till.token)
+            .header("Idempotency-Key", key)
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn push(&self, till: &Till, key: Uuid, sales: &[Value]) -> Response {
+        let body = serde_json::to_vec(&json!({"sales": sales})).unwrap();
+        self.push_raw(till, &key.to_string(), body).await
+    }
+
+    /// Pushes under a new key, expects 200, returns the body.
+    pub async fn push_ok(&self, till: &Till, sales: &[Value]) -> Value {
+        let response = self.push(till, Uuid::new_v4(), sales).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// How many sale rows the database holds for a till.
+    pub async fn stored_count(&self, till: &Till) -> i64 {
+        sqlx::query_scalar("select count(*) from sales where terminal_id = $1")
+            .bind(till.terminal_id)
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+}
+
+/// The `status` of each result, in order.
+pub fn statuses(body: &Value) -> Vec<String> {
+    body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| match r["code"].as_str() {
+            Some(code) => format!("{}:{code}", r["status"].as_str().unwrap()),
+            None => r["status"].as_str().unwrap().to_owned(),
+        })
+        .collect()
+}
+
+/// Asserts a problem document with this status and code; returns it.
+pub async fn assert_problem(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], code, "problem: {body}");
+    assert_eq!(body["status"], status.as_u16());
+    body
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        for server in &self.servers {
+            server.abort();
+        }
+        let name = self.database_name.clone();
+        // The test's runtime is going away; drop the database from a thread
+        // with its own, forcing off the connections the servers still hold.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let pool = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&format!("{}/postgres", server_url()))
+                    .await?;
+                sqlx::query(&format!("drop database if exists \"{name}\" with (force)"))
+                    .execute(&pool)
+                    .await?;
+                Ok::<_, anyhow::Error>(())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop test database {}: {e}", self.database_name);
+        }
+    }
+}
