@@ -143,18 +143,30 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// The declared defaults (read from clap, so the caller's environment
+    /// does not leak into the test) are the ones the contract names.
     #[test]
     fn defaults_need_no_settings() {
-        let cli = Cli::try_parse_from(["tillsync", "serve"]).unwrap();
-        let Command::Serve(args) = cli.command else {
-            panic!("serve expected")
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").unwrap();
+        let default = |id: &str| {
+            // Global settings live on the root command, the rest on `serve`.
+            let arg = serve
+                .get_arguments()
+                .chain(cli.get_arguments())
+                .find(|a| a.get_id() == id)
+                .unwrap();
+            arg.get_default_values()[0].to_string_lossy().into_owned()
         };
-        assert_eq!(args.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(args.database.database_url.get_database(), Some("tillsync"));
         assert_eq!(
-            args.idempotency_retention,
-            Duration::from_secs(7 * 24 * 3600)
+            default("database_url"),
+            "postgres://postgres@127.0.0.1:5432/tillsync"
         );
+        assert_eq!(default("listen"), "127.0.0.1:8080");
+        assert_eq!(default("idempotency_retention"), "7d");
+        assert_eq!(default("log_format"), "text");
+        assert_eq!(default("log_filter"), "info");
     }
 
     #[test]

@@ -29,62 +29,72 @@ pub struct DayTotal {
     pub net_minor: i64,
 }
 
-/// Locks the terminal's sync row for the rest of the transaction, so batches
-/// from one till are applied one after another (seq checks and the
-/// contiguous prefix stay exact under concurrent pushes).
+/// Locks the terminal's sync row for the rest of the transaction and returns
+/// it, so batches from one till are applied one after another (seq checks
+/// and the contiguous prefix stay exact under concurrent pushes).
 pub async fn lock(
     conn: &mut PgConnection,
     merchant_id: Uuid,
     terminal_id: Uuid,
-) -> Result<(), DbError> {
-    sqlx::query!(
-        "select 1 as locked from terminal_sync where merchant_id = $1 and terminal_id = $2 for update",
+) -> Result<SyncState, DbError> {
+    let state = sqlx::query_as!(
+        SyncState,
+        r#"select highest_seq, contiguous_through_seq, sales_stored, last_batch_at
+             from terminal_sync where merchant_id = $1 and terminal_id = $2
+              for update"#,
         merchant_id,
         terminal_id
     )
     .fetch_one(conn)
     .await?;
-    Ok(())
+    Ok(state)
 }
 
-/// Records newly inserted sales and moves the contiguous prefix forward over
-/// every seq now present. Walking from the old prefix costs only the new
-/// rows: the prefix never moves back.
-pub async fn record_batch(
+/// The till's stored seqs above `after`, ascending, at most `limit` of them.
+/// An index range scan on (merchant_id, terminal_id, seq).
+pub async fn seqs_above(
     conn: &mut PgConnection,
     merchant_id: Uuid,
     terminal_id: Uuid,
-    max_new_seq: i64,
-    inserted: i64,
-) -> Result<SyncState, DbError> {
-    let state = sqlx::query_as!(
-        SyncState,
-        r#"update terminal_sync ts
-              set highest_seq = greatest(ts.highest_seq, $3),
-                  sales_stored = ts.sales_stored + $4,
-                  last_batch_at = now(),
-                  contiguous_through_seq = case
-                      when exists (select 1 from sales s
-                                    where s.merchant_id = $1 and s.terminal_id = $2
-                                      and s.seq = ts.contiguous_through_seq + 1)
-                      then (select min(s.seq) from sales s
-                             where s.merchant_id = $1 and s.terminal_id = $2
-                               and s.seq > ts.contiguous_through_seq
-                               and not exists (select 1 from sales n
-                                                where n.merchant_id = $1 and n.terminal_id = $2
-                                                  and n.seq = s.seq + 1))
-                      else ts.contiguous_through_seq
-                  end
-            where ts.merchant_id = $1 and ts.terminal_id = $2
-        returning highest_seq, contiguous_through_seq, sales_stored, last_batch_at"#,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<i64>, DbError> {
+    let seqs = sqlx::query_scalar!(
+        r#"select seq from sales
+            where merchant_id = $1 and terminal_id = $2 and seq > $3
+            order by seq
+            limit $4"#,
         merchant_id,
         terminal_id,
-        max_new_seq,
-        inserted
+        after,
+        limit
     )
-    .fetch_one(conn)
+    .fetch_all(conn)
     .await?;
-    Ok(state)
+    Ok(seqs)
+}
+
+pub async fn save(
+    conn: &mut PgConnection,
+    merchant_id: Uuid,
+    terminal_id: Uuid,
+    state: &SyncState,
+) -> Result<(), DbError> {
+    sqlx::query!(
+        r#"update terminal_sync
+              set highest_seq = $3, contiguous_through_seq = $4, sales_stored = $5,
+                  last_batch_at = $6
+            where merchant_id = $1 and terminal_id = $2"#,
+        merchant_id,
+        terminal_id,
+        state.highest_seq,
+        state.contiguous_through_seq,
+        state.sales_stored,
+        state.last_batch_at
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 pub async fn state(

@@ -5,6 +5,7 @@
 //! response for replay. A 200 is sent only after that commit.
 
 pub mod classify;
+mod progress;
 
 use std::collections::HashSet;
 
@@ -121,24 +122,13 @@ async fn try_push_batch(
         KeyState::Held { stored: Some(_) } => return Err(IngestError::KeyReused),
         KeyState::Held { stored: None } => {}
     }
-    sync::lock(&mut tx, merchant_id, terminal_id).await?;
+    let held = sync::lock(&mut tx, merchant_id, terminal_id).await?;
 
     let batch_id = Uuid::now_v7();
     let (outcomes, inserted) = store_sales(&mut tx, pusher, batch_id, items).await?;
     save_conflicts(&mut tx, pusher, batch_id, items, &outcomes).await?;
-    let max_seq = inserted
-        .iter()
-        .map(|&i| sale_of(items, i).seq)
-        .max()
-        .unwrap_or(0);
-    let state = sync::record_batch(
-        &mut tx,
-        merchant_id,
-        terminal_id,
-        max_seq,
-        inserted.len() as i64,
-    )
-    .await?;
+    let inserted_seqs: Vec<i64> = inserted.iter().map(|&i| sale_of(items, i).seq).collect();
+    let state = progress::advance(&mut tx, pusher, held, &inserted_seqs).await?;
 
     let (body, counts) = response_body(batch_id, items, &outcomes, state.contiguous_through_seq);
     let stored = StoredResponse {
