@@ -128,3 +128,34 @@ fn serve_logs_its_address_and_stops_cleanly_on_sigterm() {
     );
     tillsync_drop_database(&name);
 }
+
+#[test]
+fn migrate_creates_the_database_and_is_a_no_op_the_second_time() {
+    let name = format!("tillsync_test_cli_{}", Uuid::new_v4().simple());
+    for _ in 0..2 {
+        let output = tillsync()
+            .arg("migrate")
+            .env("DATABASE_URL", format!("{}/{name}", server_url()))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let tables = Command::new("psql")
+        .args([
+            &format!("{}/{name}", server_url()),
+            "-qXtAc",
+            "select count(*) from _sqlx_migrations where success",
+        ])
+        .output()
+        .unwrap();
+    let applied: usize = String::from_utf8_lossy(&tables.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(applied, std::fs::read_dir("migrations").unwrap().count());
+    assert!(tillsync_drop_database(&name));
+}

@@ -1,6 +1,7 @@
 //! Test support: a fresh database and server per test, a merchant to act as,
 //! and builders for valid sales.
 
+pub mod proxy;
 pub mod sales;
 
 use clap::Parser;
