@@ -13,7 +13,7 @@ use crate::domain::token::{self, TokenKind};
 pub async fn create_merchant(database: &DatabaseArgs, name: &str) -> anyhow::Result<Value> {
     let name = parse_name("--name", name).map_err(anyhow::Error::msg)?;
     db::create_and_migrate(&database.database_url).await?;
-    let db = Database::connect_lazy(database);
+    let db = Database::connect_lazy(database, None);
     let merchant_id = Uuid::now_v7();
     let (admin_token, hash) = token::generate(TokenKind::MerchantAdmin, merchant_id);
     let mut tx = db.begin().await?;

@@ -12,15 +12,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ServeArgs;
 use crate::db::{self, Database, idempotency};
+use crate::health::Gate;
+use crate::health::admission::{Outcome, Priority};
 use crate::http::{self, AppState};
 
-/// How often stored idempotent responses past their retention are purged.
-const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often housekeeping runs (idempotency purge, rate-limit state).
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(600);
 
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
-    db: Database,
+    state: AppState,
     args: ServeArgs,
 }
 
@@ -32,15 +34,22 @@ impl Application {
                 .await
                 .context("could not create or migrate the database (DATABASE_URL)")?;
         }
-        let db = Database::connect_lazy(&args.database);
-        let router = http::router(AppState::new(db.clone(), args.auth_cache_ttl));
+        let db_release_ping_timeout = args
+            .health
+            .health_layer
+            .is_on()
+            .then_some(args.health.db_release_ping_timeout);
+        let db = Database::connect_lazy(&args.database, db_release_ping_timeout);
+        let gate = Gate::new(args.health.clone(), args.database.db_max_connections);
+        let state = AppState::new(db.clone(), gate.clone(), &args);
+        let router = http::router(state.clone());
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {} (TILLSYNC_LISTEN)", args.listen))?;
         Ok(Self {
             listener,
             router,
-            db,
+            state,
             args,
         })
     }
@@ -58,8 +67,12 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let stopping = CancellationToken::new();
-        let purge = tokio::spawn(purge_idempotency_keys(
-            self.db.clone(),
+        let probe = self
+            .state
+            .gate
+            .spawn_probe(&self.state.db, stopping.clone());
+        let maintenance = tokio::spawn(maintain(
+            self.state.clone(),
             self.args.idempotency_retention,
             stopping.clone(),
         ));
@@ -81,24 +94,39 @@ impl Application {
                 tracing::warn!(grace_ms = grace.as_millis() as u64, "in-flight requests outlived the shutdown grace period");
             }
         }
-        purge.abort();
-        self.db.close().await;
+        maintenance.abort();
+        if let Some(probe) = probe {
+            probe.abort();
+        }
+        self.state.db.close().await;
         tracing::info!("stopped");
         Ok(())
     }
 }
 
-async fn purge_idempotency_keys(db: Database, retention: Duration, stopping: CancellationToken) {
-    let mut every = tokio::time::interval(PURGE_INTERVAL);
+/// Housekeeping: purges stored responses past retention (through the
+/// health layer, at the lowest priority) and forgets idle rate-limit state.
+async fn maintain(state: AppState, retention: Duration, stopping: CancellationToken) {
+    let mut every = tokio::time::interval(MAINTENANCE_INTERVAL);
     loop {
         tokio::select! {
             _ = every.tick() => {}
             () = stopping.cancelled() => return,
         }
-        let purged = match db.acquire().await {
+        state.rate_limit.forget_idle();
+        let Ok(admitted) = state.gate.admit(Priority::Report).await else {
+            continue;
+        };
+        let purged = match state.db.acquire().await {
             Ok(mut conn) => idempotency::purge_older_than(&mut conn, retention).await,
             Err(e) => Err(e),
         };
+        let outcome = if purged.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        };
+        state.gate.finish(admitted, outcome, false);
         match purged {
             Ok(0) => {}
             Ok(n) => tracing::info!(

@@ -34,6 +34,7 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(clippy::large_enum_variant, reason = "parsed once at start; boxing buys nothing")]
 pub enum Command {
     /// Run the HTTP API (creates the database and applies migrations first, unless --no-migrate).
     Serve(ServeArgs),
@@ -114,6 +115,88 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub health: HealthArgs,
+}
+
+/// The database health layer: deadlines, probing, admission, rate limits.
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// Switch the health layer off (no fail-fast, no admission control, no
+    /// deadlines): only for measuring what it is worth.
+    #[arg(long, env = "TILLSYNC_HEALTH_LAYER", value_enum, default_value_t = Switch::On)]
+    pub health_layer: Switch,
+
+    /// Deadline of ingest requests (push, sync), queueing included.
+    #[arg(long, env = "TILLSYNC_INGEST_DEADLINE", default_value = "5s", value_parser = parse_duration)]
+    pub ingest_deadline: Duration,
+
+    /// Deadline of provisioning requests.
+    #[arg(long, env = "TILLSYNC_ADMIN_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    pub admin_deadline: Duration,
+
+    /// Deadline of report requests.
+    #[arg(long, env = "TILLSYNC_REPORT_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    pub report_deadline: Duration,
+
+    /// How often the link to Postgres is probed.
+    #[arg(long, env = "TILLSYNC_DB_PROBE_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
+    pub db_probe_interval: Duration,
+
+    /// How long a probe (connect included) may take before it counts as failed.
+    #[arg(long, env = "TILLSYNC_DB_PROBE_TIMEOUT", default_value = "800ms", value_parser = parse_duration)]
+    pub db_probe_timeout: Duration,
+
+    /// Failed probes in a row after which the link is `unavailable`.
+    #[arg(long, env = "TILLSYNC_DB_PROBE_FAILURES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub db_probe_failures: u32,
+
+    /// Probe latency above which the link is `degraded`.
+    #[arg(long, env = "TILLSYNC_DB_DEGRADED_LATENCY", default_value = "250ms", value_parser = parse_duration)]
+    pub db_degraded_latency: Duration,
+
+    /// How long a connection returned to the pool may take to answer its
+    /// check; one that does not is closed instead of held by a hung ping.
+    #[arg(long, env = "TILLSYNC_DB_RELEASE_PING_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub db_release_ping_timeout: Duration,
+
+    /// Lowest concurrency limit, and where admission restarts after an outage.
+    #[arg(long, env = "TILLSYNC_ADMISSION_MIN_LIMIT", default_value_t = 2)]
+    pub admission_min_limit: usize,
+
+    /// Highest concurrency limit [default: the pool size].
+    #[arg(long, env = "TILLSYNC_ADMISSION_MAX_LIMIT")]
+    pub admission_max_limit: Option<usize>,
+
+    /// Requests that may wait for a slot; beyond, 503 `overloaded` at once.
+    #[arg(long, env = "TILLSYNC_ADMISSION_QUEUE", default_value_t = 32)]
+    pub admission_queue: usize,
+
+    /// Largest Retry-After while the database is unavailable (answers are
+    /// spread between 2 s and this).
+    #[arg(long, env = "TILLSYNC_RETRY_AFTER_MAX", default_value = "10s", value_parser = parse_duration)]
+    pub retry_after_max: Duration,
+
+    /// Requests per second each terminal may make (0: no limit).
+    #[arg(long, env = "TILLSYNC_TERMINAL_RATE", default_value_t = 20)]
+    pub terminal_rate: u32,
+
+    /// Requests a terminal may make in a burst above its rate.
+    #[arg(long, env = "TILLSYNC_TERMINAL_BURST", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    pub terminal_burst: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl Switch {
+    pub fn is_on(self) -> bool {
+        self == Switch::On
+    }
 }
 
 fn parse_duration(raw: &str) -> Result<Duration, String> {

@@ -13,6 +13,12 @@ use crate::db::DbError;
 /// fleet that was told to wait does not come back in one wave.
 const RETRY_AFTER_SPREAD_S: std::ops::RangeInclusive<u32> = 2..=10;
 
+/// The `code` of a problem response, left in the response's extensions so
+/// middleware (admission, metrics) can tell outcomes apart without parsing
+/// the body.
+#[derive(Debug, Clone, Copy)]
+pub struct ProblemCode(pub &'static str);
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -70,6 +76,28 @@ impl ApiError {
         .retry_after(rand::rng().random_range(RETRY_AFTER_SPREAD_S))
     }
 
+    pub fn overloaded(retry_after_s: u32) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the service is taking all the work the database can handle; retry after the indicated delay",
+        )
+        .retry_after(retry_after_s)
+    }
+
+    pub fn unavailable_for(retry_after_s: u32) -> Self {
+        Self::database_unavailable().retry_after(retry_after_s)
+    }
+
+    pub fn deadline_exceeded(retry_after_s: u32) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "deadline_exceeded",
+            "the request did not finish within its deadline; it is safe to retry",
+        )
+        .retry_after(retry_after_s)
+    }
+
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -95,6 +123,7 @@ impl IntoResponse for ApiError {
         };
         let body = serde_json::to_vec(&problem).expect("a problem document always serializes");
         let mut response = (self.status, body).into_response();
+        response.extensions_mut().insert(ProblemCode(self.code));
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,

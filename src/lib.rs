@@ -10,6 +10,8 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod telemetry;

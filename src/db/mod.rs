@@ -12,6 +12,8 @@ pub mod sales;
 pub mod sync;
 pub mod tenancy;
 
+use std::time::Duration;
+
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Postgres, Transaction};
@@ -85,14 +87,21 @@ impl DbError {
 #[derive(Clone)]
 pub struct Database {
     pool: PgPool,
+    connect_options: PgConnectOptions,
 }
 
 impl Database {
     /// Connects lazily: the service starts and answers `/healthz` even when
     /// Postgres is down; queries fail fast with `DbError::Unavailable`.
-    pub fn connect_lazy(args: &DatabaseArgs) -> Self {
+    ///
+    /// `db_release_ping_timeout` bounds the check sqlx makes when a connection
+    /// goes back to the pool. Without it a connection returned while the
+    /// link hangs waits for its ping forever, holding a pool slot until TCP
+    /// gives up minutes later: the pool would stay exhausted after the link
+    /// is back. A connection that does not answer in time is closed.
+    pub fn connect_lazy(args: &DatabaseArgs, db_release_ping_timeout: Option<Duration>) -> Self {
         let statement_timeout_ms = args.db_statement_timeout.as_millis().to_string();
-        let options = args.database_url.clone().options([
+        let connect_options = args.database_url.clone().options([
             ("statement_timeout", statement_timeout_ms.as_str()),
             // A transaction left open by a stuck client must not hold locks forever.
             (
@@ -101,13 +110,36 @@ impl Database {
             ),
             ("lock_timeout", statement_timeout_ms.as_str()),
         ]);
-        let pool = PgPoolOptions::new()
+        let mut pool = PgPoolOptions::new()
             .max_connections(args.db_max_connections)
             .acquire_timeout(args.db_acquire_timeout)
             .max_lifetime(Some(args.db_max_lifetime))
-            .idle_timeout(Some(args.db_idle_timeout))
-            .connect_lazy_with(options);
-        Self { pool }
+            .idle_timeout(Some(args.db_idle_timeout));
+        if let Some(timeout) = db_release_ping_timeout {
+            pool = pool.after_release(move |conn, _meta| {
+                Box::pin(async move {
+                    match tokio::time::timeout(timeout, conn.ping()).await {
+                        Ok(Ok(())) => Ok(true),
+                        Ok(Err(e)) => Err(e),
+                        // An error makes sqlx drop the socket without the
+                        // graceful close that could hang as well.
+                        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "connection did not answer its release check",
+                        ))),
+                    }
+                })
+            });
+        }
+        Self {
+            pool: pool.connect_lazy_with(connect_options.clone()),
+            connect_options,
+        }
+    }
+
+    /// The options every connection is made with (for the health probe).
+    pub fn connect_options(&self) -> &PgConnectOptions {
+        &self.connect_options
     }
 
     pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, DbError> {

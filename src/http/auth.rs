@@ -1,24 +1,32 @@
-//! Who is calling: bearer tokens resolved to a merchant admin or a terminal.
+//! Who is calling: the first step of the request path after the router.
+//! Bearer tokens are resolved to a merchant admin or a terminal and the
+//! result is put in the request's extensions for the steps after it.
 //!
 //! Resolved tokens are cached for a short TTL (at most 5 s, checked in
 //! config) so a busy till does not cost a query per request; that TTL is the
 //! bound on how long a revoked token keeps working on another instance. The
 //! instance that revokes forgets the token at once. Unknown tokens are never
-//! cached: a token created a moment ago must work on its first request.
+//! cached: a token created a moment ago must work on its first request. A
+//! lookup goes through the health layer like any other database work.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use moka::sync::Cache;
 use uuid::Uuid;
 
 use super::AppState;
-use crate::db::{Database, tenancy};
-use crate::domain::token::{self, TokenHash, TokenKind};
+use super::admission::refusal_response;
+use crate::db::{Database, DbError, tenancy};
+use crate::domain::token::{self, PresentedToken, TokenHash, TokenKind};
 use crate::error::ApiError;
+use crate::health::Gate;
+use crate::health::admission::{Outcome, Priority};
 use crate::ingest::Pusher;
 
 /// Enough entries for every till of a large fleet; each is a few hundred bytes.
@@ -33,32 +41,61 @@ pub enum Principal {
 #[derive(Clone)]
 pub struct Authenticator {
     db: Database,
+    gate: Gate,
     cache: Arc<Cache<TokenHash, Principal>>,
 }
 
 impl Authenticator {
-    pub fn new(db: Database, ttl: Duration) -> Self {
+    pub fn new(db: Database, gate: Gate, ttl: Duration) -> Self {
         let cache = Cache::builder()
             .max_capacity(CACHE_CAPACITY)
             .time_to_live(ttl)
             .build();
         Self {
             db,
+            gate,
             cache: Arc::new(cache),
         }
     }
 
-    pub async fn authenticate(&self, parts: &Parts) -> Result<Principal, ApiError> {
-        let presented = parts
-            .headers
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Response> {
+        let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(bearer_credentials)
             .and_then(token::parse)
-            .ok_or_else(ApiError::unauthorized)?;
+            .ok_or_else(|| ApiError::unauthorized().into_response())?;
         if let Some(principal) = self.cache.get(&presented.hash) {
             return Ok(principal);
         }
+        let priority = match presented.kind {
+            TokenKind::Terminal => Priority::Ingest,
+            TokenKind::MerchantAdmin => Priority::Admin,
+        };
+        let admitted = self.gate.admit(priority).await.map_err(refusal_response)?;
+        let lookup = self.look_up(&presented);
+        let found = match admitted.deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), lookup)
+                .await
+                .unwrap_or_else(|_| Err(DbError::Unavailable(sqlx::Error::PoolTimedOut))),
+            None => lookup.await,
+        };
+        let link_failure = matches!(found, Err(DbError::Unavailable(_)));
+        let outcome = if found.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        };
+        self.gate.finish(admitted, outcome, link_failure);
+
+        let principal = found
+            .map_err(|e| ApiError::from(e).into_response())?
+            .ok_or_else(|| ApiError::unauthorized().into_response())?;
+        self.cache.insert(presented.hash, principal.clone());
+        Ok(principal)
+    }
+
+    async fn look_up(&self, presented: &PresentedToken) -> Result<Option<Principal>, DbError> {
         let mut conn = self.db.acquire().await?;
         let principal = match presented.kind {
             TokenKind::MerchantAdmin => {
@@ -85,8 +122,6 @@ impl Authenticator {
                     })
             }
         };
-        let principal = principal.ok_or_else(ApiError::unauthorized)?;
-        self.cache.insert(presented.hash, principal.clone());
         Ok(principal)
     }
 
@@ -104,6 +139,28 @@ fn bearer_credentials(header: &str) -> Option<&str> {
         .then_some(credentials.trim())
 }
 
+/// Middleware: resolves the caller or answers 401.
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match state.auth.authenticate(request.headers()).await {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(response) => response,
+    }
+}
+
+fn principal(parts: &Parts) -> Result<&Principal, ApiError> {
+    parts
+        .extensions
+        .get::<Principal>()
+        .ok_or_else(ApiError::unauthorized)
+}
+
 fn wrong_kind(needed: &str) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
@@ -117,12 +174,14 @@ pub struct MerchantAdmin {
     pub merchant_id: Uuid,
 }
 
-impl FromRequestParts<AppState> for MerchantAdmin {
+impl<S: Send + Sync> FromRequestParts<S> for MerchantAdmin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match state.auth.authenticate(parts).await? {
-            Principal::MerchantAdmin { merchant_id } => Ok(MerchantAdmin { merchant_id }),
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        match principal(parts)? {
+            Principal::MerchantAdmin { merchant_id } => Ok(MerchantAdmin {
+                merchant_id: *merchant_id,
+            }),
             Principal::Terminal(_) => Err(wrong_kind("merchant admin")),
         }
     }
@@ -131,12 +190,12 @@ impl FromRequestParts<AppState> for MerchantAdmin {
 /// The caller is a terminal (till).
 pub struct TerminalCaller(pub Pusher);
 
-impl FromRequestParts<AppState> for TerminalCaller {
+impl<S: Send + Sync> FromRequestParts<S> for TerminalCaller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match state.auth.authenticate(parts).await? {
-            Principal::Terminal(pusher) => Ok(TerminalCaller(pusher)),
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        match principal(parts)? {
+            Principal::Terminal(pusher) => Ok(TerminalCaller(pusher.clone())),
             Principal::MerchantAdmin { .. } => Err(wrong_kind("terminal")),
         }
     }

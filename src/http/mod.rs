@@ -1,30 +1,43 @@
 //! The HTTP API: the router, the shared state, and the middleware stack.
 //! One file per resource below; handlers stay short and call domain, ingest
 //! and db code.
+//!
+//! A request to a database-bound route passes, in this order: request id
+//! and trace -> metrics -> auth -> (terminals) rate limit -> admission
+//! (health layer: fail fast, concurrency limit, deadline) -> handler ->
+//! repository -> Postgres. Operations routes (`/healthz`, `/readyz`,
+//! `/v1/status`, `/metrics`) skip auth and admission: they must answer
+//! while the database does not.
 
+mod admission;
 pub mod auth;
 mod batches;
 mod conflicts;
 mod extract;
+mod observe;
 mod ops;
+mod ratelimit;
 mod stores;
 mod sync;
 mod terminals;
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::config::ServeArgs;
 use crate::db::Database;
 use crate::error::ApiError;
+use crate::health::Gate;
 use auth::Authenticator;
+pub use ratelimit::TerminalRateLimit;
 
 /// Largest request body accepted (a batch of 500 rich sales fits easily).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -34,36 +47,71 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Clone)]
 pub struct AppState {
     pub db: Database,
+    pub gate: Gate,
     pub auth: Authenticator,
+    pub rate_limit: TerminalRateLimit,
+    pub metrics: PrometheusHandle,
 }
 
 impl AppState {
-    pub fn new(db: Database, auth_cache_ttl: Duration) -> Self {
-        let auth = Authenticator::new(db.clone(), auth_cache_ttl);
-        Self { db, auth }
+    pub fn new(db: Database, gate: Gate, args: &ServeArgs) -> Self {
+        Self {
+            auth: Authenticator::new(db.clone(), gate.clone(), args.auth_cache_ttl),
+            rate_limit: TerminalRateLimit::new(
+                args.health.terminal_rate,
+                args.health.terminal_burst,
+            ),
+            metrics: crate::metrics::handle(),
+            db,
+            gate,
+        }
     }
 }
 
 pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
-        .route("/healthz", get(ops::healthz))
+    // `route_layer`s run bottom-up: the last one added runs first.
+    let ingest = Router::new()
+        .route("/v1/sales/batches", post(batches::push))
+        .route("/v1/sync", get(sync::get))
+        .route_layer(from_fn_with_state(state.clone(), admission::ingest))
+        .route_layer(from_fn_with_state(state.clone(), ratelimit::per_terminal))
+        .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+
+    let admin = Router::new()
         .route("/v1/stores", post(stores::create))
         .route("/v1/terminals", post(terminals::create))
         .route(
             "/v1/terminals/{terminal_id}/revoke",
             post(terminals::revoke),
         )
-        .route("/v1/sales/batches", post(batches::push))
-        .route("/v1/sync", get(sync::get))
+        .route_layer(from_fn_with_state(state.clone(), admission::admin))
+        .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+
+    let reports = Router::new()
         .route("/v1/conflicts", get(conflicts::list))
+        .route_layer(from_fn_with_state(state.clone(), admission::report))
+        .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+
+    let operations = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/v1/status", get(ops::status))
+        .route("/metrics", get(ops::metrics));
+
+    let routes = Router::new()
+        .merge(ingest)
+        .merge(admin)
+        .merge(reports)
+        .merge(operations)
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(state);
 
     // Outermost first: each request gets an id before anything logs, the
-    // trace span carries it, the id goes back to the client, a panic becomes
-    // a problem document instead of a dropped connection, and bodies are
-    // capped before any handler buffers them.
+    // trace span carries it, the id goes back to the client, every answer
+    // (refusals included) is counted and timed, a panic becomes a problem
+    // document instead of a dropped connection, and bodies are capped before
+    // any handler buffers them.
     routes.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -76,6 +124,7 @@ pub fn router(state: AppState) -> Router {
                 tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request.id = %request_id)
             }))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(axum::middleware::from_fn(observe::count_and_time))
             .layer(CatchPanicLayer::custom(|_| {
                 tracing::error!("handler panicked");
                 axum::response::IntoResponse::into_response(ApiError::internal())

@@ -3,6 +3,7 @@
 
 mod cli;
 mod fault_proxy;
+mod health;
 mod idempotency;
 mod ingest;
 mod provisioning;

@@ -5,10 +5,11 @@ pub mod proxy;
 pub mod sales;
 
 use clap::Parser;
+use proxy::FaultProxy;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tillsync::app::Application;
 use tillsync::config::{Cli, Command, ServeArgs};
 use tokio::task::JoinHandle;
@@ -78,13 +79,36 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
+    spawn(extra, None).await
+}
+
+/// A server whose link to Postgres runs through a fault proxy the test
+/// controls. The test's own pool (`app.db`) connects directly.
+pub async fn spawn_app_behind_proxy(extra: &[&str]) -> (TestApp, FaultProxy) {
+    let server: PgConnectOptions = server_url().parse().expect("server URL parses");
+    let upstream = tokio::net::lookup_host((server.get_host(), server.get_port()))
+        .await
+        .expect("Postgres host resolves")
+        .next()
+        .expect("Postgres host has an address");
+    let proxy = FaultProxy::start(upstream).await;
+    let app = spawn(extra, Some(proxy.address())).await;
+    (app, proxy)
+}
+
+async fn spawn(extra: &[&str], proxy: Option<std::net::SocketAddr>) -> TestApp {
     let database_name = format!("tillsync_test_{}", Uuid::new_v4().simple());
     let database_url = format!("{}/{database_name}", server_url());
-    let args = serve_args(&database_url, extra);
-    let (address, server) = start(args.clone()).await;
-    let created = tillsync::admin::create_merchant(&args.database, "Test Merchant")
-        .await
-        .expect("merchant created");
+    let service_url = match proxy {
+        Some(proxy) => format!("postgres://postgres@{proxy}/{database_name}"),
+        None => database_url.clone(),
+    };
+    let args = serve_args(&service_url, extra);
+    let (address, server) = start(args).await;
+    let created =
+        tillsync::admin::create_merchant(&serve_args(&database_url, &[]).database, "Test Merchant")
+            .await
+            .expect("merchant created");
     let db = PgPoolOptions::new()
         .max_connections(4)
         .connect(&database_url)

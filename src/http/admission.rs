@@ -1,0 +1,66 @@
+//! The admission step of the request path: after auth and the rate limit,
+//! before the handler. It asks the health layer for a slot, runs the rest of
+//! the request under its deadline, and tells the layer how it ended so the
+//! concurrency limit and the link state learn from real traffic.
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::error::{ApiError, ProblemCode};
+use crate::health::Refusal;
+use crate::health::admission::{Outcome, Priority};
+
+pub async fn ingest(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    admit(&state, Priority::Ingest, request, next).await
+}
+
+pub async fn admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    admit(&state, Priority::Admin, request, next).await
+}
+
+pub async fn report(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    admit(&state, Priority::Report, request, next).await
+}
+
+async fn admit(state: &AppState, priority: Priority, request: Request, next: Next) -> Response {
+    let admitted = match state.gate.admit(priority).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal_response(refusal),
+    };
+    let response = match admitted.deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline.into(), next.run(request)).await {
+            Ok(response) => response,
+            // Dropping the handler drops its connection mid-query; the
+            // pool's release check then closes it instead of reusing it.
+            Err(_) => ApiError::deadline_exceeded(state.gate.retry_after_hint()).into_response(),
+        },
+        None => next.run(request).await,
+    };
+    let (outcome, link_failure) = judge(&response);
+    state.gate.finish(admitted, outcome, link_failure);
+    response
+}
+
+pub fn refusal_response(refusal: Refusal) -> Response {
+    match refusal {
+        Refusal::Unavailable { retry_after_s } => ApiError::unavailable_for(retry_after_s),
+        Refusal::Overloaded { retry_after_s } => ApiError::overloaded(retry_after_s),
+    }
+    .into_response()
+}
+
+/// What a response says about the database: failures that speak of load
+/// or link trouble shrink the limit; client errors say nothing.
+fn judge(response: &Response) -> (Outcome, bool) {
+    let code = response.extensions().get::<ProblemCode>().map(|c| c.0);
+    match code {
+        Some("database_unavailable" | "deadline_exceeded") => (Outcome::Failure, true),
+        Some("contention") => (Outcome::Failure, false),
+        _ if response.status().is_server_error() => (Outcome::Ignore, false),
+        _ if response.status() == StatusCode::TOO_MANY_REQUESTS => (Outcome::Ignore, false),
+        _ => (Outcome::Success, false),
+    }
+}

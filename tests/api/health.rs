@@ -1,0 +1,250 @@
+//! The database health layer, through a fault proxy on the real TCP link to
+//! Postgres: stalls, resets, slow links and overload. Bounds here are
+//! generous (the machine is shared with parallel tests); the exact figures
+//! come from the benchmark.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::support::proxy::Fault;
+use crate::support::sales::sale;
+use crate::support::{TestApp, Till, spawn_app_behind_proxy, spawn_app_with};
+
+async fn status(app: &TestApp) -> String {
+    let body: Value = app.get("/v1/status", "").await.json().await.unwrap();
+    body["status"].as_str().unwrap().to_owned()
+}
+
+/// Polls until `/v1/status` says `wanted`; returns how long that took.
+async fn wait_for_status(app: &TestApp, wanted: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if status(app).await == wanted {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "status never became {wanted} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Pushes one new sale until it is accepted; returns how long that took.
+async fn push_until_accepted(app: &TestApp, till: &Till, seq: i64, within: Duration) -> Duration {
+    let started = Instant::now();
+    let key = Uuid::new_v4();
+    let sales = [sale(seq)];
+    loop {
+        let response = app.push(till, key, &sales).await;
+        if response.status() == StatusCode::OK {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "not accepted within {within:?}: {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_link_gets_fast_503s_then_service_returns_when_it_heals() {
+    let (app, proxy) = spawn_app_behind_proxy(&[]).await;
+    let till = app.create_till().await;
+    app.push_ok(&till, &[sale(1)]).await;
+
+    proxy.set(Fault::Stall);
+    let detected = wait_for_status(&app, "unavailable", Duration::from_secs(6)).await;
+    assert!(
+        detected < Duration::from_secs(4),
+        "detected after {detected:?}"
+    );
+
+    let ready = app.get("/readyz", "").await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let why: Value = ready.json().await.unwrap();
+    assert_eq!(why["reason"], "database_unavailable");
+    assert_eq!(app.get("/healthz", "").await.status(), StatusCode::OK);
+    assert_eq!(app.get("/metrics", "").await.status(), StatusCode::OK);
+
+    let mut retry_afters = HashSet::new();
+    for seq in 2..12 {
+        let started = Instant::now();
+        let response = app.push(&till, Uuid::new_v4(), &[sale(seq)]).await;
+        let took = started.elapsed();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(took < Duration::from_millis(500), "answered in {took:?}");
+        let retry_after: u32 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((2..=10).contains(&retry_after));
+        retry_afters.insert(retry_after);
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["code"], "database_unavailable");
+    }
+    assert!(
+        retry_afters.len() > 1,
+        "Retry-After is spread, not one number: {retry_afters:?}"
+    );
+
+    proxy.set(Fault::Pass);
+    let back = push_until_accepted(&app, &till, 20, Duration::from_secs(10)).await;
+    assert!(back < Duration::from_secs(6), "service back after {back:?}");
+    wait_for_status(&app, "ok", Duration::from_secs(5)).await;
+    assert_eq!(app.get("/readyz", "").await.status(), StatusCode::OK);
+    // Only what was acknowledged is stored.
+    assert_eq!(app.stored_count(&till).await, 2);
+}
+
+#[tokio::test]
+async fn a_reset_link_recovers_and_no_acknowledged_sale_is_lost() {
+    let (app, proxy) = spawn_app_behind_proxy(&[]).await;
+    let till = app.create_till().await;
+    let mut acknowledged = 0;
+    let mut seq = 0;
+    for round in 0..3 {
+        for _ in 0..5 {
+            seq += 1;
+            if app.push(&till, Uuid::new_v4(), &[sale(seq)]).await.status() == StatusCode::OK {
+                acknowledged += 1;
+            }
+        }
+        proxy.set(Fault::Reset);
+        for _ in 0..5 {
+            seq += 1;
+            let response = app.push(&till, Uuid::new_v4(), &[sale(seq)]).await;
+            match response.status() {
+                StatusCode::OK => acknowledged += 1,
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    assert!(response.headers().contains_key("retry-after"))
+                }
+                other => panic!("round {round}: unexpected {other}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        proxy.set(Fault::Pass);
+        seq += 1;
+        push_until_accepted(&app, &till, seq, Duration::from_secs(10)).await;
+        acknowledged += 1;
+    }
+    assert_eq!(app.stored_count(&till).await, acknowledged);
+}
+
+#[tokio::test]
+async fn a_slow_link_is_degraded_and_then_ok_again() {
+    let (app, proxy) = spawn_app_behind_proxy(&[]).await;
+    assert_eq!(status(&app).await, "ok");
+    proxy.set(Fault::Latency(Duration::from_millis(200)));
+    wait_for_status(&app, "degraded", Duration::from_secs(6)).await;
+    proxy.set(Fault::Pass);
+    wait_for_status(&app, "ok", Duration::from_secs(6)).await;
+}
+
+#[tokio::test]
+async fn overload_is_refused_at_once_while_admitted_requests_succeed() {
+    let (app, proxy) = spawn_app_behind_proxy(&[
+        "--admission-max-limit",
+        "1",
+        "--admission-min-limit",
+        "1",
+        "--admission-queue",
+        "2",
+        "--terminal-rate",
+        "0",
+    ])
+    .await;
+    let mut tills = Vec::new();
+    for _ in 0..12 {
+        tills.push(app.create_till().await);
+    }
+    // Every query now costs a round trip of 2 x 40 ms: one slot is busy for a while.
+    proxy.set(Fault::Latency(Duration::from_millis(40)));
+    let app = &app;
+    let pushes = tills.iter().enumerate().map(|(i, till)| async move {
+        let started = Instant::now();
+        let response = app.push(till, Uuid::new_v4(), &[sale(i as i64 + 1)]).await;
+        let status = response.status();
+        let retry_after = response.headers().get("retry-after").cloned();
+        let body: Value = response.json().await.unwrap();
+        (status, retry_after, body, started.elapsed())
+    });
+    let results = futures::future::join_all(pushes).await;
+    let accepted: Vec<_> = results.iter().filter(|r| r.0 == StatusCode::OK).collect();
+    let refused: Vec<_> = results
+        .iter()
+        .filter(|r| r.0 == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert_eq!(accepted.len() + refused.len(), results.len(), "{results:?}");
+    assert!(!accepted.is_empty(), "admitted requests succeed");
+    assert!(refused.len() >= 6, "most are refused: {}", refused.len());
+    for (_, retry_after, body, took) in &refused {
+        assert_eq!(body["code"], "overloaded");
+        assert!(retry_after.is_some());
+        assert!(*took < Duration::from_millis(500), "refused in {took:?}");
+    }
+    proxy.set(Fault::Pass);
+    let stored: i64 = sqlx::query_scalar("select count(*) from sales")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        accepted.len() as i64,
+        "exactly the acknowledged sales are stored"
+    );
+}
+
+#[tokio::test]
+async fn a_request_that_outlives_its_deadline_gets_a_503_and_the_pool_recovers() {
+    let (app, proxy) =
+        spawn_app_behind_proxy(&["--ingest-deadline", "1s", "--db-probe-interval", "10s"]).await;
+    let till = app.create_till().await;
+    app.push_ok(&till, &[sale(1)]).await;
+    proxy.set(Fault::Stall);
+    let started = Instant::now();
+    let response = app.push(&till, Uuid::new_v4(), &[sale(2)]).await;
+    let took = started.elapsed();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let problem: Value = response.json().await.unwrap();
+    assert!(
+        ["deadline_exceeded", "database_unavailable"].contains(&problem["code"].as_str().unwrap()),
+        "{problem}"
+    );
+    assert!(
+        took < Duration::from_millis(2500),
+        "answered after {took:?}, deadline 1 s"
+    );
+    proxy.set(Fault::Pass);
+    push_until_accepted(&app, &till, 3, Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn a_till_over_its_rate_limit_gets_429_with_retry_after() {
+    let app = spawn_app_with(&["--terminal-rate", "1", "--terminal-burst", "2"]).await;
+    let till = app.create_till().await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let response = app.get("/v1/sync", &till.token).await;
+        statuses.push(response.status().as_u16());
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(response.headers().contains_key("retry-after"));
+            let problem: Value = response.json().await.unwrap();
+            assert_eq!(problem["code"], "rate_limited");
+        }
+    }
+    assert_eq!(statuses, [200, 200, 429, 429]);
+    // Another till is not affected.
+    let other = app.create_till().await;
+    assert_eq!(
+        app.get("/v1/sync", &other.token).await.status(),
+        StatusCode::OK
+    );
+}
