@@ -34,7 +34,10 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Subcommand)]
-#[expect(clippy::large_enum_variant, reason = "parsed once at start; boxing buys nothing")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; boxing buys nothing"
+)]
 pub enum Command {
     /// Run the HTTP API (creates the database and applies migrations first, unless --no-migrate).
     Serve(ServeArgs),
@@ -112,6 +115,16 @@ pub struct ServeArgs {
     /// How long graceful shutdown waits for in-flight requests before giving up.
     #[arg(long, env = "TILLSYNC_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Keep report totals current at ingest. `off` only to measure what
+    /// they cost: reports are wrong while it is off.
+    #[arg(long, env = "TILLSYNC_REPORT_TOTALS", value_enum, default_value_t = Switch::On)]
+    pub report_totals: Switch,
+
+    /// How long the last good copy of a totals report may be served (marked
+    /// stale) while the database is unavailable.
+    #[arg(long, env = "TILLSYNC_STALE_REPORT_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub stale_report_ttl: Duration,
 
     #[command(flatten)]
     pub database: DatabaseArgs,

@@ -8,9 +8,11 @@
 
 pub mod conflicts;
 pub mod idempotency;
+pub mod reports;
 pub mod sales;
 pub mod sync;
 pub mod tenancy;
+pub mod totals;
 
 use std::time::Duration;
 

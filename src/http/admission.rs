@@ -44,12 +44,15 @@ async fn admit(state: &AppState, priority: Priority, request: Request, next: Nex
     response
 }
 
-pub fn refusal_response(refusal: Refusal) -> Response {
+pub fn refusal_error(refusal: Refusal) -> ApiError {
     match refusal {
         Refusal::Unavailable { retry_after_s } => ApiError::unavailable_for(retry_after_s),
         Refusal::Overloaded { retry_after_s } => ApiError::overloaded(retry_after_s),
     }
-    .into_response()
+}
+
+pub fn refusal_response(refusal: Refusal) -> Response {
+    refusal_error(refusal).into_response()
 }
 
 /// What a response says about the database: failures that speak of load

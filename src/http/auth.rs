@@ -8,6 +8,11 @@
 //! instance that revokes forgets the token at once. Unknown tokens are never
 //! cached: a token created a moment ago must work on its first request. A
 //! lookup goes through the health layer like any other database work.
+//!
+//! While the database cannot be asked, a token seen valid recently (within
+//! the stale-report TTL) is still recognised, so dashboards get their last
+//! good reports during an outage; everything that needs the database is
+//! refused by admission anyway, and revoking needs the database too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,18 +48,24 @@ pub struct Authenticator {
     db: Database,
     gate: Gate,
     cache: Arc<Cache<TokenHash, Principal>>,
+    last_known: Arc<Cache<TokenHash, Principal>>,
 }
 
 impl Authenticator {
-    pub fn new(db: Database, gate: Gate, ttl: Duration) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(CACHE_CAPACITY)
-            .time_to_live(ttl)
-            .build();
+    pub fn new(db: Database, gate: Gate, ttl: Duration, outage_ttl: Duration) -> Self {
+        let cache = |ttl| {
+            Arc::new(
+                Cache::builder()
+                    .max_capacity(CACHE_CAPACITY)
+                    .time_to_live(ttl)
+                    .build(),
+            )
+        };
         Self {
             db,
             gate,
-            cache: Arc::new(cache),
+            cache: cache(ttl),
+            last_known: cache(outage_ttl),
         }
     }
 
@@ -72,7 +83,14 @@ impl Authenticator {
             TokenKind::Terminal => Priority::Ingest,
             TokenKind::MerchantAdmin => Priority::Admin,
         };
-        let admitted = self.gate.admit(priority).await.map_err(refusal_response)?;
+        let admitted = match self.gate.admit(priority).await {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                return self
+                    .last_known(&presented.hash)
+                    .ok_or_else(|| refusal_response(refusal));
+            }
+        };
         let lookup = self.look_up(&presented);
         let found = match admitted.deadline {
             Some(deadline) => tokio::time::timeout_at(deadline.into(), lookup)
@@ -88,11 +106,27 @@ impl Authenticator {
         };
         self.gate.finish(admitted, outcome, link_failure);
 
-        let principal = found
-            .map_err(|e| ApiError::from(e).into_response())?
-            .ok_or_else(|| ApiError::unauthorized().into_response())?;
+        let principal = match found {
+            Ok(Some(principal)) => principal,
+            Ok(None) => return Err(ApiError::unauthorized().into_response()),
+            Err(e @ DbError::Unavailable(_)) => {
+                return self
+                    .last_known(&presented.hash)
+                    .ok_or_else(|| ApiError::from(e).into_response());
+            }
+            Err(e) => return Err(ApiError::from(e).into_response()),
+        };
         self.cache.insert(presented.hash, principal.clone());
+        self.last_known.insert(presented.hash, principal.clone());
         Ok(principal)
+    }
+
+    fn last_known(&self, hash: &TokenHash) -> Option<Principal> {
+        let principal = self.last_known.get(hash);
+        if principal.is_some() {
+            tracing::debug!("database unavailable: recognised a recently seen token");
+        }
+        principal
     }
 
     async fn look_up(&self, presented: &PresentedToken) -> Result<Option<Principal>, DbError> {
@@ -128,6 +162,7 @@ impl Authenticator {
     /// Forgets a token at once on this instance (after a revoke).
     pub fn forget(&self, hash: &TokenHash) {
         self.cache.invalidate(hash);
+        self.last_known.invalidate(hash);
     }
 }
 

@@ -35,7 +35,16 @@ pub async fn push(
     let items = parse_batch(&body, Utc::now())?;
     let request_sha256 = Sha256::digest(&body);
 
-    match ingest::push_batch(&state.db, &pusher, key, &request_sha256, &items).await {
+    match ingest::push_batch(
+        &state.db,
+        &pusher,
+        key,
+        &request_sha256,
+        &items,
+        state.ingest,
+    )
+    .await
+    {
         Ok(Pushed::Fresh { body, .. }) => Ok(json_response(body, false)),
         Ok(Pushed::Replayed { body }) => Ok(json_response(body, true)),
         Err(IngestError::InProgress) => Err(ApiError::new(

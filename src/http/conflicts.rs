@@ -3,14 +3,13 @@
 
 use axum::Json;
 use axum::extract::State;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::AppState;
 use super::auth::MerchantAdmin;
+use super::cursor;
 use super::extract::QueryParams;
 use crate::db::conflicts::{self, ConflictRow};
 use crate::error::ApiError;
@@ -59,42 +58,19 @@ pub async fn list(
     admin: MerchantAdmin,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<ConflictList>, ApiError> {
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be 1 to {MAX_LIMIT}"),
-        ));
-    }
-    let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let limit = cursor::limit(query.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let before = query.cursor.as_deref().map(cursor::decode).transpose()?;
 
     let mut conn = state.db.acquire().await?;
     let rows = conflicts::list(&mut conn, admin.merchant_id, before, limit).await?;
     let next_cursor = (rows.len() as i64 == limit)
         .then(|| {
             rows.last()
-                .map(|r| encode_cursor(r.received_at, r.conflict_id))
+                .map(|r| cursor::encode(r.received_at, r.conflict_id))
         })
         .flatten();
     Ok(Json(ConflictList {
         conflicts: rows.into_iter().map(ConflictView::from).collect(),
         next_cursor,
     }))
-}
-
-fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.timestamp_micros()))
-}
-
-fn decode_cursor(raw: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
-    let invalid = || ApiError::bad_request("invalid_cursor", "cursor is not one this API returned");
-    let text = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
-    let text = String::from_utf8(text).map_err(|_| invalid())?;
-    let (micros, id) = text.split_once('|').ok_or_else(invalid)?;
-    let at = micros
-        .parse()
-        .ok()
-        .and_then(DateTime::from_timestamp_micros)
-        .ok_or_else(invalid)?;
-    Ok((at, Uuid::try_parse(id).map_err(|_| invalid())?))
 }

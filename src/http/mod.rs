@@ -13,10 +13,15 @@ mod admission;
 pub mod auth;
 mod batches;
 mod conflicts;
+mod cursor;
 mod extract;
+mod fleet;
 mod observe;
 mod ops;
+mod params;
 mod ratelimit;
+mod reports;
+mod sales;
 mod stores;
 mod sync;
 mod terminals;
@@ -36,6 +41,7 @@ use crate::config::ServeArgs;
 use crate::db::Database;
 use crate::error::ApiError;
 use crate::health::Gate;
+use crate::ingest::IngestOptions;
 use auth::Authenticator;
 pub use ratelimit::TerminalRateLimit;
 
@@ -51,17 +57,28 @@ pub struct AppState {
     pub auth: Authenticator,
     pub rate_limit: TerminalRateLimit,
     pub metrics: PrometheusHandle,
+    pub ingest: IngestOptions,
+    pub stale_totals: reports::StaleCopies,
 }
 
 impl AppState {
     pub fn new(db: Database, gate: Gate, args: &ServeArgs) -> Self {
         Self {
-            auth: Authenticator::new(db.clone(), gate.clone(), args.auth_cache_ttl),
+            auth: Authenticator::new(
+                db.clone(),
+                gate.clone(),
+                args.auth_cache_ttl,
+                args.stale_report_ttl,
+            ),
             rate_limit: TerminalRateLimit::new(
                 args.health.terminal_rate,
                 args.health.terminal_burst,
             ),
             metrics: crate::metrics::handle(),
+            ingest: IngestOptions {
+                maintain_totals: args.report_totals.is_on(),
+            },
+            stale_totals: reports::StaleCopies::new(args.stale_report_ttl),
             db,
             gate,
         }
@@ -89,7 +106,15 @@ pub fn router(state: AppState) -> Router {
 
     let reports = Router::new()
         .route("/v1/conflicts", get(conflicts::list))
+        .route("/v1/sales", get(sales::list))
+        .route("/v1/terminals", get(fleet::list))
         .route_layer(from_fn_with_state(state.clone(), admission::report))
+        .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+
+    // Totals are admitted by their handler: when the database cannot be
+    // used it answers from the last good copy instead of refusing.
+    let totals = Router::new()
+        .route("/v1/reports/totals", get(reports::totals))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
 
     let operations = Router::new()
@@ -102,6 +127,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ingest)
         .merge(admin)
         .merge(reports)
+        .merge(totals)
         .merge(operations)
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)

@@ -6,15 +6,16 @@
 
 pub mod classify;
 mod progress;
+pub mod totals;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::db::idempotency::{self, KeyState, StoredResponse};
 use crate::db::sales::{self, NewSales};
-use crate::db::{Database, DbError, conflicts, sync};
+use crate::db::{Database, DbError, conflicts, sync, totals as totals_db};
 use crate::domain::sale::{Rejection, Sale};
 use classify::{Outcome, Stored, classify};
 
@@ -30,6 +31,13 @@ pub struct Item {
     /// The `sale_id` as sent, when one could be read (even from an invalid sale).
     pub sale_id: Option<Uuid>,
     pub sale: Result<Sale, Rejection>,
+}
+
+/// How a batch is written.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestOptions {
+    /// Keep the report totals current (off only to measure what they cost).
+    pub maintain_totals: bool,
 }
 
 /// Who pushes: a terminal of a merchant, with its store's time zone.
@@ -90,10 +98,11 @@ pub async fn push_batch(
     key: Uuid,
     request_sha256: &[u8],
     items: &[Item],
+    options: IngestOptions,
 ) -> Result<Pushed, IngestError> {
     let mut attempt = 1;
     loop {
-        match try_push_batch(db, pusher, key, request_sha256, items).await {
+        match try_push_batch(db, pusher, key, request_sha256, items, options).await {
             Err(IngestError::Db(DbError::Contention(e))) if attempt < MAX_TRANSACTION_ATTEMPTS => {
                 tracing::debug!(terminal.id = %pusher.terminal_id, error = %e, attempt, "batch collided, retrying");
                 attempt += 1;
@@ -109,6 +118,7 @@ async fn try_push_batch(
     key: Uuid,
     request_sha256: &[u8],
     items: &[Item],
+    options: IngestOptions,
 ) -> Result<Pushed, IngestError> {
     let (merchant_id, terminal_id) = (pusher.merchant_id, pusher.terminal_id);
     let mut tx = db.begin().await?;
@@ -125,8 +135,20 @@ async fn try_push_batch(
     let held = sync::lock(&mut tx, merchant_id, terminal_id).await?;
 
     let batch_id = Uuid::now_v7();
-    let (outcomes, inserted) = store_sales(&mut tx, pusher, batch_id, items).await?;
+    let stored = store_sales(&mut tx, pusher, batch_id, items).await?;
+    let (outcomes, inserted) = (stored.outcomes, stored.inserted);
     save_conflicts(&mut tx, pusher, batch_id, items, &outcomes).await?;
+    if options.maintain_totals {
+        let new_sales: Vec<&Sale> = inserted.iter().map(|&i| sale_of(items, i)).collect();
+        let deltas = totals::Deltas::of(&new_sales, pusher.timezone, |id| {
+            new_sales
+                .iter()
+                .copied()
+                .find(|s| s.sale_id == id)
+                .or_else(|| stored.void_targets.get(&id))
+        });
+        totals_db::apply(&mut tx, merchant_id, terminal_id, pusher.store_id, &deltas).await?;
+    }
     let inserted_seqs: Vec<i64> = inserted.iter().map(|&i| sale_of(items, i).seq).collect();
     let state = progress::advance(&mut tx, pusher, held, &inserted_seqs).await?;
 
@@ -156,14 +178,23 @@ fn sale_of(items: &[Item], index: usize) -> &Sale {
         .expect("only parsed sales are classified")
 }
 
-/// Classifies and inserts the valid sales. Returns every item's outcome and
-/// the indexes of the items this transaction inserted.
+/// What storing a batch's sales came to.
+struct StoredSales {
+    /// Every item's outcome, in input order.
+    outcomes: Vec<Outcome>,
+    /// The indexes of the items this transaction inserted.
+    inserted: Vec<usize>,
+    /// Stored sales that voids of this batch name, for the totals.
+    void_targets: HashMap<Uuid, Sale>,
+}
+
+/// Classifies and inserts the valid sales.
 async fn store_sales(
     tx: &mut sqlx::PgConnection,
     pusher: &Pusher,
     batch_id: Uuid,
     items: &[Item],
-) -> Result<(Vec<Outcome>, Vec<usize>), DbError> {
+) -> Result<StoredSales, DbError> {
     let mut outcomes: Vec<Outcome> = items
         .iter()
         .map(|item| match &item.sale {
@@ -175,10 +206,11 @@ async fn store_sales(
         .filter(|&i| items[i].sale.is_ok())
         .collect();
     let mut inserted: Vec<usize> = Vec::new();
+    let mut void_targets: HashMap<Uuid, Sale> = HashMap::new();
 
     for _round in 0..MAX_CLASSIFY_ROUNDS {
         if pending.is_empty() {
-            return Ok((outcomes, inserted));
+            break;
         }
         let sales: Vec<&Sale> = pending.iter().map(|&i| sale_of(items, i)).collect();
         let ids: Vec<Uuid> = sales
@@ -188,6 +220,12 @@ async fn store_sales(
         let seqs: Vec<i64> = sales.iter().map(|s| s.seq).collect();
         let rows =
             sales::find_related(tx, pusher.merchant_id, pusher.terminal_id, &ids, &seqs).await?;
+        let targets: HashSet<Uuid> = sales.iter().filter_map(|s| s.refers_to_sale_id).collect();
+        for row in rows.iter().filter(|r| targets.contains(&r.sale_id)) {
+            if let Ok(target) = serde_json::from_value::<Sale>(row.body.clone()) {
+                void_targets.insert(row.sale_id, target);
+            }
+        }
         let round = classify(
             pusher.terminal_id,
             &sales,
@@ -232,7 +270,11 @@ async fn store_sales(
         pending = still_pending;
     }
     if pending.is_empty() {
-        Ok((outcomes, inserted))
+        Ok(StoredSales {
+            outcomes,
+            inserted,
+            void_targets,
+        })
     } else {
         Err(DbError::Contention(sqlx::Error::Protocol(
             "sales kept colliding with concurrent batches".into(),

@@ -7,5 +7,6 @@ mod health;
 mod idempotency;
 mod ingest;
 mod provisioning;
+mod reports;
 mod support;
 mod sync;

@@ -1,0 +1,314 @@
+//! Reads for dashboards: totals from the totals tables (never the sales
+//! table), completeness from the till sync state, sales pages, the fleet.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::DbError;
+
+/// One totals row; the grouping columns not asked for are `None`.
+#[derive(Debug, Clone)]
+pub struct TotalsRow {
+    pub business_date: Option<NaiveDate>,
+    pub hour: Option<i16>,
+    pub store_id: Option<Uuid>,
+    pub terminal_id: Option<Uuid>,
+    pub method: Option<String>,
+    pub currency: String,
+    pub sales_count: i64,
+    pub refunds_count: i64,
+    pub voids_count: i64,
+    pub gross_minor: i64,
+    pub refunds_minor: i64,
+    /// Not split by tender: `None` in tender rows.
+    pub discounts_minor: Option<i64>,
+    pub tax_minor: Option<i64>,
+}
+
+/// Which rows to add up.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope {
+    pub merchant_id: Uuid,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub store_id: Option<Uuid>,
+    pub terminal_id: Option<Uuid>,
+}
+
+/// Totals grouped by nothing, day, store or terminal (`group` is one of
+/// `none`, `day`, `store`, `terminal`), from the day table.
+pub async fn daily_totals(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    group: &str,
+) -> Result<Vec<TotalsRow>, DbError> {
+    let rows = sqlx::query!(
+        r#"select case when $6::text = 'day' then business_date end as business_date,
+                  case when $6::text in ('store', 'terminal') then store_id end as store_id,
+                  case when $6::text = 'terminal' then terminal_id end as terminal_id,
+                  currency,
+                  sum(sales_count)::int8 as "sales_count!", sum(refunds_count)::int8 as "refunds_count!",
+                  sum(voids_count)::int8 as "voids_count!", sum(gross_minor)::int8 as "gross_minor!",
+                  sum(refunds_minor)::int8 as "refunds_minor!", sum(discounts_minor)::int8 as "discounts_minor!",
+                  sum(tax_minor)::int8 as "tax_minor!"
+             from sales_day_totals
+            where merchant_id = $1 and business_date between $2 and $3
+              and ($4::uuid is null or store_id = $4)
+              and ($5::uuid is null or terminal_id = $5)
+            group by 1, 2, 3, currency
+           having sum(sales_count) <> 0 or sum(refunds_count) <> 0 or sum(voids_count) <> 0
+            order by 1, 2, 3, currency"#,
+        scope.merchant_id,
+        scope.from,
+        scope.to,
+        scope.store_id,
+        scope.terminal_id,
+        group
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| TotalsRow {
+            business_date: r.business_date,
+            hour: None,
+            store_id: r.store_id,
+            terminal_id: r.terminal_id,
+            method: None,
+            currency: r.currency,
+            sales_count: r.sales_count,
+            refunds_count: r.refunds_count,
+            voids_count: r.voids_count,
+            gross_minor: r.gross_minor,
+            refunds_minor: r.refunds_minor,
+            discounts_minor: Some(r.discounts_minor),
+            tax_minor: Some(r.tax_minor),
+        })
+        .collect())
+}
+
+/// Totals per business date and hour of the day, from the hour table.
+pub async fn hourly_totals(
+    conn: &mut PgConnection,
+    scope: &Scope,
+) -> Result<Vec<TotalsRow>, DbError> {
+    let rows = sqlx::query!(
+        r#"select business_date, hour, currency,
+                  sum(sales_count)::int8 as "sales_count!", sum(refunds_count)::int8 as "refunds_count!",
+                  sum(voids_count)::int8 as "voids_count!", sum(gross_minor)::int8 as "gross_minor!",
+                  sum(refunds_minor)::int8 as "refunds_minor!", sum(discounts_minor)::int8 as "discounts_minor!",
+                  sum(tax_minor)::int8 as "tax_minor!"
+             from sales_hour_totals
+            where merchant_id = $1 and business_date between $2 and $3
+              and ($4::uuid is null or store_id = $4)
+              and ($5::uuid is null or terminal_id = $5)
+            group by business_date, hour, currency
+           having sum(sales_count) <> 0 or sum(refunds_count) <> 0 or sum(voids_count) <> 0
+            order by business_date, hour, currency"#,
+        scope.merchant_id,
+        scope.from,
+        scope.to,
+        scope.store_id,
+        scope.terminal_id
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| TotalsRow {
+            business_date: Some(r.business_date),
+            hour: Some(r.hour),
+            store_id: None,
+            terminal_id: None,
+            method: None,
+            currency: r.currency,
+            sales_count: r.sales_count,
+            refunds_count: r.refunds_count,
+            voids_count: r.voids_count,
+            gross_minor: r.gross_minor,
+            refunds_minor: r.refunds_minor,
+            discounts_minor: Some(r.discounts_minor),
+            tax_minor: Some(r.tax_minor),
+        })
+        .collect())
+}
+
+/// Money per tender method, from the tender table.
+pub async fn tender_totals(
+    conn: &mut PgConnection,
+    scope: &Scope,
+) -> Result<Vec<TotalsRow>, DbError> {
+    let rows = sqlx::query!(
+        r#"select method, currency,
+                  sum(sales_count)::int8 as "sales_count!", sum(refunds_count)::int8 as "refunds_count!",
+                  sum(gross_minor)::int8 as "gross_minor!", sum(refunds_minor)::int8 as "refunds_minor!"
+             from tender_day_totals
+            where merchant_id = $1 and business_date between $2 and $3
+              and ($4::uuid is null or store_id = $4)
+              and ($5::uuid is null or terminal_id = $5)
+            group by method, currency
+           having sum(sales_count) <> 0 or sum(refunds_count) <> 0
+            order by method, currency"#,
+        scope.merchant_id,
+        scope.from,
+        scope.to,
+        scope.store_id,
+        scope.terminal_id
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| TotalsRow {
+            business_date: None,
+            hour: None,
+            store_id: None,
+            terminal_id: None,
+            method: Some(r.method),
+            currency: r.currency,
+            sales_count: r.sales_count,
+            refunds_count: r.refunds_count,
+            voids_count: 0,
+            gross_minor: r.gross_minor,
+            refunds_minor: r.refunds_minor,
+            discounts_minor: None,
+            tax_minor: None,
+        })
+        .collect())
+}
+
+#[derive(Debug, Clone)]
+pub struct Completeness {
+    pub terminals: i64,
+    pub terminals_with_gaps: i64,
+    pub terminals_never_synced: i64,
+    pub oldest_last_seen_at: Option<DateTime<Utc>>,
+}
+
+/// How complete totals are: the tills in scope (revoked ones left out), how
+/// many have gaps, and the oldest last push among them.
+pub async fn completeness(conn: &mut PgConnection, scope: &Scope) -> Result<Completeness, DbError> {
+    let row = sqlx::query_as!(
+        Completeness,
+        r#"select count(*) as "terminals!",
+                  count(*) filter (where ts.highest_seq > ts.contiguous_through_seq) as "terminals_with_gaps!",
+                  count(*) filter (where ts.last_batch_at is null) as "terminals_never_synced!",
+                  min(ts.last_batch_at) as oldest_last_seen_at
+             from terminals t
+             join terminal_sync ts on ts.merchant_id = t.merchant_id and ts.terminal_id = t.terminal_id
+            where t.merchant_id = $1 and t.revoked_at is null
+              and ($2::uuid is null or t.store_id = $2)
+              and ($3::uuid is null or t.terminal_id = $3)"#,
+        scope.merchant_id,
+        scope.store_id,
+        scope.terminal_id
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(row)
+}
+
+pub async fn terminal_exists(
+    conn: &mut PgConnection,
+    merchant_id: Uuid,
+    terminal_id: Uuid,
+) -> Result<bool, DbError> {
+    let found = sqlx::query_scalar!(
+        "select 1 as found from terminals where merchant_id = $1 and terminal_id = $2",
+        merchant_id,
+        terminal_id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.is_some())
+}
+
+#[derive(Debug, Clone)]
+pub struct SaleRow {
+    pub sale_id: Uuid,
+    pub terminal_id: Uuid,
+    pub store_id: Uuid,
+    pub business_date: NaiveDate,
+    pub occurred_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub body: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SalesPage {
+    pub merchant_id: Uuid,
+    pub store_id: Option<Uuid>,
+    pub terminal_id: Option<Uuid>,
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    /// Keyset cursor: the (occurred_at, sale_id) of the last row of the previous page.
+    pub before: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: i64,
+}
+
+/// One page of sales, newest first. Keyset pagination: a sale inserted while
+/// a client pages never shifts the rows it has not seen yet.
+pub async fn sales_page(
+    conn: &mut PgConnection,
+    page: &SalesPage,
+) -> Result<Vec<SaleRow>, DbError> {
+    let (before_at, before_id) = page.before.unzip();
+    let rows = sqlx::query_as!(
+        SaleRow,
+        r#"select sale_id, terminal_id, store_id, business_date, occurred_at, received_at, body
+             from sales
+            where merchant_id = $1
+              and ($2::uuid is null or store_id = $2)
+              and ($3::uuid is null or terminal_id = $3)
+              and ($4::date is null or business_date >= $4)
+              and ($5::date is null or business_date <= $5)
+              and ($6::timestamptz is null or (occurred_at, sale_id) < ($6, $7))
+            order by occurred_at desc, sale_id desc
+            limit $8"#,
+        page.merchant_id,
+        page.store_id,
+        page.terminal_id,
+        page.from,
+        page.to,
+        before_at,
+        before_id,
+        page.limit
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
+}
+
+#[derive(Debug, Clone)]
+pub struct FleetRow {
+    pub terminal_id: Uuid,
+    pub store_id: Uuid,
+    pub name: String,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub highest_seq: i64,
+    pub contiguous_through_seq: i64,
+    pub sales_stored: i64,
+}
+
+pub async fn fleet(
+    conn: &mut PgConnection,
+    merchant_id: Uuid,
+    store_id: Option<Uuid>,
+) -> Result<Vec<FleetRow>, DbError> {
+    let rows = sqlx::query_as!(
+        FleetRow,
+        r#"select t.terminal_id, t.store_id, t.name, t.revoked_at,
+                  ts.last_batch_at as last_seen_at, ts.highest_seq, ts.contiguous_through_seq, ts.sales_stored
+             from terminals t
+             join terminal_sync ts on ts.merchant_id = t.merchant_id and ts.terminal_id = t.terminal_id
+            where t.merchant_id = $1 and ($2::uuid is null or t.store_id = $2)
+            order by t.store_id, t.name, t.terminal_id"#,
+        merchant_id,
+        store_id
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
+}
