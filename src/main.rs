@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::error::ErrorKind;
 use tillsync::config::{AdminCommand, Cli, Command};
-use tillsync::{admin, app, db, telemetry};
+use tillsync::{admin, app, db, loadtest, telemetry};
 
 /// Exit code for a bad setting, as for any usage error.
 const EXIT_USAGE: u8 = 2;
@@ -68,5 +68,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{created}");
             Ok(())
         }
+        Command::Loadtest(args) => loadtest::command(args).await,
     }
 }
