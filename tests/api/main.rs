@@ -5,6 +5,7 @@ mod cli;
 mod fault_proxy;
 mod idempotency;
 mod ingest;
+mod loadtest;
 mod provisioning;
 mod support;
 mod sync;
