@@ -50,6 +50,11 @@ pub struct LoadtestArgs {
     #[arg(long, env = "TILLSYNC_LOADTEST_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub request_timeout: Duration,
 
+    /// How long verification may take in all; tills not verified by then
+    /// count as unverified, which fails the verdict.
+    #[arg(long, env = "TILLSYNC_LOADTEST_VERIFY_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
+    pub verify_timeout: Duration,
+
     /// How often each till asks `GET /v1/sync` what is missing, to resend it.
     #[arg(long, env = "TILLSYNC_LOADTEST_SYNC_INTERVAL", default_value = "5s", value_parser = parse_positive_duration)]
     pub sync_interval: Duration,

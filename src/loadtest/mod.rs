@@ -37,7 +37,7 @@ use progress::Progress;
 use report::{Drain, Latency, Requests, Sales, Settings, Verdict, VerifyTarget};
 use stats::{LiveCounters, Percentiles, TillStats};
 use till::{Phase, Till, TillSettings};
-use verify::ExpectedTill;
+use verify::{ExpectedTill, VerifyLimits};
 
 /// The command: run, print the summary, write the JSON report if asked, and
 /// fail (non-zero exit) when the verdict is not a pass.
@@ -119,7 +119,11 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
     let undelivered: u64 = tills.iter().map(|t| t.undelivered()).sum();
 
     let fleet: Arc<[ExpectedTill]> = tills.iter().map(|t| t.expected()).collect();
-    let verification = verify::verify(&api, fleet.clone(), args.backoff_cap).await;
+    let limits = VerifyLimits {
+        backoff_cap: args.backoff_cap,
+        timeout: args.verify_timeout,
+    };
+    let verification = verify::verify(&api, fleet.clone(), limits).await;
 
     let load_s = args.duration.as_secs_f64();
     Ok(Report {
@@ -132,6 +136,7 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
             duration_s: load_s,
             drain_timeout_s: args.drain_timeout.as_secs_f64(),
             request_timeout_s: args.request_timeout.as_secs_f64(),
+            verify_timeout_s: args.verify_timeout.as_secs_f64(),
             arrivals: args.arrivals,
             seed,
         },
@@ -163,7 +168,7 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
         target: VerifyTarget {
             url: args.url,
             request_timeout: args.request_timeout,
-            backoff_cap: args.backoff_cap,
+            limits,
             fleet,
         },
     })

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::args::Arrivals;
 use super::client::Api;
 use super::stats::Percentiles;
-use super::verify::{self, ExpectedTill, Verification};
+use super::verify::{self, ExpectedTill, Verification, VerifyLimits};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -40,6 +40,7 @@ pub struct Settings {
     pub duration_s: f64,
     pub drain_timeout_s: f64,
     pub request_timeout_s: f64,
+    pub verify_timeout_s: f64,
     pub arrivals: Arrivals,
     pub seed: u64,
 }
@@ -100,7 +101,7 @@ pub struct Verdict {
 pub(super) struct VerifyTarget {
     pub url: Url,
     pub request_timeout: Duration,
-    pub backoff_cap: Duration,
+    pub limits: VerifyLimits,
     pub fleet: Arc<[ExpectedTill]>,
 }
 
@@ -124,7 +125,7 @@ impl Report {
     pub async fn verify_again(&self) -> anyhow::Result<Verification> {
         let target = &self.target;
         let api = Api::new(&target.url, target.request_timeout, VERIFY_POOL)?;
-        Ok(verify::verify(&api, target.fleet.clone(), target.backoff_cap).await)
+        Ok(verify::verify(&api, target.fleet.clone(), target.limits).await)
     }
 
     pub fn to_json(&self) -> String {

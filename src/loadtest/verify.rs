@@ -25,6 +25,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio::time::{Instant, timeout_at};
 use uuid::Uuid;
 
 use super::backoff::retrying;
@@ -142,10 +143,20 @@ struct Figures {
     net_minor: i64,
 }
 
+/// How hard verification tries: retries of each request back off up to
+/// `backoff_cap`, and the whole verification ends at `timeout`.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyLimits {
+    pub backoff_cap: Duration,
+    pub timeout: Duration,
+}
+
 /// Verifies every till of the fleet. Requests that fail are retried a
-/// bounded number of times; a till that still cannot be checked counts as
-/// unverified, which fails the verdict.
-pub async fn verify(api: &Api, fleet: Arc<[ExpectedTill]>, backoff_cap: Duration) -> Verification {
+/// bounded number of times; a till that still cannot be checked, or is not
+/// checked within the timeout, counts as unverified, which fails the verdict.
+pub async fn verify(api: &Api, fleet: Arc<[ExpectedTill]>, limits: VerifyLimits) -> Verification {
+    let deadline = Instant::now() + limits.timeout;
+    let backoff_cap = limits.backoff_cap;
     let permits = Arc::new(Semaphore::new(VERIFY_CONCURRENCY));
     let mut checks = JoinSet::new();
     for index in 0..fleet.len() {
@@ -157,7 +168,20 @@ pub async fn verify(api: &Api, fleet: Arc<[ExpectedTill]>, backoff_cap: Duration
         });
     }
     let mut verification = Verification::default();
-    while let Some(joined) = checks.join_next().await {
+    loop {
+        let joined = match timeout_at(deadline, checks.join_next()).await {
+            Ok(Some(joined)) => joined,
+            Ok(None) => break,
+            Err(_) => {
+                verification.unverified_tills += checks.len() as u64;
+                checks.abort_all();
+                tracing::warn!(
+                    "verification timed out with {} tills unchecked",
+                    checks.len()
+                );
+                break;
+            }
+        };
         match joined {
             Ok((_, Ok(findings))) => verification.add(findings),
             Ok((terminal_id, Err(failure))) => {
@@ -427,6 +451,36 @@ mod tests {
             ),
             (0, 0, 1)
         );
+    }
+
+    /// A server that accepts connections and never answers: verification
+    /// still ends, at its timeout, and says so.
+    #[tokio::test]
+    async fn verification_ends_at_its_timeout_with_the_tills_unverified() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let _hold = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let api = Api::new(&url.parse().unwrap(), Duration::from_secs(30), 2).unwrap();
+        let till = |_| ExpectedTill {
+            terminal_id: Uuid::new_v4(),
+            token: TerminalToken::new("t".into()),
+            sales: journal(),
+        };
+        let fleet: Arc<[ExpectedTill]> = (0..3).map(till).collect();
+        let limits = VerifyLimits {
+            backoff_cap: Duration::from_millis(10),
+            timeout: Duration::from_millis(300),
+        };
+        let started = std::time::Instant::now();
+        let verification = verify(&api, fleet, limits).await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(verification.unverified_tills, 3);
+        assert!(!verification.passed());
     }
 
     #[test]

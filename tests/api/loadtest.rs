@@ -409,6 +409,7 @@ fn help_documents_every_loadtest_setting_with_its_variable_and_default() {
         "DRAIN_TIMEOUT",
         "REQUEST_TIMEOUT",
         "SYNC_INTERVAL",
+        "VERIFY_TIMEOUT",
         "BACKOFF_CAP",
         "ARRIVALS",
         "JSON",
