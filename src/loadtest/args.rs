@@ -41,12 +41,12 @@ pub struct LoadtestArgs {
     pub duration: Duration,
 
     /// After the load phase, how long the tills may take to empty their
-    /// queues; what is still queued then counts against the verdict.
+    /// queues; sales the server does not hold by then count as lost.
     #[arg(long, env = "TILLSYNC_LOADTEST_DRAIN_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
     pub drain_timeout: Duration,
 
     /// Deadline of one HTTP request; a request that takes longer is a timeout
-    /// and is retried like a real till would.
+    /// and is retried, as a real till would.
     #[arg(long, env = "TILLSYNC_LOADTEST_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub request_timeout: Duration,
 
@@ -69,7 +69,7 @@ pub struct LoadtestArgs {
     pub arrivals: Arrivals,
 
     /// Write the report as JSON to this file too.
-    #[arg(long, env = "TILLSYNC_LOADTEST_JSON")]
+    #[arg(long, env = "TILLSYNC_LOADTEST_JSON", value_name = "FILE")]
     pub json: Option<PathBuf>,
 
     /// Seed of the random choices (arrival times, till choice, sale contents);

@@ -4,8 +4,8 @@
 //! that the server holds every sale exactly once with the generated totals.
 //!
 //! It is a client of the public API only, so it can run from another
-//! machine. The run, top to bottom: [`provision`] -> one [`till`] task per
-//! till and the [`arrivals`] scheduler feeding their queues -> drain ->
+//! machine. The run, top to bottom: `provision` -> one `till` task per
+//! till and the `arrivals` scheduler feeding their queues -> drain ->
 //! [`verify`] -> [`report`]. Tests call [`run`] directly and can verify
 //! again after changing the database ([`Report::verify_again`]).
 
