@@ -24,10 +24,19 @@ const DATABASE: &str = "tillsync_bench_reports";
 const STORES: i64 = 50;
 const TILLS_PER_STORE: i64 = 10;
 const DAYS: i64 = 60;
-const TIMEZONES: [&str; 5] = ["Europe/Berlin", "Europe/London", "America/New_York", "Asia/Tokyo", "Australia/Sydney"];
+const TIMEZONES: [&str; 5] = [
+    "Europe/Berlin",
+    "Europe/London",
+    "America/New_York",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+];
 
 fn setting(name: &str, default: i64) -> i64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Server(Child);
@@ -41,9 +50,14 @@ impl Drop for Server {
 
 async fn generate(pool: &PgPool, sales_per_till: i64) -> (Uuid, String) {
     let merchant_id = Uuid::now_v7();
-    let (admin_token, hash) = tillsync::domain::token::generate(tillsync::domain::token::TokenKind::MerchantAdmin, merchant_id);
+    let (admin_token, hash) = tillsync::domain::token::generate(
+        tillsync::domain::token::TokenKind::MerchantAdmin,
+        merchant_id,
+    );
     let mut tx = pool.begin().await.unwrap();
-    tillsync::db::tenancy::insert_merchant(&mut tx, merchant_id, "Bench Retail", &hash).await.unwrap();
+    tillsync::db::tenancy::insert_merchant(&mut tx, merchant_id, "Bench Retail", &hash)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     sqlx::query(
         "insert into stores (merchant_id, store_id, name, timezone, currency)
@@ -66,14 +80,18 @@ async fn generate(pool: &PgPool, sales_per_till: i64) -> (Uuid, String) {
     .execute(pool)
     .await
     .unwrap();
-    println!("  generating {} sales ...", STORES * TILLS_PER_STORE * sales_per_till);
+    println!(
+        "  generating {} sales ...",
+        STORES * TILLS_PER_STORE * sales_per_till
+    );
     let started = Instant::now();
     // One statement per store keeps each transaction a manageable size.
-    let stores: Vec<Uuid> = sqlx::query_scalar("select store_id from stores where merchant_id = $1")
-        .bind(merchant_id)
-        .fetch_all(pool)
-        .await
-        .unwrap();
+    let stores: Vec<Uuid> =
+        sqlx::query_scalar("select store_id from stores where merchant_id = $1")
+            .bind(merchant_id)
+            .fetch_all(pool)
+            .await
+            .unwrap();
     for store_id in stores {
         sqlx::query(
             r#"with raw as (
@@ -132,12 +150,18 @@ async fn generate(pool: &PgPool, sales_per_till: i64) -> (Uuid, String) {
     .execute(pool)
     .await
     .unwrap();
-    println!("  sales written in {:.0} s; computing totals ...", started.elapsed().as_secs_f64());
+    println!(
+        "  sales written in {:.0} s; computing totals ...",
+        started.elapsed().as_secs_f64()
+    );
     let migration = include_str!("../migrations/20261121000003_report_totals.sql");
     let rebuild = &migration[migration.find("with judged as").unwrap()..];
     pool.execute(rebuild).await.unwrap();
     pool.execute("vacuum analyze").await.unwrap();
-    println!("  data set ready after {:.0} s", started.elapsed().as_secs_f64());
+    println!(
+        "  data set ready after {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     (merchant_id, admin_token)
 }
 
@@ -146,7 +170,12 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[index].as_secs_f64() * 1000.0
 }
 
-async fn measure(client: &reqwest::Client, url: &str, token: &str, calls: i64) -> (f64, f64, usize) {
+async fn measure(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    calls: i64,
+) -> (f64, f64, usize) {
     for _ in 0..10 {
         client.get(url).bearer_auth(token).send().await.unwrap();
     }
@@ -161,35 +190,65 @@ async fn measure(client: &reqwest::Client, url: &str, token: &str, calls: i64) -
         rows = body["rows"].as_array().unwrap().len();
     }
     latencies.sort();
-    (percentile(&latencies, 0.5), percentile(&latencies, 0.99), rows)
+    (
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        rows,
+    )
 }
 
 #[tokio::main]
 async fn main() {
     let sales_per_till = setting("BENCH_SALES_PER_TILL", 10_000);
     let calls = setting("BENCH_CALLS", 100);
-    let server_url = std::env::var("TILLSYNC_TEST_SERVER_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let server_url = std::env::var("TILLSYNC_TEST_SERVER_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let database_url = format!("{server_url}/{DATABASE}");
-    let admin = PgPoolOptions::new().max_connections(1).connect(&format!("{server_url}/postgres")).await.unwrap();
-    let exists: bool = sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-        .bind(DATABASE)
-        .fetch_one(&admin)
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("{server_url}/postgres"))
         .await
         .unwrap();
+    let exists: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+            .bind(DATABASE)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
     let regenerate = std::env::var("BENCH_REGENERATE").is_ok_and(|v| v == "1");
     if regenerate && exists {
-        admin.execute(format!("drop database {DATABASE} with (force)").as_str()).await.unwrap();
+        admin
+            .execute(format!("drop database {DATABASE} with (force)").as_str())
+            .await
+            .unwrap();
     }
-    println!("reports benchmark: {STORES} stores x {TILLS_PER_STORE} tills x {sales_per_till} sales, {calls} calls per query");
-    tillsync::db::create_and_migrate(&database_url.parse().unwrap()).await.unwrap();
-    let pool = PgPoolOptions::new().max_connections(2).connect(&database_url).await.unwrap();
+    println!(
+        "reports benchmark: {STORES} stores x {TILLS_PER_STORE} tills x {sales_per_till} sales, {calls} calls per query"
+    );
+    tillsync::db::create_and_migrate(&database_url.parse().unwrap())
+        .await
+        .unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&database_url)
+        .await
+        .unwrap();
     // The admin token is not stored in clear: a reused data set gets a fresh one.
-    let stored: i64 = sqlx::query_scalar("select count(*) from sales").fetch_one(&pool).await.unwrap();
+    let stored: i64 = sqlx::query_scalar("select count(*) from sales")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     let (merchant_id, token) = if stored == 0 {
         generate(&pool, sales_per_till).await
     } else {
-        let merchant_id: Uuid = sqlx::query_scalar("select merchant_id from merchants limit 1").fetch_one(&pool).await.unwrap();
-        let (token, hash) = tillsync::domain::token::generate(tillsync::domain::token::TokenKind::MerchantAdmin, merchant_id);
+        let merchant_id: Uuid = sqlx::query_scalar("select merchant_id from merchants limit 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let (token, hash) = tillsync::domain::token::generate(
+            tillsync::domain::token::TokenKind::MerchantAdmin,
+            merchant_id,
+        );
         sqlx::query("insert into admin_tokens (merchant_id, token_hash) values ($1, $2)")
             .bind(merchant_id)
             .bind(hash.as_bytes())
@@ -199,15 +258,26 @@ async fn main() {
         println!("  reusing the data set in {DATABASE} ({stored} sales)");
         (merchant_id, token)
     };
-    let store_id: Uuid = sqlx::query_scalar("select store_id from stores where merchant_id = $1 order by store_id limit 1")
-        .bind(merchant_id)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let store_id: Uuid = sqlx::query_scalar(
+        "select store_id from stores where merchant_id = $1 order by store_id limit 1",
+    )
+    .bind(merchant_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(env!("CARGO_BIN_EXE_tillsync"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--no-migrate"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--no-migrate",
+        ])
         .env("DATABASE_URL", &database_url)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -224,10 +294,15 @@ async fn main() {
     }
     let to = chrono::Utc::now().date_naive() - chrono::Duration::days(1);
     let from = to - chrono::Duration::days(30);
-    let one_store = format!("{base}/v1/reports/totals?from={from}&to={to}&store_id={store_id}&group_by=day");
+    let one_store =
+        format!("{base}/v1/reports/totals?from={from}&to={to}&store_id={store_id}&group_by=day");
     let by_store = format!("{base}/v1/reports/totals?from={from}&to={to}&group_by=store");
     let (p50, p99, rows) = measure(&client, &one_store, &token, calls).await;
-    println!("  one store, 31 days, group_by=day:     p50 {p50:6.2} ms  p99 {p99:6.2} ms  ({rows} rows)");
+    println!(
+        "  one store, 31 days, group_by=day:     p50 {p50:6.2} ms  p99 {p99:6.2} ms  ({rows} rows)"
+    );
     let (p50, p99, rows) = measure(&client, &by_store, &token, calls).await;
-    println!("  whole merchant, 31 days, by store:    p50 {p50:6.2} ms  p99 {p99:6.2} ms  ({rows} rows)");
+    println!(
+        "  whole merchant, 31 days, by store:    p50 {p50:6.2} ms  p99 {p99:6.2} ms  ({rows} rows)"
+    );
 }

@@ -46,6 +46,9 @@ pub enum Command {
     /// Administrative commands that talk to the database directly.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Simulate a fleet of tills against a running API, then verify that every
+    /// sale is stored exactly once (see docs/loadtest.md). Exits non-zero on a failed verdict.
+    Loadtest(crate::loadtest::LoadtestArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::error::ErrorKind;
 use tillsync::config::{AdminCommand, Cli, Command};
-use tillsync::{admin, app, db, telemetry};
+use tillsync::{admin, app, db, loadtest, telemetry};
 
 /// Exit code for a bad setting, as for any usage error.
 const EXIT_USAGE: u8 = 2;
@@ -25,9 +25,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             // One line naming the setting; clap's usage tips would bury it.
-            let message = e.to_string();
-            let first = message.lines().next().unwrap_or("invalid arguments");
-            eprintln!("tillsync: {}", first.trim_start_matches("error: "));
+            eprintln!("tillsync: {}", one_line(&e.to_string()));
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -52,6 +50,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// Clap's message up to its usage tips, on one line: the first line alone
+/// may end in "were not provided:" with the names on the lines after it.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.is_empty() && !line.starts_with("Usage:"))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_start_matches("error: ")
+        .to_owned()
+}
+
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
@@ -68,5 +79,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{created}");
             Ok(())
         }
+        Command::Loadtest(args) => loadtest::command(args).await,
     }
 }

@@ -31,6 +31,18 @@ fn a_bad_setting_is_one_line_naming_it_and_exit_code_2() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("db-acquire-timeout"));
+
+    let output = tillsync()
+        .args(["admin", "create-merchant"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("--name"),
+        "names the missing setting: {stderr}"
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod fault_proxy;
 mod health;
 mod idempotency;
 mod ingest;
+mod loadtest;
 mod provisioning;
 mod reports;
 mod support;

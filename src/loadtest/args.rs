@@ -1,0 +1,210 @@
+//! The settings of `tillsync loadtest`, as one clap struct. Every flag also
+//! reads a `TILLSYNC_LOADTEST_*` environment variable, so `--help` is the
+//! complete list with defaults. Values are checked here, at start.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use reqwest::Url;
+
+#[derive(Debug, Clone, Args)]
+pub struct LoadtestArgs {
+    /// Base URL of the tillsync API under test (http or https; nothing else is contacted).
+    #[arg(long, env = "TILLSYNC_LOADTEST_URL", value_parser = parse_base_url)]
+    pub url: Url,
+
+    /// A merchant admin token (`tillsync admin create-merchant`): the run provisions
+    /// one new store and its terminals under this merchant.
+    #[arg(long, env = "TILLSYNC_LOADTEST_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: AdminToken,
+
+    /// Number of simulated tills.
+    #[arg(long, env = "TILLSYNC_LOADTEST_TERMINALS", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub terminals: u32,
+
+    /// Offered load: sales arriving per second over the whole fleet, whatever
+    /// the server's latency (open model).
+    #[arg(long, env = "TILLSYNC_LOADTEST_RATE", default_value_t = 200.0, value_parser = parse_rate)]
+    pub rate: f64,
+
+    /// Most sales one till puts in one batch (the API takes 1 to 500).
+    #[arg(long, env = "TILLSYNC_LOADTEST_BATCH_SIZE", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub batch_size: u32,
+
+    /// How long sales arrive (the load phase), e.g. 60s or 10m.
+    #[arg(long, env = "TILLSYNC_LOADTEST_DURATION", default_value = "60s", value_parser = parse_positive_duration)]
+    pub duration: Duration,
+
+    /// After the load phase, how long the tills may take to empty their
+    /// queues; sales the server does not hold by then count as lost.
+    #[arg(long, env = "TILLSYNC_LOADTEST_DRAIN_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
+    pub drain_timeout: Duration,
+
+    /// Deadline of one HTTP request; a request that takes longer is a timeout
+    /// and is retried, as a real till would.
+    #[arg(long, env = "TILLSYNC_LOADTEST_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub request_timeout: Duration,
+
+    /// How long verification may take in all; tills not verified by then
+    /// count as unverified, which fails the verdict.
+    #[arg(long, env = "TILLSYNC_LOADTEST_VERIFY_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
+    pub verify_timeout: Duration,
+
+    /// How often each till asks `GET /v1/sync` what is missing, to resend it.
+    #[arg(long, env = "TILLSYNC_LOADTEST_SYNC_INTERVAL", default_value = "5s", value_parser = parse_positive_duration)]
+    pub sync_interval: Duration,
+
+    /// Longest wait between two retries when the server gives no Retry-After
+    /// (capped exponential backoff with full jitter, starting at 100ms).
+    #[arg(long, env = "TILLSYNC_LOADTEST_BACKOFF_CAP", default_value = "5s", value_parser = parse_positive_duration)]
+    pub backoff_cap: Duration,
+
+    /// How inter-arrival times are drawn.
+    #[arg(long, env = "TILLSYNC_LOADTEST_ARRIVALS", value_enum, default_value_t = Arrivals::Poisson)]
+    pub arrivals: Arrivals,
+
+    /// Write the report as JSON to this file too.
+    #[arg(long, env = "TILLSYNC_LOADTEST_JSON", value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Seed of the random choices (arrival times, till choice, sale contents);
+    /// a fresh one is drawn and reported when not given. Sale ids and
+    /// timestamps are always new, so reruns never collide with stored sales.
+    #[arg(long, env = "TILLSYNC_LOADTEST_SEED")]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arrivals {
+    /// Exponential gaps: customers arrive independently, as at real tills.
+    Poisson,
+    /// Evenly spaced arrivals.
+    Fixed,
+}
+
+impl Arrivals {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arrivals::Poisson => "poisson",
+            Arrivals::Fixed => "fixed",
+        }
+    }
+}
+
+/// The merchant admin token. Its `Debug` never shows it, so settings can be
+/// logged or printed in an error without leaking the secret.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+impl FromStr for AdminToken {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let token = raw.trim();
+        if token.is_empty() {
+            return Err("must not be empty".into());
+        }
+        Ok(Self(token.to_owned()))
+    }
+}
+
+fn parse_base_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("must be http or https, not {}", url.scheme()));
+    }
+    if url.host().is_none() {
+        return Err("needs a host".into());
+    }
+    Ok(url)
+}
+
+fn parse_rate(raw: &str) -> Result<f64, String> {
+    let rate: f64 = raw.parse().map_err(|_| "must be a number".to_owned())?;
+    // Above this one scheduler cannot keep up on any machine we know of; it
+    // is a typo, not a load test.
+    if !(rate > 0.0 && rate <= 1_000_000.0) {
+        return Err("must be above 0 and at most 1000000 sales per second".into());
+    }
+    Ok(rate)
+}
+
+fn parse_positive_duration(raw: &str) -> Result<Duration, String> {
+    let duration =
+        humantime::parse_duration(raw).map_err(|e| format!("{e} (examples: 500ms, 5s, 10m)"))?;
+    if duration.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Harness {
+        #[command(flatten)]
+        args: LoadtestArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<LoadtestArgs, clap::Error> {
+        let mut argv = vec![
+            "loadtest",
+            "--url",
+            "http://127.0.0.1:8080",
+            "--admin-token",
+            "tsa_x",
+        ];
+        argv.extend_from_slice(extra);
+        Harness::try_parse_from(argv).map(|h| h.args)
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.terminals, 50);
+        assert_eq!(args.rate, 200.0);
+        assert_eq!(args.batch_size, 100);
+        assert_eq!(args.duration, Duration::from_secs(60));
+        assert_eq!(args.drain_timeout, Duration::from_secs(60));
+        assert_eq!(args.request_timeout, Duration::from_secs(10));
+        assert_eq!(args.arrivals, Arrivals::Poisson);
+    }
+
+    #[test]
+    fn out_of_range_settings_are_refused() {
+        assert!(parse(&["--batch-size", "501"]).is_err());
+        assert!(parse(&["--terminals", "0"]).is_err());
+        assert!(parse(&["--rate", "0"]).is_err());
+        assert!(parse(&["--rate", "NaN"]).is_err());
+        assert!(parse(&["--duration", "0s"]).is_err());
+        assert!(Harness::try_parse_from(["x", "--url", "ftp://h", "--admin-token", "t"]).is_err());
+    }
+
+    #[test]
+    fn the_admin_token_never_shows_in_debug_output() {
+        let args = parse(&[]).unwrap();
+        assert!(!format!("{args:?}").contains("tsa_x"));
+    }
+}

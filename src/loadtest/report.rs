@@ -1,0 +1,259 @@
+//! The result of a run: the figures, the verdict, and the two ways they are
+//! shown (a text summary for people, the same as JSON for machines).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::args::Arrivals;
+use super::client::Api;
+use super::stats::Percentiles;
+use super::verify::{self, ExpectedTill, Verification, VerifyLimits};
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub settings: Settings,
+    pub sales: Sales,
+    pub requests: Requests,
+    pub latency: Latency,
+    pub drain: Drain,
+    pub verdict: Verdict,
+    /// What verification needs to ask the server again (tokens included,
+    /// so never serialized).
+    #[serde(skip)]
+    pub(super) target: VerifyTarget,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Settings {
+    /// The API's URL, without any credentials it may carry.
+    pub url: String,
+    pub store_id: Uuid,
+    pub terminals: u32,
+    pub offered_per_s: f64,
+    pub batch_size: u32,
+    pub duration_s: f64,
+    pub drain_timeout_s: f64,
+    pub request_timeout_s: f64,
+    pub verify_timeout_s: f64,
+    pub arrivals: Arrivals,
+    pub seed: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Sales {
+    pub generated: u64,
+    /// Arrivals per second actually scheduled during the load phase.
+    pub generated_per_s: f64,
+    /// Distinct sales the server acknowledged, by the end of the drain.
+    pub acknowledged: u64,
+    pub acknowledged_during_load: u64,
+    /// Sales acknowledged per second during the load phase.
+    pub achieved_per_s: f64,
+    /// Sales still unacknowledged when the drain ended.
+    pub undelivered: u64,
+    /// Sales queued again because `/v1/sync` reported them missing.
+    pub resent: u64,
+    /// Sales the server rejected, by code (a clean run has none).
+    pub rejected: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Requests {
+    pub batches_sent: u64,
+    pub retries: u64,
+    /// Batch pushes by HTTP status, plus "timeout", "connection error" and
+    /// "invalid response".
+    pub status_counts: BTreeMap<String, u64>,
+    pub sync_failures: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    /// Each batch push, from sending to the end of the answer or the failure.
+    pub request: Percentiles,
+    /// Each sale, from its arrival at the till to its first acknowledgement.
+    pub sale: Percentiles,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Drain {
+    pub seconds: f64,
+    /// Every queue emptied and confirmed by `/v1/sync` before the timeout.
+    pub completed: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Verdict {
+    pub passed: bool,
+    /// Sales the server rejected: the simulator generated something invalid.
+    pub rejected: u64,
+    #[serde(flatten)]
+    pub verification: Verification,
+}
+
+#[derive(Debug)]
+pub(super) struct VerifyTarget {
+    pub url: Url,
+    pub request_timeout: Duration,
+    pub limits: VerifyLimits,
+    pub fleet: Arc<[ExpectedTill]>,
+}
+
+impl Verdict {
+    pub fn new(rejected: u64, verification: Verification) -> Self {
+        Self {
+            passed: rejected == 0 && verification.passed(),
+            rejected,
+            verification,
+        }
+    }
+}
+
+impl Report {
+    /// No sale lost, duplicated or rejected, every total as generated.
+    pub fn passed(&self) -> bool {
+        self.verdict.passed
+    }
+
+    /// Asks the server again, e.g. after its data was changed behind its back.
+    pub async fn verify_again(&self) -> anyhow::Result<Verification> {
+        let target = &self.target;
+        let api = Api::new(&target.url, target.request_timeout, VERIFY_POOL)?;
+        Ok(verify::verify(&api, target.fleet.clone(), target.limits).await)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serializes")
+    }
+}
+
+/// Connections kept for a verification on its own.
+const VERIFY_POOL: usize = 8;
+
+/// The URL as shown: a password in it is not.
+pub fn shown_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_password(None);
+    shown.to_string()
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.settings;
+        writeln!(
+            f,
+            "tillsync loadtest against {}: {} tills, {:.0}s at {} sales/s offered ({} arrivals), batches of up to {}, seed {}",
+            s.url,
+            s.terminals,
+            s.duration_s,
+            s.offered_per_s,
+            s.arrivals.as_str(),
+            s.batch_size,
+            s.seed
+        )?;
+        let sales = &self.sales;
+        writeln!(
+            f,
+            "  sales      {} generated ({:.1}/s), {} acknowledged during the load ({:.1}/s achieved), {} in all",
+            sales.generated,
+            sales.generated_per_s,
+            sales.acknowledged_during_load,
+            sales.achieved_per_s,
+            sales.acknowledged
+        )?;
+        let requests = &self.requests;
+        writeln!(
+            f,
+            "  requests   {} batch pushes, {} retries, {} sales resent after /v1/sync, {} failed sync calls",
+            requests.batches_sent, requests.retries, sales.resent, requests.sync_failures
+        )?;
+        let statuses: Vec<String> = requests
+            .status_counts
+            .iter()
+            .map(|(status, n)| format!("{status}: {n}"))
+            .collect();
+        writeln!(f, "  statuses   {}", statuses.join(", "))?;
+        writeln!(
+            f,
+            "  latency    request {}",
+            percentiles(&self.latency.request)
+        )?;
+        writeln!(
+            f,
+            "             sale    {}",
+            percentiles(&self.latency.sale)
+        )?;
+        let drain = if self.drain.completed {
+            "queues empty".to_owned()
+        } else {
+            format!("timed out with {} sales unacknowledged", sales.undelivered)
+        };
+        writeln!(f, "  drain      {:.1}s, {drain}", self.drain.seconds)?;
+        self.verdict.fmt(f)
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = &self.verification;
+        writeln!(
+            f,
+            "verdict: {}  lost {}, duplicated {}, mismatched totals {}, rejected {}, \
+             tills with sync-state mismatches {}, tills unverified {} ({} tills checked)",
+            if self.passed { "PASS" } else { "FAIL" },
+            v.lost,
+            v.duplicated,
+            v.mismatched_totals,
+            self.rejected,
+            v.sync_state_mismatches,
+            v.unverified_tills,
+            v.tills_checked
+        )?;
+        for d in &v.discrepancies {
+            writeln!(f, "  {} till {}: {}", d.check, d.terminal_id, d.detail)?;
+        }
+        Ok(())
+    }
+}
+
+fn percentiles(p: &Percentiles) -> String {
+    if p.count == 0 {
+        return "none recorded".into();
+    }
+    format!(
+        "p50 {:.1}ms  p90 {:.1}ms  p99 {:.1}ms  p99.9 {:.1}ms  max {:.1}ms  ({} samples)",
+        p.p50_ms, p.p90_ms, p.p99_ms, p.p99_9_ms, p.max_ms, p.count
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_shown_without_its_password() {
+        let url = Url::parse("https://ops:secret@tills.example/api").unwrap();
+        assert_eq!(shown_url(&url), "https://ops@tills.example/api");
+    }
+
+    #[test]
+    fn the_verdict_fails_on_any_rejected_lost_or_duplicated_sale() {
+        assert!(Verdict::new(0, Verification::default()).passed);
+        assert!(!Verdict::new(1, Verification::default()).passed);
+        let lost = Verification {
+            lost: 1,
+            ..Verification::default()
+        };
+        let text = Verdict::new(0, lost).to_string();
+        assert!(
+            text.starts_with("verdict: FAIL  lost 1, duplicated 0"),
+            "{text}"
+        );
+    }
+}
