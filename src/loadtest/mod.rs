@@ -30,12 +30,13 @@ use tokio::time::Instant;
 
 pub use args::{AdminToken, Arrivals, LoadtestArgs};
 pub use report::Report;
+pub use stats::LiveCounters;
 pub use verify::Verification;
 
 use client::Api;
 use progress::Progress;
 use report::{Drain, Latency, Requests, Sales, Settings, Verdict, VerifyTarget};
-use stats::{LiveCounters, Percentiles, TillStats};
+use stats::{Percentiles, TillStats};
 use till::{Phase, Till, TillSettings};
 use verify::{ExpectedTill, VerifyLimits};
 
@@ -62,6 +63,13 @@ pub async fn command(args: LoadtestArgs) -> anyhow::Result<()> {
 /// refused to provision); everything that goes wrong during the load is
 /// counted in the report instead.
 pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
+    run_observed(args, Arc::new(LiveCounters::default())).await
+}
+
+/// `run`, with the live counters (generated, acknowledged, queued, ...)
+/// shared with the caller, which may sample them while the load runs (the
+/// recovery benchmark does).
+pub async fn run_observed(args: LoadtestArgs, live: Arc<LiveCounters>) -> anyhow::Result<Report> {
     let seed = args.seed.unwrap_or_else(rand::random);
     let api = Api::new(&args.url, args.request_timeout, args.terminals as usize)?;
     let provisioned = provision::provision(
@@ -79,7 +87,6 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
         .collect();
     tracing::debug!(store.id = %provisioned.store_id, tills = tills.len(), "provisioned store {}", provisioned.store_id);
 
-    let live = Arc::new(LiveCounters::default());
     let (phase, phase_seen) = watch::channel(Phase::Load);
     let progress = Progress::start(live.clone(), args.rate, phase_seen.clone());
     let settings = TillSettings {
@@ -159,6 +166,8 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
         latency: Latency {
             request: Percentiles::of(&stats.request_latency_us),
             sale: Percentiles::of(&stats.sale_latency_us),
+            accepted: Percentiles::of(&stats.accepted_latency_us),
+            refused: Percentiles::of(&stats.refused_latency_us),
         },
         drain: Drain {
             seconds: drain_elapsed.as_secs_f64(),

@@ -79,6 +79,10 @@ pub struct Latency {
     pub request: Percentiles,
     /// Each sale, from its arrival at the till to its first acknowledgement.
     pub sale: Percentiles,
+    /// Pushes answered 200.
+    pub accepted: Percentiles,
+    /// Pushes answered with a refusal (429, 503, ...).
+    pub refused: Percentiles,
 }
 
 #[derive(Debug, Serialize)]
@@ -189,6 +193,18 @@ impl fmt::Display for Report {
             "             sale    {}",
             percentiles(&self.latency.sale)
         )?;
+        writeln!(
+            f,
+            "             200     {}",
+            percentiles(&self.latency.accepted)
+        )?;
+        if self.latency.refused.count > 0 {
+            writeln!(
+                f,
+                "             refused {}",
+                percentiles(&self.latency.refused)
+            )?;
+        }
         let drain = if self.drain.completed {
             "queues empty".to_owned()
         } else {

@@ -64,6 +64,11 @@ pub struct TillStats {
     /// Each sale, from its arrival at the till to the server's first
     /// acknowledgement: includes queueing behind slow or failed requests.
     pub sale_latency_us: Histogram<u64>,
+    /// Pushes the server accepted (200).
+    pub accepted_latency_us: Histogram<u64>,
+    /// Pushes the server answered with a refusal (429, 503, ...): how fast
+    /// load shedding answers.
+    pub refused_latency_us: Histogram<u64>,
     /// Batch pushes by status code, plus "timeout", "connection error" and
     /// "invalid response".
     pub status_counts: BTreeMap<String, u64>,
@@ -82,6 +87,8 @@ impl Default for TillStats {
         Self {
             request_latency_us: latency_histogram(),
             sale_latency_us: latency_histogram(),
+            accepted_latency_us: latency_histogram(),
+            refused_latency_us: latency_histogram(),
             status_counts: BTreeMap::new(),
             requests: 0,
             retries: 0,
@@ -106,6 +113,16 @@ impl TillStats {
         self.request_latency_us.saturating_record(micros(elapsed));
     }
 
+    /// Files a push's latency under accepted or refused; failures without
+    /// an answer (timeouts, broken connections) are neither.
+    pub fn record_answer(&mut self, elapsed: Duration, bucket: &str) {
+        if bucket == "200" {
+            self.accepted_latency_us.saturating_record(micros(elapsed));
+        } else if bucket.parse::<u16>().is_ok() {
+            self.refused_latency_us.saturating_record(micros(elapsed));
+        }
+    }
+
     pub fn record_sale(&mut self, elapsed: Duration) {
         self.sale_latency_us.saturating_record(micros(elapsed));
     }
@@ -114,6 +131,8 @@ impl TillStats {
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.request_latency_us.add(&other.request_latency_us);
         let _ = self.sale_latency_us.add(&other.sale_latency_us);
+        let _ = self.accepted_latency_us.add(&other.accepted_latency_us);
+        let _ = self.refused_latency_us.add(&other.refused_latency_us);
         for (bucket, n) in other.status_counts {
             *self.status_counts.entry(bucket).or_default() += n;
         }

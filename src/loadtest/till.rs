@@ -176,11 +176,16 @@ impl Till {
             api.push_batch(self.token.expose(), batch.key, batch.body.clone())
                 .await
         };
-        stats.record_request(started.elapsed());
+        let elapsed = started.elapsed();
+        stats.record_request(elapsed);
         let outcome = answer.and_then(|response| self.settle(batch, &response, live, stats));
         match &outcome {
-            Ok(()) => stats.count_status("200".into()),
+            Ok(()) => {
+                stats.record_answer(elapsed, "200");
+                stats.count_status("200".into());
+            }
             Err(failure) => {
+                stats.record_answer(elapsed, &failure.bucket());
                 stats.count_status(failure.bucket());
                 LiveCounters::add(&live.errors, 1);
                 tracing::debug!(

@@ -1,0 +1,478 @@
+//! The recovery benchmark: the service behind a TCP fault proxy on its link
+//! to Postgres, under load from the fleet simulator, with the health layer
+//! on and then off.
+//!
+//! Per mode: (0) capacity C, measured by tills pushing batches back to back;
+//! (1) a 30 s stall under steady open-model load at half of C: time to
+//! detect, slowest answer during the stall, time from link return to full
+//! service, time to drain the backlog and goodput during the drain as a
+//! fraction of C; (2) overload at 2x, 5x and 10x C: goodput as a fraction of
+//! C, p99 of admitted and of refused pushes.
+//!
+//! Run: `scripts/bench-recovery` (or `cargo bench --bench recovery`).
+//! Settings: BENCH_STALL_S (30), BENCH_OVERLOAD_S (15), BENCH_MODES ("on,off").
+
+#[path = "../tests/api/support/proxy.rs"]
+#[expect(
+    dead_code,
+    reason = "the benchmark stalls and passes; latency faults are for the tests"
+)]
+mod proxy;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use proxy::{Fault, FaultProxy};
+use serde_json::{Value, json};
+use sqlx::Executor;
+use sqlx::postgres::PgPoolOptions;
+use tillsync::config::{Cli, Command as TillsyncCommand};
+use tillsync::loadtest::{self, LiveCounters, LoadtestArgs};
+use uuid::Uuid;
+
+const SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432";
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Service {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_service(database_url: &str, layer: &str) -> Service {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_tillsync"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .env("TILLSYNC_HEALTH_LAYER", layer)
+        // Simulated tills push far more often than real ones.
+        .env("TILLSYNC_TERMINAL_RATE", "0")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("tillsync starts");
+    let service = Service {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client
+            .get(format!("{}/healthz", service.url))
+            .send()
+            .await
+            .is_ok()
+        {
+            return service;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("tillsync did not start");
+}
+
+fn simulator(
+    url: &str,
+    token: &str,
+    terminals: u32,
+    rate: f64,
+    batch: u32,
+    seconds: u64,
+    seed: u64,
+) -> LoadtestArgs {
+    let argv = [
+        "tillsync".to_owned(),
+        "loadtest".into(),
+        "--url".into(),
+        url.into(),
+        "--admin-token".into(),
+        token.into(),
+        "--terminals".into(),
+        terminals.to_string(),
+        "--rate".into(),
+        format!("{rate:.0}"),
+        "--batch-size".into(),
+        batch.to_string(),
+        "--duration".into(),
+        format!("{seconds}s"),
+        "--drain-timeout".into(),
+        "90s".into(),
+        "--seed".into(),
+        seed.to_string(),
+    ];
+    match Cli::try_parse_from(argv)
+        .expect("simulator settings parse")
+        .command
+    {
+        TillsyncCommand::Loadtest(args) => args,
+        _ => unreachable!(),
+    }
+}
+
+async fn post(client: &reqwest::Client, url: String, token: &str, body: Value) -> Value {
+    let response = client
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    response.json().await.unwrap()
+}
+
+/// Provisions `n` tills in a new store; returns their tokens.
+async fn tills(service: &Service, admin: &str, n: usize) -> Vec<String> {
+    let client = reqwest::Client::new();
+    let store = post(
+        &client,
+        format!("{}/v1/stores", service.url),
+        admin,
+        json!({"name": "Bench", "timezone": "UTC", "currency": "EUR"}),
+    )
+    .await;
+    let mut tokens = Vec::new();
+    for i in 0..n {
+        let till = post(
+            &client,
+            format!("{}/v1/terminals", service.url),
+            admin,
+            json!({"store_id": store["store_id"], "name": format!("t{i}")}),
+        )
+        .await;
+        tokens.push(till["token"].as_str().unwrap().to_owned());
+    }
+    tokens
+}
+
+fn sale(seq: u64) -> Value {
+    json!({"sale_id": Uuid::new_v4(), "seq": seq, "kind": "sale", "occurred_at": chrono::Utc::now().to_rfc3339(),
+           "currency": "EUR", "lines": [{"sku": "A", "quantity": 1, "amount_minor": 500}],
+           "tenders": [{"method": "card", "amount_minor": 500}], "total_minor": 500, "tax_minor": 50, "discount_minor": 0})
+}
+
+/// Capacity: 16 tills push batches of 100 back to back for 10 s.
+async fn capacity(service: &Service, admin: &str) -> f64 {
+    let tokens = tills(service, admin, 16).await;
+    let accepted = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for token in tokens {
+        let (url, accepted) = (
+            format!("{}/v1/sales/batches", service.url),
+            accepted.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut seq = 1;
+            while started.elapsed() < Duration::from_secs(12) {
+                let body = json!({"sales": (seq..seq + 100).map(sale).collect::<Vec<_>>()});
+                seq += 100;
+                let response = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("Idempotency-Key", Uuid::new_v4().to_string())
+                    .json(&body)
+                    .send()
+                    .await;
+                if started.elapsed() >= Duration::from_secs(2)
+                    && response.is_ok_and(|r| r.status() == 200)
+                {
+                    accepted.fetch_add(100, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    accepted.load(Ordering::Relaxed) as f64 / 10.0
+}
+
+#[derive(Default)]
+struct Sample {
+    at_s: f64,
+    status: String,
+    acknowledged: u64,
+    queued: i64,
+}
+
+struct Probe {
+    sent_at_s: f64,
+    latency_s: f64,
+    status: u16,
+}
+
+/// Scenario 1: a stall of `stall_s` under steady load at half of capacity.
+async fn stall(service: &Service, admin: &str, proxy: &FaultProxy, c: f64, stall_s: u64) -> Value {
+    let before_s = 15;
+    let after_s = 30;
+    let args = simulator(
+        &service.url,
+        admin,
+        100,
+        c / 2.0,
+        100,
+        before_s + stall_s + after_s,
+        1,
+    );
+    let live = Arc::new(LiveCounters::default());
+    let run = tokio::spawn(loadtest::run_observed(args, live.clone()));
+    let probe_token = tills(service, admin, 1).await.remove(0);
+    let t0 = Instant::now();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let total_s = (before_s + stall_s + after_s + 30) as f64;
+
+    let sampler = {
+        let (live, client, url) = (live.clone(), client.clone(), service.url.clone());
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while t0.elapsed().as_secs_f64() < total_s {
+                let status = match client
+                    .get(format!("{url}/v1/status"))
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await
+                {
+                    Ok(r) => r
+                        .json::<Value>()
+                        .await
+                        .map(|v| v["status"].as_str().unwrap_or("?").to_owned())
+                        .unwrap_or_default(),
+                    Err(_) => "no answer".into(),
+                };
+                samples.push(Sample {
+                    at_s: t0.elapsed().as_secs_f64(),
+                    status,
+                    acknowledged: LiveCounters::get(&live.acknowledged),
+                    queued: live.queued.load(Ordering::Relaxed),
+                });
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            samples
+        })
+    };
+    // A till of its own pushes one sale every 250 ms and times every answer.
+    let prober = {
+        let (client, url) = (client.clone(), format!("{}/v1/sales/batches", service.url));
+        tokio::spawn(async move {
+            let mut probes = Vec::new();
+            let mut seq = 1;
+            while t0.elapsed().as_secs_f64() < total_s {
+                let sent_at_s = t0.elapsed().as_secs_f64();
+                let started = Instant::now();
+                let response = client
+                    .post(&url)
+                    .bearer_auth(&probe_token)
+                    .header("Idempotency-Key", Uuid::new_v4().to_string())
+                    .json(&json!({"sales": [sale(seq)]}))
+                    .send()
+                    .await;
+                let status = response.map(|r| r.status().as_u16()).unwrap_or(0);
+                if status == 200 {
+                    seq += 1;
+                }
+                probes.push(Probe {
+                    sent_at_s,
+                    latency_s: started.elapsed().as_secs_f64(),
+                    status,
+                });
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            probes
+        })
+    };
+
+    tokio::time::sleep(Duration::from_secs(before_s)).await;
+    let stall_at = t0.elapsed().as_secs_f64();
+    proxy.set(Fault::Stall);
+    tokio::time::sleep(Duration::from_secs(stall_s)).await;
+    let back_at = t0.elapsed().as_secs_f64();
+    proxy.set(Fault::Pass);
+
+    let report = run.await.unwrap().expect("simulator ran");
+    let samples = sampler.await.unwrap();
+    let probes = prober.await.unwrap();
+
+    let detect_s = samples
+        .iter()
+        .find(|s| s.at_s >= stall_at && s.status == "unavailable")
+        .map(|s| s.at_s - stall_at);
+    let slowest_in_stall = probes
+        .iter()
+        .filter(|p| p.sent_at_s >= stall_at && p.sent_at_s < back_at)
+        .map(|p| p.latency_s)
+        .fold(0.0, f64::max);
+    // Full service: from here on every probe is accepted.
+    let full_service_s = probes
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.sent_at_s >= back_at)
+        .find(|(i, _)| probes[*i..].iter().all(|p| p.status == 200))
+        .map(|(_, p)| p.sent_at_s + p.latency_s - back_at);
+    // Drained: the fleet's queues back to their level before the stall.
+    let steady: Vec<i64> = samples
+        .iter()
+        .filter(|s| s.at_s > 5.0 && s.at_s < stall_at)
+        .map(|s| s.queued)
+        .collect();
+    let steady_max = steady.iter().copied().max().unwrap_or(0).max(100);
+    let backlog_peak = samples.iter().map(|s| s.queued).max().unwrap_or(0);
+    let at_back = samples.iter().find(|s| s.at_s >= back_at);
+    let drained = samples
+        .iter()
+        .find(|s| s.at_s > back_at + 0.5 && s.queued <= steady_max);
+    let (drain_s, drain_goodput) = match (at_back, drained) {
+        (Some(a), Some(d)) => {
+            let seconds = d.at_s - back_at;
+            (
+                Some(seconds),
+                Some((d.acknowledged - a.acknowledged) as f64 / (d.at_s - a.at_s) / c),
+            )
+        }
+        _ => (None, None),
+    };
+    json!({
+        "detect_s": detect_s,
+        "slowest_answer_in_stall_s": slowest_in_stall,
+        "full_service_after_return_s": full_service_s,
+        "backlog_peak_sales": backlog_peak,
+        "drain_s": drain_s,
+        "drain_goodput_of_capacity": drain_goodput,
+        "verdict_passed": report.passed(),
+        "lost": report.verdict.verification.lost,
+        "duplicated": report.verdict.verification.duplicated,
+        "statuses": report.requests.status_counts,
+        "simulator_max_request_s": report.latency.request.max_ms / 1000.0,
+    })
+}
+
+/// Scenario 2: open-model load at `factor` times capacity.
+async fn overload(service: &Service, admin: &str, c: f64, factor: f64, seconds: u64) -> Value {
+    let args = simulator(&service.url, admin, 200, c * factor, 100, seconds, 2);
+    let report = loadtest::run(args).await.expect("simulator ran");
+    json!({
+        "factor": factor,
+        "offered_per_s": report.sales.generated_per_s,
+        "goodput_per_s": report.sales.achieved_per_s,
+        "goodput_of_capacity": report.sales.achieved_per_s / c,
+        "admitted_p99_ms": report.latency.accepted.p99_ms,
+        "refused_p99_ms": report.latency.refused.p99_ms,
+        "refused": report.latency.refused.count,
+        "statuses": report.requests.status_counts,
+        "verdict_passed": report.passed(),
+    })
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::Number(n) => n
+            .as_f64()
+            .map(|f| format!("{f:.2}"))
+            .unwrap_or_else(|| n.to_string()),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let stall_s = setting("BENCH_STALL_S", 30);
+    let overload_s = setting("BENCH_OVERLOAD_S", 15);
+    let modes = std::env::var("BENCH_MODES").unwrap_or_else(|_| "on,off".into());
+    let upstream = "127.0.0.1:5432".parse().unwrap();
+    let admin_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("{SERVER_URL}/postgres"))
+        .await
+        .unwrap();
+    let mut results = serde_json::Map::new();
+    for mode in modes.split(',') {
+        let database = format!("tillsync_bench_recovery_{mode}_{}", Uuid::new_v4().simple());
+        let proxy = FaultProxy::start(upstream).await;
+        let service = start_service(
+            &format!("postgres://postgres@{}/{database}", proxy.address()),
+            mode,
+        )
+        .await;
+        let created = Command::new(env!("CARGO_BIN_EXE_tillsync"))
+            .args(["admin", "create-merchant", "--name", "Bench"])
+            .env("DATABASE_URL", format!("{SERVER_URL}/{database}"))
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let created: Value = serde_json::from_slice(&created.stdout).unwrap();
+        let admin = created["admin_token"].as_str().unwrap().to_owned();
+
+        println!("health layer {mode}:");
+        let c = capacity(&service, &admin).await;
+        println!("  capacity C = {c:.0} sales/s (16 tills, batches of 100, back to back)");
+        let stalled = stall(&service, &admin, &proxy, c, stall_s).await;
+        println!(
+            "  stall {stall_s} s under load at C/2: detect {} s, slowest answer in stall {} s, full service {} s after return, drain {} s at {} of C; backlog peak {} sales; verdict passed {}, lost {}, duplicated {}; statuses {}",
+            show(&stalled["detect_s"]),
+            show(&stalled["slowest_answer_in_stall_s"]),
+            show(&stalled["full_service_after_return_s"]),
+            show(&stalled["drain_s"]),
+            show(&stalled["drain_goodput_of_capacity"]),
+            stalled["backlog_peak_sales"],
+            stalled["verdict_passed"],
+            stalled["lost"],
+            stalled["duplicated"],
+            stalled["statuses"]
+        );
+        let mut overloads = Vec::new();
+        for factor in [2.0, 5.0, 10.0] {
+            let o = overload(&service, &admin, c, factor, overload_s).await;
+            println!(
+                "  overload {factor:>4}x: offered {} sales/s, goodput {} sales/s = {} of C, p99 admitted {} ms, p99 refused {} ms ({} refused); verdict passed {}",
+                show(&o["offered_per_s"]),
+                show(&o["goodput_per_s"]),
+                show(&o["goodput_of_capacity"]),
+                show(&o["admitted_p99_ms"]),
+                show(&o["refused_p99_ms"]),
+                o["refused"],
+                o["verdict_passed"]
+            );
+            overloads.push(o);
+        }
+        results.insert(
+            mode.to_owned(),
+            json!({"capacity_per_s": c, "stall": stalled, "overload": overloads}),
+        );
+        drop(service);
+        drop(proxy);
+        admin_pool
+            .execute(format!("drop database if exists \"{database}\" with (force)").as_str())
+            .await
+            .unwrap();
+    }
+    if let Ok(path) = std::env::var("BENCH_JSON") {
+        std::fs::write(
+            path,
+            serde_json::to_vec_pretty(&Value::Object(results)).unwrap(),
+        )
+        .unwrap();
+    }
+}
