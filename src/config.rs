@@ -34,7 +34,10 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Subcommand)]
-#[expect(clippy::large_enum_variant, reason = "parsed once at start; boxing buys nothing")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; boxing buys nothing"
+)]
 pub enum Command {
     /// Run the HTTP API (creates the database and applies migrations first, unless --no-migrate).
     Serve(ServeArgs),
