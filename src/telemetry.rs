@@ -1,5 +1,7 @@
 //! Logging: one `tracing` subscriber, text for people or JSON for log
 //! pipelines, always on stderr so stdout stays clean for command output.
+//! What is logged per request (and what never is) is decided in
+//! `http::observe`.
 
 use tracing_subscriber::EnvFilter;
 
@@ -13,7 +15,15 @@ pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        // Event fields go at the top level; each line also carries, under
+        // `span`, the fields of the span it was logged in (the request id,
+        // method and route). The list of outer spans adds nothing here.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
     };
     result.map_err(|e| e.to_string())
 }
