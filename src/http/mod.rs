@@ -6,8 +6,8 @@
 //! and trace -> metrics -> auth -> (terminals) rate limit -> admission
 //! (health layer: fail fast, concurrency limit, deadline) -> handler ->
 //! repository -> Postgres. Operations routes (`/healthz`, `/readyz`,
-//! `/v1/status`, `/metrics`) skip auth and admission: they must answer
-//! while the database does not.
+//! `/v1/status`, `/metrics`, the `/status` page) skip auth and admission:
+//! they must answer while the database does not.
 
 mod admission;
 pub mod auth;
@@ -17,6 +17,7 @@ mod extract;
 mod observe;
 mod ops;
 mod ratelimit;
+mod status_page;
 mod stores;
 mod sync;
 mod terminals;
@@ -96,7 +97,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/v1/status", get(ops::status))
-        .route("/metrics", get(ops::metrics));
+        .route("/metrics", get(ops::metrics))
+        .route("/status", get(status_page::page));
 
     let routes = Router::new()
         .merge(ingest)
