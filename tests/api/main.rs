@@ -6,6 +6,7 @@ mod fault_proxy;
 mod health;
 mod idempotency;
 mod ingest;
+mod logging;
 mod ops;
 mod provisioning;
 mod support;
