@@ -7,6 +7,7 @@ mod health;
 mod idempotency;
 mod ingest;
 mod logging;
+mod openapi;
 mod ops;
 mod provisioning;
 mod support;

@@ -2,8 +2,10 @@
 //! and builders for valid sales.
 
 pub mod binary;
+pub mod contract;
 pub mod proxy;
 pub mod sales;
+pub mod source;
 
 use clap::Parser;
 use proxy::FaultProxy;
