@@ -29,6 +29,46 @@ fn a_bad_setting_is_one_line_naming_it_and_exit_code_2() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("db-acquire-timeout"));
 }
 
+/// One bad value of each kind (address, enum, duration, bounded number,
+/// URL, switch, log filter), given through the environment as a container
+/// would: each is refused before anything starts.
+#[test]
+fn every_kind_of_bad_setting_is_one_line_naming_it_and_exit_code_2() {
+    for (variable, value, named) in [
+        ("TILLSYNC_LISTEN", "localhost", "--listen"),
+        ("TILLSYNC_LOG_FORMAT", "xml", "--log-format"),
+        ("TILLSYNC_INGEST_DEADLINE", "5 parsecs", "--ingest-deadline"),
+        ("TILLSYNC_DB_MAX_CONNECTIONS", "0", "--db-max-connections"),
+        ("TILLSYNC_TERMINAL_BURST", "0", "--terminal-burst"),
+        ("TILLSYNC_AUTH_CACHE_TTL", "1m", "--auth-cache-ttl"),
+        ("DATABASE_URL", "mysql://db/tillsync", "--database-url"),
+        ("TILLSYNC_HEALTH_LAYER", "maybe", "--health-layer"),
+        ("TILLSYNC_NO_MIGRATE", "perhaps", "--no-migrate"),
+        ("RUST_LOG", "tillsync=loud", "RUST_LOG"),
+    ] {
+        let output = tillsync()
+            .arg("serve")
+            .env(variable, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{variable}={value}: {stderr}"
+        );
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "{variable}: one line: {stderr}"
+        );
+        assert!(
+            stderr.contains(named),
+            "{variable}: names {named}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn help_documents_every_setting_with_its_environment_variable() {
     let output = tillsync().args(["serve", "--help"]).output().unwrap();
@@ -44,6 +84,55 @@ fn help_documents_every_setting_with_its_environment_variable() {
         assert!(help.contains(variable), "{variable} missing from --help");
     }
     assert!(help.contains("127.0.0.1:8080"), "defaults are shown");
+}
+
+/// Every command's `--help` names, for each of its settings, what it does
+/// and its environment variable. The list of settings comes from the clap
+/// tree, so a new setting without an env var or a description fails here.
+#[test]
+fn help_of_every_command_documents_every_setting_and_its_environment_variable() {
+    use clap::CommandFactory;
+    // Inputs of one command, not settings: no environment variable.
+    const INPUTS: &[&str] = &["name"];
+    let root = tillsync::config::Cli::command();
+    let mut commands = vec![(Vec::<String>::new(), root.clone())];
+    let mut checked = 0;
+    while let Some((path, command)) = commands.pop() {
+        for sub in command.get_subcommands() {
+            let mut sub_path = path.clone();
+            sub_path.push(sub.get_name().to_owned());
+            commands.push((sub_path, sub.clone()));
+        }
+        if command.has_subcommands() {
+            continue;
+        }
+        let output = tillsync().args(&path).arg("--help").output().unwrap();
+        assert!(output.status.success(), "{path:?} --help");
+        let help = String::from_utf8(output.stdout).unwrap();
+        let settings = command.get_arguments().chain(root.get_arguments());
+        for arg in settings.filter(|a| !["help", "version"].contains(&a.get_id().as_str())) {
+            let id = arg.get_id().as_str();
+            let flag = format!("--{}", arg.get_long().unwrap());
+            assert!(help.contains(&flag), "{path:?}: {flag} missing from --help");
+            assert!(
+                arg.get_help().is_some(),
+                "{path:?}: {flag} has no description"
+            );
+            if INPUTS.contains(&id) {
+                continue;
+            }
+            let env = arg
+                .get_env()
+                .unwrap_or_else(|| panic!("{path:?}: {flag} has no environment variable"));
+            let env = env.to_str().unwrap();
+            assert!(
+                help.contains(&format!("[env: {env}")),
+                "{path:?}: {env} missing from --help"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 30, "only {checked} settings were found");
 }
 
 /// Bootstraps a merchant on a database that does not exist yet: the command
