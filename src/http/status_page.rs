@@ -97,8 +97,13 @@ fn components(html: &mut String, view: &View) {
     let link = &view.link;
     let probe = match (view.monitored, link.last_probe_latency) {
         (false, _) => "not monitored on this instance".to_owned(),
-        (true, Some(latency)) => format!("last check answered in {} ms", latency.as_millis()),
-        (true, None) => "not checked yet".to_owned(),
+        // Only answered probes have a latency: while the link is down the
+        // last one that answered may be long ago, so say which it is.
+        (true, Some(latency)) => format!(
+            "the last check that answered took {} ms",
+            latency.as_millis()
+        ),
+        (true, None) => "no check has answered yet".to_owned(),
     };
     let _ = write!(
         html,
@@ -276,7 +281,7 @@ mod tests {
         let html = render(&view(Vec::new()));
         assert!(html.contains("All systems operational"));
         assert!(html.contains(">2026-11-21 08:03:00 UTC</time> (for 3 min)"));
-        assert!(html.contains("last check answered in 3 ms"));
+        assert!(html.contains("the last check that answered took 3 ms"));
         assert!(html.contains("No changes since this instance started"));
     }
 
