@@ -228,6 +228,11 @@ fn parse_auth_cache_ttl(raw: &str) -> Result<Duration, String> {
 }
 
 fn parse_database_url(raw: &str) -> Result<PgConnectOptions, String> {
+    // sqlx reads any scheme as Postgres; another database's URL would only
+    // fail later, as a connection error instead of a bad setting.
+    if !(raw.starts_with("postgres://") || raw.starts_with("postgresql://")) {
+        return Err("not a Postgres URL: must start with postgres:// or postgresql://".into());
+    }
     raw.parse::<PgConnectOptions>()
         .map_err(|e| format!("not a Postgres URL: {e}"))
 }

@@ -1,6 +1,11 @@
 //! Prometheus metrics: one recorder per process, histograms with explicit
-//! buckets, and the gauges that are read from live state at scrape time
-//! (link state, admission, pool) so the hot path does not update them.
+//! buckets, the help text of every metric the service records, and the
+//! gauges that are read from live state at scrape time (link state,
+//! admission, pool) so the hot path does not update them.
+//!
+//! The metrics themselves are recorded where things happen (request path,
+//! health layer, pool, ingest); their names and meaning are listed in
+//! `describe` below, which is what `/metrics` shows as `# HELP`.
 
 use std::sync::OnceLock;
 
@@ -32,9 +37,82 @@ pub fn handle() -> PrometheusHandle {
                 })
                 .expect("bucket lists are not empty")
                 .install_recorder()
+                .inspect(|_| describe())
                 .expect("no other metrics recorder is installed")
         })
         .clone()
+}
+
+/// The help text of every metric. Described once, after the recorder is
+/// installed (descriptions given to no recorder are lost).
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "tillsync_http_requests_total",
+        "HTTP requests answered, by route template, method and status (refusals included)"
+    );
+    describe_histogram!(
+        "tillsync_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP request, by route template and method"
+    );
+    describe_counter!(
+        "tillsync_requests_shed_total",
+        "Requests refused before they touched the database, by reason (database_unavailable, overloaded, expired_in_queue, rate_limited) and priority"
+    );
+    describe_gauge!(
+        "tillsync_db_state",
+        "State of the link to Postgres: 1 for the current state (ok, degraded, unavailable), 0 for the others"
+    );
+    describe_counter!(
+        "tillsync_db_state_changes_total",
+        "Changes of the database link state, by the state changed to"
+    );
+    describe_histogram!(
+        "tillsync_db_probe_seconds",
+        Unit::Seconds,
+        "Latency of health probes that answered (`select 1` on the probe's own connection, a reconnect included)"
+    );
+    describe_counter!(
+        "tillsync_db_probe_failures_total",
+        "Health probes that failed or timed out"
+    );
+    describe_gauge!(
+        "tillsync_db_pool_size",
+        "Connections the pool holds (idle and in use)"
+    );
+    describe_gauge!("tillsync_db_pool_idle", "Idle connections in the pool");
+    describe_histogram!(
+        "tillsync_db_acquire_seconds",
+        Unit::Seconds,
+        "Time to get a pooled connection (for a transaction, until BEGIN has answered); failed attempts included"
+    );
+    describe_histogram!(
+        "tillsync_db_query_seconds",
+        Unit::Seconds,
+        "Time an admitted request spends on its database work (acquire, queries, commit), by priority"
+    );
+    describe_gauge!(
+        "tillsync_admission_limit",
+        "Current adaptive limit on concurrent database-bound requests"
+    );
+    describe_gauge!(
+        "tillsync_admission_in_flight",
+        "Database-bound requests admitted and running"
+    );
+    describe_gauge!(
+        "tillsync_admission_queued",
+        "Requests waiting for the database (the pool's waiters: requests queue in admission, in front of the pool, not in the pool itself)"
+    );
+    describe_counter!(
+        "tillsync_sales_total",
+        "Sales in committed batches, by result (accepted, duplicate, rejected); replays are not counted again"
+    );
+    describe_histogram!(
+        "tillsync_batch_sales",
+        Unit::Count,
+        "Sales per committed batch"
+    );
 }
 
 /// Renders the exposition, refreshing the gauges read from live state first.

@@ -17,7 +17,7 @@ use super::auth::TerminalCaller;
 use super::extract::body_rejection;
 use crate::domain::sale::{Rejection, Sale};
 use crate::error::ApiError;
-use crate::ingest::{self, IngestError, Item, Pushed};
+use crate::ingest::{self, Counts, IngestError, Item, Pushed};
 
 pub const MAX_SALES_PER_BATCH: usize = 500;
 
@@ -45,7 +45,10 @@ pub async fn push(
     )
     .await
     {
-        Ok(Pushed::Fresh { body, .. }) => Ok(json_response(body, false)),
+        Ok(Pushed::Fresh { body, counts }) => {
+            record_batch(&counts, items.len());
+            Ok(json_response(body, false))
+        }
         Ok(Pushed::Replayed { body }) => Ok(json_response(body, true)),
         Err(IngestError::InProgress) => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -59,6 +62,19 @@ pub async fn push(
         )),
         Err(IngestError::Db(e)) => Err(e.into()),
     }
+}
+
+/// Counts a committed batch. Replays are left out: their sales were
+/// counted when the batch was first committed.
+fn record_batch(counts: &Counts, sales: usize) {
+    for (result, n) in [
+        ("accepted", counts.accepted),
+        ("duplicate", counts.duplicates),
+        ("rejected", counts.rejected),
+    ] {
+        metrics::counter!("tillsync_sales_total", "result" => result).increment(n as u64);
+    }
+    metrics::histogram!("tillsync_batch_sales").record(sales as f64);
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Uuid, ApiError> {

@@ -6,8 +6,8 @@
 //! and trace -> metrics -> auth -> (terminals) rate limit -> admission
 //! (health layer: fail fast, concurrency limit, deadline) -> handler ->
 //! repository -> Postgres. Operations routes (`/healthz`, `/readyz`,
-//! `/v1/status`, `/metrics`) skip auth and admission: they must answer
-//! while the database does not.
+//! `/v1/status`, `/metrics`, the `/status` page) skip auth and admission:
+//! they must answer while the database does not.
 
 mod admission;
 pub mod auth;
@@ -22,13 +22,14 @@ mod params;
 mod ratelimit;
 mod reports;
 mod sales;
+mod status_page;
 mod stores;
 mod sync;
 mod terminals;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request};
+use axum::http::HeaderName;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -121,7 +122,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/v1/status", get(ops::status))
-        .route("/metrics", get(ops::metrics));
+        .route("/metrics", get(ops::metrics))
+        .route("/status", get(status_page::page));
 
     let routes = Router::new()
         .merge(ingest)
@@ -133,22 +135,23 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(state);
 
-    // Outermost first: each request gets an id before anything logs, the
-    // trace span carries it, the id goes back to the client, every answer
+    // Outermost first: each request gets an id (the client's, or a new
+    // UUID) before anything logs, the trace span carries it and one line is
+    // logged per answer, the id goes back to the client, every answer
     // (refusals included) is counted and timed, a panic becomes a problem
     // document instead of a dropped connection, and bodies are capped before
     // any handler buffers them.
     routes.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-            .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                let request_id = req
-                    .headers()
-                    .get(REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request.id = %request_id)
-            }))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(observe::request_span)
+                    .on_response(observe::log_response)
+                    // The response line already says 5xx; a second ERROR
+                    // line per refused request would flood logs in an outage.
+                    .on_failure(()),
+            )
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(axum::middleware::from_fn(observe::count_and_time))
             .layer(CatchPanicLayer::custom(|_| {

@@ -5,13 +5,9 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::support::server_url;
-
-fn tillsync() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tillsync"));
-    command.env_remove("DATABASE_URL").env_remove("RUST_LOG");
-    command
-}
+use crate::support::binary::{Served, create_merchant, drop_database, tillsync};
+use crate::support::proxy::Fault;
+use crate::support::{proxy_to_postgres, server_url};
 
 #[test]
 fn a_bad_setting_is_one_line_naming_it_and_exit_code_2() {
@@ -45,6 +41,46 @@ fn a_bad_setting_is_one_line_naming_it_and_exit_code_2() {
     );
 }
 
+/// One bad value of each kind (address, enum, duration, bounded number,
+/// URL, switch, log filter), given through the environment as a container
+/// would: each is refused before anything starts.
+#[test]
+fn every_kind_of_bad_setting_is_one_line_naming_it_and_exit_code_2() {
+    for (variable, value, named) in [
+        ("TILLSYNC_LISTEN", "localhost", "--listen"),
+        ("TILLSYNC_LOG_FORMAT", "xml", "--log-format"),
+        ("TILLSYNC_INGEST_DEADLINE", "5 parsecs", "--ingest-deadline"),
+        ("TILLSYNC_DB_MAX_CONNECTIONS", "0", "--db-max-connections"),
+        ("TILLSYNC_TERMINAL_BURST", "0", "--terminal-burst"),
+        ("TILLSYNC_AUTH_CACHE_TTL", "1m", "--auth-cache-ttl"),
+        ("DATABASE_URL", "mysql://db/tillsync", "--database-url"),
+        ("TILLSYNC_HEALTH_LAYER", "maybe", "--health-layer"),
+        ("TILLSYNC_NO_MIGRATE", "perhaps", "--no-migrate"),
+        ("RUST_LOG", "tillsync=loud", "RUST_LOG"),
+    ] {
+        let output = tillsync()
+            .arg("serve")
+            .env(variable, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{variable}={value}: {stderr}"
+        );
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "{variable}: one line: {stderr}"
+        );
+        assert!(
+            stderr.contains(named),
+            "{variable}: names {named}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn help_documents_every_setting_with_its_environment_variable() {
     let output = tillsync().args(["serve", "--help"]).output().unwrap();
@@ -60,6 +96,55 @@ fn help_documents_every_setting_with_its_environment_variable() {
         assert!(help.contains(variable), "{variable} missing from --help");
     }
     assert!(help.contains("127.0.0.1:8080"), "defaults are shown");
+}
+
+/// Every command's `--help` names, for each of its settings, what it does
+/// and its environment variable. The list of settings comes from the clap
+/// tree, so a new setting without an env var or a description fails here.
+#[test]
+fn help_of_every_command_documents_every_setting_and_its_environment_variable() {
+    use clap::CommandFactory;
+    // Inputs of one command, not settings: no environment variable.
+    const INPUTS: &[&str] = &["name"];
+    let root = tillsync::config::Cli::command();
+    let mut commands = vec![(Vec::<String>::new(), root.clone())];
+    let mut checked = 0;
+    while let Some((path, command)) = commands.pop() {
+        for sub in command.get_subcommands() {
+            let mut sub_path = path.clone();
+            sub_path.push(sub.get_name().to_owned());
+            commands.push((sub_path, sub.clone()));
+        }
+        if command.has_subcommands() {
+            continue;
+        }
+        let output = tillsync().args(&path).arg("--help").output().unwrap();
+        assert!(output.status.success(), "{path:?} --help");
+        let help = String::from_utf8(output.stdout).unwrap();
+        let settings = command.get_arguments().chain(root.get_arguments());
+        for arg in settings.filter(|a| !["help", "version"].contains(&a.get_id().as_str())) {
+            let id = arg.get_id().as_str();
+            let flag = format!("--{}", arg.get_long().unwrap());
+            assert!(help.contains(&flag), "{path:?}: {flag} missing from --help");
+            assert!(
+                arg.get_help().is_some(),
+                "{path:?}: {flag} has no description"
+            );
+            if INPUTS.contains(&id) {
+                continue;
+            }
+            let env = arg
+                .get_env()
+                .unwrap_or_else(|| panic!("{path:?}: {flag} has no environment variable"));
+            let env = env.to_str().unwrap();
+            assert!(
+                help.contains(&format!("[env: {env}")),
+                "{path:?}: {env} missing from --help"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 30, "only {checked} settings were found");
 }
 
 /// Bootstraps a merchant on a database that does not exist yet: the command
@@ -89,19 +174,8 @@ fn create_merchant_creates_the_database_and_prints_a_token() {
             .is_ok()
     );
 
-    let dropped = tillsync_drop_database(&name);
+    let dropped = drop_database(&name);
     assert!(dropped, "the database existed");
-}
-
-fn tillsync_drop_database(name: &str) -> bool {
-    Command::new("psql")
-        .args([
-            &format!("{}/postgres", server_url()),
-            "-qXtAc",
-            &format!("drop database \"{name}\" with (force)"),
-        ])
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 #[test]
@@ -138,7 +212,7 @@ fn serve_logs_its_address_and_stops_cleanly_on_sigterm() {
             .any(|l| l.contains("listening on http://127.0.0.1:")),
         "{lines:#?}"
     );
-    tillsync_drop_database(&name);
+    drop_database(&name);
 }
 
 #[test]
@@ -169,5 +243,74 @@ fn migrate_creates_the_database_and_is_a_no_op_the_second_time() {
         .parse()
         .unwrap();
     assert_eq!(applied, std::fs::read_dir("migrations").unwrap().count());
-    assert!(tillsync_drop_database(&name));
+    assert!(drop_database(&name));
+}
+
+/// The database link runs through the fault proxy with latency, so a
+/// provisioning request (a transaction of four statements) takes seconds;
+/// SIGTERM arrives while it runs. It must still be answered, and the process
+/// must exit 0 after it. The health layer's probe is given room so the slow
+/// link is not refused as unavailable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_request_finish_and_then_exits_0() {
+    let name = format!("tillsync_test_cli_{}", Uuid::new_v4().simple());
+    let admin_token = create_merchant(&format!("{}/{name}", server_url()));
+    let proxy = proxy_to_postgres().await;
+    let through_proxy = format!("postgres://postgres@{}/{name}", proxy.address());
+    let served = tokio::task::spawn_blocking(move || {
+        Served::start(&[
+            ("DATABASE_URL", through_proxy.as_str()),
+            ("TILLSYNC_DB_PROBE_TIMEOUT", "30s"),
+            ("TILLSYNC_DB_DEGRADED_LATENCY", "30s"),
+            ("TILLSYNC_ADMIN_DEADLINE", "60s"),
+            ("TILLSYNC_SHUTDOWN_GRACE", "30s"),
+        ])
+    })
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    let store: serde_json::Value = client
+        .post(format!("{}/v1/stores", served.address))
+        .bearer_auth(&admin_token)
+        .json(&serde_json::json!({"name": "S", "timezone": "Europe/Berlin", "currency": "EUR"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    proxy.set(Fault::Latency(Duration::from_millis(250)));
+    let started = std::time::Instant::now();
+    let request = tokio::spawn({
+        let request = client
+            .post(format!("{}/v1/terminals", served.address))
+            .bearer_auth(&admin_token)
+            .json(&serde_json::json!({"store_id": store["store_id"], "name": "Till"}));
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), started.elapsed())
+        }
+    });
+    let sigterm_after = Duration::from_millis(600);
+    tokio::time::sleep(sigterm_after).await;
+    assert!(!request.is_finished(), "the request is still in flight");
+    served.sigterm();
+
+    let (status, took) = request.await.unwrap();
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+    assert!(took > sigterm_after, "answered after SIGTERM ({took:?})");
+    let (exit, lines) = tokio::task::spawn_blocking(move || served.wait(Duration::from_secs(40)))
+        .await
+        .unwrap();
+    assert!(exit.success(), "exit 0 after SIGTERM: {exit:?}\n{lines:#?}");
+    let shutting_down = lines.iter().position(|l| l.contains("shutting down"));
+    let answered = lines
+        .iter()
+        .position(|l| l.contains("/v1/terminals") && l.contains("answered 201"));
+    assert!(
+        matches!((shutting_down, answered), (Some(s), Some(a)) if s < a),
+        "the request was answered after shutdown began: {lines:#?}"
+    );
+    drop_database(&name);
 }

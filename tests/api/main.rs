@@ -2,11 +2,15 @@
 //! Postgres. Every test gets its own database, so they run in parallel.
 
 mod cli;
+mod deploy;
 mod fault_proxy;
 mod health;
 mod idempotency;
 mod ingest;
 mod loadtest;
+mod logging;
+mod openapi;
+mod ops;
 mod provisioning;
 mod reports;
 mod support;

@@ -1,8 +1,11 @@
 //! Test support: a fresh database and server per test, a merchant to act as,
 //! and builders for valid sales.
 
+pub mod binary;
+pub mod contract;
 pub mod proxy;
 pub mod sales;
+pub mod source;
 
 use clap::Parser;
 use proxy::FaultProxy;
@@ -85,15 +88,20 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
 /// A server whose link to Postgres runs through a fault proxy the test
 /// controls. The test's own pool (`app.db`) connects directly.
 pub async fn spawn_app_behind_proxy(extra: &[&str]) -> (TestApp, FaultProxy) {
+    let proxy = proxy_to_postgres().await;
+    let app = spawn(extra, Some(proxy.address())).await;
+    (app, proxy)
+}
+
+/// A fault proxy in front of the test Postgres server.
+pub async fn proxy_to_postgres() -> FaultProxy {
     let server: PgConnectOptions = server_url().parse().expect("server URL parses");
     let upstream = tokio::net::lookup_host((server.get_host(), server.get_port()))
         .await
         .expect("Postgres host resolves")
         .next()
         .expect("Postgres host has an address");
-    let proxy = FaultProxy::start(upstream).await;
-    let app = spawn(extra, Some(proxy.address())).await;
-    (app, proxy)
+    FaultProxy::start(upstream).await
 }
 
 async fn spawn(extra: &[&str], proxy: Option<std::net::SocketAddr>) -> TestApp {
