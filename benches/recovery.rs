@@ -10,7 +10,9 @@
 //! C, p99 of admitted and of refused pushes.
 //!
 //! Run: `scripts/bench-recovery` (or `cargo bench --bench recovery`).
-//! Settings: BENCH_STALL_S (30), BENCH_OVERLOAD_S (15), BENCH_MODES ("on,off").
+//! Settings: BENCH_STALL_S (30), BENCH_OVERLOAD_S (15), BENCH_MODES ("on,off"),
+//! BENCH_BATCH (10: small batches keep capacity within what a load
+//! generator on the same two cores can offer ten times over).
 
 #[path = "../tests/api/support/proxy.rs"]
 #[expect(
@@ -169,8 +171,8 @@ fn sale(seq: u64) -> Value {
            "tenders": [{"method": "card", "amount_minor": 500}], "total_minor": 500, "tax_minor": 50, "discount_minor": 0})
 }
 
-/// Capacity: 16 tills push batches of 100 back to back for 10 s.
-async fn capacity(service: &Service, admin: &str) -> f64 {
+/// Capacity: 16 tills push batches back to back for 10 s.
+async fn capacity(service: &Service, admin: &str, batch: u64) -> f64 {
     let tokens = tills(service, admin, 16).await;
     let accepted = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -184,8 +186,8 @@ async fn capacity(service: &Service, admin: &str) -> f64 {
             let client = reqwest::Client::new();
             let mut seq = 1;
             while started.elapsed() < Duration::from_secs(12) {
-                let body = json!({"sales": (seq..seq + 100).map(sale).collect::<Vec<_>>()});
-                seq += 100;
+                let body = json!({"sales": (seq..seq + batch).map(sale).collect::<Vec<_>>()});
+                seq += batch;
                 let response = client
                     .post(&url)
                     .bearer_auth(&token)
@@ -196,7 +198,7 @@ async fn capacity(service: &Service, admin: &str) -> f64 {
                 if started.elapsed() >= Duration::from_secs(2)
                     && response.is_ok_and(|r| r.status() == 200)
                 {
-                    accepted.fetch_add(100, Ordering::Relaxed);
+                    accepted.fetch_add(batch, Ordering::Relaxed);
                 }
             }
         }));
@@ -222,7 +224,14 @@ struct Probe {
 }
 
 /// Scenario 1: a stall of `stall_s` under steady load at half of capacity.
-async fn stall(service: &Service, admin: &str, proxy: &FaultProxy, c: f64, stall_s: u64) -> Value {
+async fn stall(
+    service: &Service,
+    admin: &str,
+    proxy: &FaultProxy,
+    c: f64,
+    stall_s: u64,
+    batch: u32,
+) -> Value {
     let before_s = 15;
     let after_s = 30;
     let args = simulator(
@@ -337,7 +346,12 @@ async fn stall(service: &Service, admin: &str, proxy: &FaultProxy, c: f64, stall
         .filter(|s| s.at_s > 5.0 && s.at_s < stall_at)
         .map(|s| s.queued)
         .collect();
-    let steady_max = steady.iter().copied().max().unwrap_or(0).max(100);
+    let steady_max = steady
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(i64::from(batch));
     let backlog_peak = samples.iter().map(|s| s.queued).max().unwrap_or(0);
     let at_back = samples.iter().find(|s| s.at_s >= back_at);
     let drained = samples
@@ -369,8 +383,15 @@ async fn stall(service: &Service, admin: &str, proxy: &FaultProxy, c: f64, stall
 }
 
 /// Scenario 2: open-model load at `factor` times capacity.
-async fn overload(service: &Service, admin: &str, c: f64, factor: f64, seconds: u64) -> Value {
-    let args = simulator(&service.url, admin, 200, c * factor, 100, seconds, 2);
+async fn overload(
+    service: &Service,
+    admin: &str,
+    c: f64,
+    factor: f64,
+    seconds: u64,
+    batch: u32,
+) -> Value {
+    let args = simulator(&service.url, admin, 200, c * factor, batch, seconds, 2);
     let report = loadtest::run(args).await.expect("simulator ran");
     json!({
         "factor": factor,
@@ -401,6 +422,7 @@ async fn main() {
     let stall_s = setting("BENCH_STALL_S", 30);
     let overload_s = setting("BENCH_OVERLOAD_S", 15);
     let modes = std::env::var("BENCH_MODES").unwrap_or_else(|_| "on,off".into());
+    let batch = setting("BENCH_BATCH", 10);
     let upstream = "127.0.0.1:5432".parse().unwrap();
     let admin_pool = PgPoolOptions::new()
         .max_connections(1)
@@ -426,9 +448,9 @@ async fn main() {
         let admin = created["admin_token"].as_str().unwrap().to_owned();
 
         println!("health layer {mode}:");
-        let c = capacity(&service, &admin).await;
-        println!("  capacity C = {c:.0} sales/s (16 tills, batches of 100, back to back)");
-        let stalled = stall(&service, &admin, &proxy, c, stall_s).await;
+        let c = capacity(&service, &admin, batch).await;
+        println!("  capacity C = {c:.0} sales/s (16 tills, batches of {batch}, back to back)");
+        let stalled = stall(&service, &admin, &proxy, c, stall_s, batch as u32).await;
         println!(
             "  stall {stall_s} s under load at C/2: detect {} s, slowest answer in stall {} s, full service {} s after return, drain {} s at {} of C; backlog peak {} sales; verdict passed {}, lost {}, duplicated {}; statuses {}",
             show(&stalled["detect_s"]),
@@ -444,7 +466,7 @@ async fn main() {
         );
         let mut overloads = Vec::new();
         for factor in [2.0, 5.0, 10.0] {
-            let o = overload(&service, &admin, c, factor, overload_s).await;
+            let o = overload(&service, &admin, c, factor, overload_s, batch as u32).await;
             println!(
                 "  overload {factor:>4}x: offered {} sales/s, goodput {} sales/s = {} of C, p99 admitted {} ms, p99 refused {} ms ({} refused); verdict passed {}",
                 show(&o["offered_per_s"]),
