@@ -1,6 +1,7 @@
 //! Real responses held to openapi.yaml: one server (its database link
 //! through the fault proxy) is driven through every documented operation,
-//! its successes, its client errors, the rate limit and an outage. Each
+//! its successes, its client errors, the rate limit and an outage (with the
+//! stale totals it answers from its last good copy). Each
 //! answer must have the status the test expects, be documented for that
 //! operation, carry the documented headers and media type, and its body
 //! must match the documented schema.
@@ -16,6 +17,9 @@ use crate::support::contract::{Contract, Seen};
 use crate::support::proxy::Fault;
 use crate::support::sales::{sale, with};
 use crate::support::{TestApp, spawn_app_behind_proxy};
+
+/// A totals query answered before the outage and again, stale, during it.
+const STALE_TOTALS: &str = "/v1/reports/totals?from=2026-11-20&to=2026-11-20&group_by=day";
 
 /// Documented answers no test here can cause on purpose, and why.
 const NOT_DRIVEN: &[(&str, &str, &str)] = &[
@@ -82,6 +86,18 @@ impl Driver<'_> {
         self.call("GET", &template, url, token, status, |r| r).await
     }
 
+    /// As `get`, and the answer must be a problem with this code (a 400 or
+    /// 404, as the code says).
+    async fn refused(&mut self, url: &str, token: Option<&str>, code: &str) {
+        let status = if code.ends_with("_not_found") {
+            404
+        } else {
+            400
+        };
+        let problem = self.get(url, token, status).await.json();
+        assert_eq!(problem["code"], code, "{url}");
+    }
+
     async fn post(&mut self, url: &str, token: Option<&str>, body: &Value, status: u16) -> Seen {
         self.call("POST", url, url, token, status, |r| r.json(body))
             .await
@@ -131,6 +147,7 @@ async fn every_documented_operation_answers_as_documented() {
     let store_id = d.post("/v1/stores", admin, &store, 201).await.json()["store_id"].clone();
     let terminal = json!({"store_id": store_id, "name": "Till 1"});
     let till = d.post("/v1/terminals", admin, &terminal, 201).await.json();
+    let till_id = till["terminal_id"].as_str().unwrap().to_owned();
     let till_token = till["token"].as_str().unwrap().to_owned();
     let till = Some(till_token.as_str());
     let huge = vec![b' '; tillsync::http::MAX_BODY_BYTES + 16];
@@ -230,6 +247,18 @@ async fn every_documented_operation_answers_as_documented() {
     d.get("/v1/conflicts", None, 401).await;
     d.get("/v1/conflicts", till, 403).await;
 
+    let store_id = store_id.as_str().unwrap();
+    let spare_id = spare["terminal_id"].as_str().unwrap();
+    reports(
+        &mut d,
+        &admin_token,
+        &till_token,
+        store_id,
+        &till_id,
+        spare_id,
+    )
+    .await;
+
     // Neither a route nor a method of one.
     let responses = d.contract.doc["components"]["responses"].clone();
     let seen = Seen::from(
@@ -272,7 +301,8 @@ async fn every_documented_operation_answers_as_documented() {
     d.push(&noisy.token, Some(&key), &batch(&[sale(1)]), 429)
         .await;
 
-    outage(&mut d, &proxy, &admin_token, &till_token, &url).await;
+    let fresh = d.get(STALE_TOTALS, admin, 200).await.json();
+    outage(&mut d, &proxy, &admin_token, &till_token, &url, &fresh).await;
     proxy.set(Fault::Pass);
 
     let mut missing = Vec::new();
@@ -295,6 +325,96 @@ async fn every_documented_operation_answers_as_documented() {
     );
 }
 
+/// Drives the report routes. The till holds seqs 1 and 4, both of
+/// 2026-11-20; `revoked_id` is a revoked terminal that never pushed.
+async fn reports(
+    d: &mut Driver<'_>,
+    admin: &str,
+    till: &str,
+    store_id: &str,
+    till_id: &str,
+    revoked_id: &str,
+) {
+    let (admin, till) = (Some(admin), Some(till));
+    let scope = format!("store_id={store_id}&terminal_id={till_id}");
+    let day = "from=2026-11-20&to=2026-11-20";
+    let unknown = Uuid::new_v4();
+
+    let totals = "/v1/reports/totals";
+    for group_by in ["none", "day", "hour", "store", "terminal", "tender"] {
+        let url = format!("{totals}?{day}&group_by={group_by}&{scope}");
+        let report = d.get(&url, admin, 200).await;
+        assert!(report.headers.get("warning").is_none(), "fresh, not stale");
+        let report = report.json();
+        assert_eq!(report["group_by"], group_by);
+        assert!(!report["rows"].as_array().unwrap().is_empty(), "{report}");
+    }
+    let refusals: [(String, &str); 8] = [
+        ("to=2026-11-20".into(), "invalid_query"),
+        (format!("{day}&terminal_id=nope"), "invalid_query"),
+        ("from=20-11-2026&to=2026-11-20".into(), "invalid_date"),
+        ("from=2026-11-21&to=2026-11-20".into(), "invalid_range"),
+        ("from=2025-11-19&to=2026-11-20".into(), "range_too_large"),
+        (format!("{day}&group_by=week"), "invalid_group_by"),
+        (format!("{day}&store_id={unknown}"), "store_not_found"),
+        (format!("{day}&terminal_id={unknown}"), "terminal_not_found"),
+    ];
+    for (query, code) in refusals {
+        d.refused(&format!("{totals}?{query}"), admin, code).await;
+    }
+    d.get(&format!("{totals}?{day}"), None, 401).await;
+    d.get(&format!("{totals}?{day}"), till, 403).await;
+
+    let page = d.get("/v1/sales?limit=1", admin, 200).await.json();
+    assert_eq!(page["sales"].as_array().unwrap().len(), 1);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let url = format!("/v1/sales?limit=1&cursor={cursor}");
+    let next = d.get(&url, admin, 200).await.json();
+    assert_ne!(next["sales"][0]["sale_id"], page["sales"][0]["sale_id"]);
+    let url = format!("/v1/sales?{scope}&{day}");
+    let all = d.get(&url, admin, 200).await.json();
+    assert_eq!(all["sales"].as_array().unwrap().len(), 2, "{all}");
+    assert_eq!(all["next_cursor"], Value::Null);
+    let refusals: [(String, &str); 8] = [
+        ("store_id=nope".into(), "invalid_query"),
+        ("limit=many".into(), "invalid_query"),
+        ("from=20-11-2026".into(), "invalid_date"),
+        ("from=2026-11-21&to=2026-11-20".into(), "invalid_range"),
+        ("limit=0".into(), "invalid_limit"),
+        ("cursor=not-ours".into(), "invalid_cursor"),
+        (format!("store_id={unknown}"), "store_not_found"),
+        (format!("terminal_id={unknown}"), "terminal_not_found"),
+    ];
+    for (query, code) in refusals {
+        d.refused(&format!("/v1/sales?{query}"), admin, code).await;
+    }
+    d.get("/v1/sales", None, 401).await;
+    d.get("/v1/sales", till, 403).await;
+
+    let fleet = d.get("/v1/terminals", admin, 200).await.json();
+    let listed = |id: &str| {
+        let terminals = fleet["terminals"].as_array().unwrap();
+        let found = terminals.iter().find(|t| t["terminal_id"] == id);
+        found
+            .unwrap_or_else(|| panic!("{id} not in {fleet}"))
+            .clone()
+    };
+    let pushed = listed(till_id);
+    assert_eq!(pushed["highest_seq"], 4, "{pushed}");
+    assert_eq!(pushed["missing_count"], 2, "{pushed}");
+    let revoked = listed(revoked_id);
+    assert_eq!(revoked["revoked"], true, "{revoked}");
+    assert_eq!(revoked["last_seen_at"], Value::Null, "{revoked}");
+    let url = format!("/v1/terminals?store_id={store_id}");
+    d.get(&url, admin, 200).await;
+    d.refused("/v1/terminals?store_id=nope", admin, "invalid_query")
+        .await;
+    let url = format!("/v1/terminals?store_id={unknown}");
+    d.refused(&url, admin, "store_not_found").await;
+    d.get("/v1/terminals", None, 401).await;
+    d.get("/v1/terminals", till, 403).await;
+}
+
 /// Stalls the database link and checks the answers of an outage.
 async fn outage(
     d: &mut Driver<'_>,
@@ -302,6 +422,7 @@ async fn outage(
     admin: &str,
     till: &str,
     revoke: &str,
+    fresh_totals: &Value,
 ) {
     proxy.set(Fault::Stall);
     let started = Instant::now();
@@ -343,4 +464,15 @@ async fn outage(
         .await;
     d.get("/v1/sync", till, 503).await;
     d.get("/v1/conflicts", admin, 503).await;
+    d.get("/v1/sales", admin, 503).await;
+    d.get("/v1/terminals", admin, 503).await;
+
+    // Totals asked before: the last good copy, marked stale. Never asked: 503.
+    let stale = d.get(STALE_TOTALS, admin, 200).await;
+    assert_eq!(stale.headers["warning"], "110 - \"Response is Stale\"");
+    assert!(stale.headers.contains_key("age"));
+    assert_eq!(stale.json(), *fresh_totals, "the copy from before");
+    let never_asked = "/v1/reports/totals?from=2026-11-01&to=2026-11-30";
+    let refused = d.get(never_asked, admin, 503).await.json();
+    assert_eq!(refused["code"], "database_unavailable");
 }
