@@ -11,10 +11,16 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServeArgs;
-use crate::db::{self, Database, idempotency};
+use crate::db::{self, Database, idempotency, totals};
 use crate::health::Gate;
 use crate::health::admission::{Outcome, Priority};
 use crate::http::{self, AppState};
+
+/// How often store deltas are folded into store totals: reports add the
+/// deltas not folded yet, so this bounds how many they read, not accuracy.
+const FOLD_INTERVAL: Duration = Duration::from_secs(1);
+/// Store deltas moved per statement.
+const FOLD_CHUNK: i64 = 5000;
 
 /// How often housekeeping runs (idempotency purge, rate-limit state).
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(600);
@@ -71,6 +77,7 @@ impl Application {
             .state
             .gate
             .spawn_probe(&self.state.db, stopping.clone());
+        let folding = tokio::spawn(fold_store_totals(self.state.clone(), stopping.clone()));
         let maintenance = tokio::spawn(maintain(
             self.state.clone(),
             self.args.idempotency_retention,
@@ -95,6 +102,7 @@ impl Application {
             }
         }
         maintenance.abort();
+        folding.abort();
         if let Some(probe) = probe {
             probe.abort();
         }
@@ -136,6 +144,41 @@ async fn maintain(state: AppState, retention: Duration, stopping: CancellationTo
             Err(e) => {
                 tracing::warn!(error = %e, "could not purge stored batch responses; will retry")
             }
+        }
+    }
+}
+
+/// Folds store deltas into store totals every second, through the health
+/// layer at report priority (a sick database only delays the fold).
+async fn fold_store_totals(state: AppState, stopping: CancellationToken) {
+    let mut every = tokio::time::interval(FOLD_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = stopping.cancelled() => return,
+        }
+        let Ok(admitted) = state.gate.admit(Priority::Report).await else {
+            continue;
+        };
+        let folded = async {
+            let mut conn = state.db.acquire().await?;
+            loop {
+                let moved = totals::fold_store_deltas(&mut conn, FOLD_CHUNK).await?;
+                if moved < FOLD_CHUNK as u64 {
+                    return Ok::<_, db::DbError>(());
+                }
+            }
+        }
+        .await;
+        let outcome = if folded.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        };
+        state.gate.finish(admitted, outcome, false);
+        if let Err(e) = folded {
+            tracing::warn!(error = %e, "could not fold store totals; will retry");
         }
     }
 }

@@ -1,5 +1,8 @@
-//! Writing report totals: a batch's deltas applied to the day, hour and
-//! tender tables in one statement, inside the batch's transaction.
+//! Writing report totals: a batch's deltas applied to the till-day,
+//! till-hour and tender tables (rows only this till's batches touch, and
+//! those are serialised) and appended to the store deltas, in one statement
+//! inside the batch's transaction; and the background fold of store deltas
+//! into store totals.
 
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -36,6 +39,7 @@ pub async fn apply(
     merchant_id: Uuid,
     terminal_id: Uuid,
     store_id: Uuid,
+    batch_id: Uuid,
     deltas: &Deltas,
 ) -> Result<(), DbError> {
     if deltas.is_empty() {
@@ -70,7 +74,14 @@ pub async fn apply(
     }
 
     sqlx::query!(
-        r#"with day as (
+        r#"with store_day as (
+               insert into store_day_deltas
+                      (merchant_id, batch_id, store_id, business_date, currency, sales_count,
+                       refunds_count, voids_count, gross_minor, refunds_minor, discounts_minor, tax_minor)
+               select $1, $30, $3, d.*
+                 from unnest($4::date[], $5::text[], $6::int8[], $7::int8[], $8::int8[], $9::int8[],
+                             $10::int8[], $11::int8[], $12::int8[]) as d
+           ), day as (
                insert into sales_day_totals as t
                       (merchant_id, terminal_id, store_id, business_date, currency, sales_count,
                        refunds_count, voids_count, gross_minor, refunds_minor, discounts_minor, tax_minor)
@@ -140,9 +151,54 @@ pub async fn apply(
         &t_sales,
         &t_refunds,
         &t_gross,
-        &t_refunded
+        &t_refunded,
+        batch_id
     )
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Moves up to `limit` store deltas into the store totals in one statement
+/// (so a report never sees them in both places or in neither). Deltas
+/// locked by another instance's fold are skipped, not waited for. Returns
+/// how many deltas were moved.
+pub async fn fold_store_deltas(conn: &mut PgConnection, limit: i64) -> Result<u64, DbError> {
+    let moved = sqlx::query_scalar!(
+        r#"with picked as (
+               select merchant_id, batch_id, business_date, currency
+                 from store_day_deltas
+                order by merchant_id, batch_id
+                limit $1
+                  for update skip locked
+           ), moved as (
+               delete from store_day_deltas d
+                using picked p
+                where d.merchant_id = p.merchant_id and d.batch_id = p.batch_id
+                  and d.business_date = p.business_date and d.currency = p.currency
+            returning d.*
+           ), folded as (
+               insert into store_day_totals as t
+                      (merchant_id, store_id, business_date, currency, sales_count, refunds_count,
+                       voids_count, gross_minor, refunds_minor, discounts_minor, tax_minor)
+               select merchant_id, store_id, business_date, currency, sum(sales_count),
+                      sum(refunds_count), sum(voids_count), sum(gross_minor), sum(refunds_minor),
+                      sum(discounts_minor), sum(tax_minor)
+                 from moved
+                group by merchant_id, store_id, business_date, currency
+               on conflict (merchant_id, store_id, business_date, currency) do update set
+                   sales_count = t.sales_count + excluded.sales_count,
+                   refunds_count = t.refunds_count + excluded.refunds_count,
+                   voids_count = t.voids_count + excluded.voids_count,
+                   gross_minor = t.gross_minor + excluded.gross_minor,
+                   refunds_minor = t.refunds_minor + excluded.refunds_minor,
+                   discounts_minor = t.discounts_minor + excluded.discounts_minor,
+                   tax_minor = t.tax_minor + excluded.tax_minor
+           )
+           select count(*) as "moved!" from moved"#,
+        limit
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(moved as u64)
 }

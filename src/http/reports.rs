@@ -293,7 +293,9 @@ fn unusable(e: DbError) -> Failure {
 
 async fn compute(state: &AppState, request: &TotalsRequest) -> Result<Bytes, Failure> {
     let scope = &request.scope;
-    let mut conn = state.db.acquire().await.map_err(unusable)?;
+    let mut conn = reports::read_transaction(&state.db)
+        .await
+        .map_err(unusable)?;
     params::check_owned(
         &mut conn,
         scope.merchant_id,
@@ -305,7 +307,12 @@ async fn compute(state: &AppState, request: &TotalsRequest) -> Result<Bytes, Fai
     let rows = match request.group_by {
         GroupBy::Hour => reports::hourly_totals(&mut conn, scope).await,
         GroupBy::Tender => reports::tender_totals(&mut conn, scope).await,
-        other => reports::daily_totals(&mut conn, scope, other.as_str()).await,
+        GroupBy::Terminal => reports::daily_totals(&mut conn, scope, "terminal").await,
+        other if scope.terminal_id.is_some() => {
+            reports::daily_totals(&mut conn, scope, other.as_str()).await
+        }
+        // Without a terminal in the question, a row per store and day is enough.
+        other => reports::store_totals(&mut conn, scope, other.as_str()).await,
     }
     .map_err(unusable)?;
     let completeness = reports::completeness(&mut conn, scope)

@@ -72,7 +72,7 @@ pub async fn list(
             return Err(ApiError::bad_request("invalid_range", "from is after to"));
         }
     }
-    let mut conn = state.db.acquire().await?;
+    let mut conn = reports::read_transaction(&state.db).await?;
     params::check_owned(
         &mut conn,
         admin.merchant_id,

@@ -147,7 +147,15 @@ async fn try_push_batch(
                 .find(|s| s.sale_id == id)
                 .or_else(|| stored.void_targets.get(&id))
         });
-        totals_db::apply(&mut tx, merchant_id, terminal_id, pusher.store_id, &deltas).await?;
+        totals_db::apply(
+            &mut tx,
+            merchant_id,
+            terminal_id,
+            pusher.store_id,
+            batch_id,
+            &deltas,
+        )
+        .await?;
     }
     let inserted_seqs: Vec<i64> = inserted.iter().map(|&i| sale_of(items, i).seq).collect();
     let state = progress::advance(&mut tx, pusher, held, &inserted_seqs).await?;
