@@ -2,8 +2,9 @@
 //! to Postgres, under load from the fleet simulator, with the health layer
 //! on and then off.
 //!
-//! Per mode: (0) capacity C, measured by tills pushing batches back to back;
-//! (1) a 30 s stall under steady open-model load at half of C: time to
+//! First, capacity C: the service with the layer off, 64 tills pushing
+//! batches back to back. Then per mode (on, off), each on a fresh database
+//! behind the proxy: (1) a 30 s stall under steady open-model load at half of C: time to
 //! detect, slowest answer during the stall, time from link return to full
 //! service, time to drain the backlog and goodput during the drain as a
 //! fraction of C; (2) overload at 2x, 5x and 10x C: goodput as a fraction of
@@ -65,7 +66,9 @@ async fn start_service(database_url: &str, layer: &str) -> Service {
     let child = Command::new(env!("CARGO_BIN_EXE_tillsync"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "warn")
+        // Warnings are the point of this run (pool timeouts, stalls): keep
+        // the figures readable.
+        .env("RUST_LOG", "error")
         .env("TILLSYNC_HEALTH_LAYER", layer)
         // Simulated tills push far more often than real ones.
         .env("TILLSYNC_TERMINAL_RATE", "0")
@@ -171,9 +174,10 @@ fn sale(seq: u64) -> Value {
            "tenders": [{"method": "card", "amount_minor": 500}], "total_minor": 500, "tax_minor": 50, "discount_minor": 0})
 }
 
-/// Capacity: 16 tills push batches back to back for 10 s.
+/// Capacity: 64 tills push batches back to back for 10 s (more than the
+/// pool and the admission limit, so the database is never left idle).
 async fn capacity(service: &Service, admin: &str, batch: u64) -> f64 {
-    let tokens = tills(service, admin, 16).await;
+    let tokens = tills(service, admin, 64).await;
     let accepted = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -367,7 +371,20 @@ async fn stall(
         }
         _ => (None, None),
     };
+    let first_accepted_s = probes
+        .iter()
+        .find(|p| p.sent_at_s >= back_at && p.status == 200)
+        .map(|p| p.sent_at_s + p.latency_s - back_at);
+    let drained_at = drain_s.map(|d| back_at + d).unwrap_or(f64::MAX);
+    let refused_after_drain = probes
+        .iter()
+        .filter(|p| p.sent_at_s >= drained_at && p.status != 200)
+        .count();
+    let probes_after_drain = probes.iter().filter(|p| p.sent_at_s >= drained_at).count();
     json!({
+        "first_accepted_after_return_s": first_accepted_s,
+        "probe_refused_after_drain": refused_after_drain,
+        "probe_pushes_after_drain": probes_after_drain,
         "detect_s": detect_s,
         "slowest_answer_in_stall_s": slowest_in_stall,
         "full_service_after_return_s": full_service_s,
@@ -417,6 +434,37 @@ fn show(v: &Value) -> String {
     }
 }
 
+/// The database path's own capacity, one figure both modes are judged
+/// against: the service with the health layer off (nothing refused, requests
+/// wait for the pool), no proxy, a fresh database.
+async fn reference_capacity(batch: u64) -> f64 {
+    let database = format!(
+        "tillsync_bench_recovery_capacity_{}",
+        Uuid::new_v4().simple()
+    );
+    let url = format!("{SERVER_URL}/{database}");
+    let service = start_service(&url, "off").await;
+    let created = Command::new(env!("CARGO_BIN_EXE_tillsync"))
+        .args(["admin", "create-merchant", "--name", "Bench"])
+        .env("DATABASE_URL", &url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let created: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let c = capacity(&service, created["admin_token"].as_str().unwrap(), batch).await;
+    drop(service);
+    let admin_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("{SERVER_URL}/postgres"))
+        .await
+        .unwrap();
+    admin_pool
+        .execute(format!("drop database if exists \"{database}\" with (force)").as_str())
+        .await
+        .unwrap();
+    c
+}
+
 #[tokio::main]
 async fn main() {
     let stall_s = setting("BENCH_STALL_S", 30);
@@ -430,6 +478,11 @@ async fn main() {
         .await
         .unwrap();
     let mut results = serde_json::Map::new();
+    let c = reference_capacity(batch).await;
+    println!(
+        "capacity C = {c:.0} sales/s (health layer off, 64 tills pushing batches of {batch} back to back, straight to Postgres)"
+    );
+    results.insert("capacity_per_s".into(), json!(c));
     for mode in modes.split(',') {
         let database = format!("tillsync_bench_recovery_{mode}_{}", Uuid::new_v4().simple());
         let proxy = FaultProxy::start(upstream).await;
@@ -448,13 +501,18 @@ async fn main() {
         let admin = created["admin_token"].as_str().unwrap().to_owned();
 
         println!("health layer {mode}:");
-        let c = capacity(&service, &admin, batch).await;
-        println!("  capacity C = {c:.0} sales/s (16 tills, batches of {batch}, back to back)");
         let stalled = stall(&service, &admin, &proxy, c, stall_s, batch as u32).await;
         println!(
-            "  stall {stall_s} s under load at C/2: detect {} s, slowest answer in stall {} s, full service {} s after return, drain {} s at {} of C; backlog peak {} sales; verdict passed {}, lost {}, duplicated {}; statuses {}",
+            "  after return: first accepted probe push {} s; probe pushes refused after the drain: {} of {}",
+            show(&stalled["first_accepted_after_return_s"]),
+            stalled["probe_refused_after_drain"],
+            stalled["probe_pushes_after_drain"]
+        );
+        println!(
+            "  stall {stall_s} s under load at C/2: detect {} s, slowest answer in stall {} s (probe till) / {} s (slowest push of any simulated till, whole run), full service {} s after return, drain {} s at {} of C; backlog peak {} sales; verdict passed {}, lost {}, duplicated {}; statuses {}",
             show(&stalled["detect_s"]),
             show(&stalled["slowest_answer_in_stall_s"]),
+            show(&stalled["simulator_max_request_s"]),
             show(&stalled["full_service_after_return_s"]),
             show(&stalled["drain_s"]),
             show(&stalled["drain_goodput_of_capacity"]),

@@ -177,9 +177,10 @@ pub struct HealthArgs {
     #[arg(long, env = "TILLSYNC_DB_RELEASE_PING_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub db_release_ping_timeout: Duration,
 
-    /// Lowest concurrency limit, and where admission restarts after an outage.
-    #[arg(long, env = "TILLSYNC_ADMISSION_MIN_LIMIT", default_value_t = 2)]
-    pub admission_min_limit: usize,
+    /// Lowest concurrency limit, and where admission restarts after an
+    /// outage [default: half the highest limit].
+    #[arg(long, env = "TILLSYNC_ADMISSION_MIN_LIMIT")]
+    pub admission_min_limit: Option<usize>,
 
     /// Highest concurrency limit [default: the pool size].
     #[arg(long, env = "TILLSYNC_ADMISSION_MAX_LIMIT")]

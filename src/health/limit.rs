@@ -12,7 +12,11 @@ use std::time::Duration;
 
 /// How much slower than the long-run latency the recent latency may be
 /// before the limit shrinks.
-const TOLERANCE: f64 = 1.5;
+const TOLERANCE: f64 = 2.0;
+/// Samples the recent latency averages over. A single request's latency is
+/// noise on a busy machine (measured: reacting to each one kept the limit
+/// far below what the database could do); a short average is the signal.
+const SHORT_WINDOW: f64 = 10.0;
 /// Weight of a new estimate against the current limit.
 const SMOOTHING: f64 = 0.2;
 /// Samples the long-run latency averages over.
@@ -26,6 +30,7 @@ pub struct Gradient {
     min_limit: f64,
     max_limit: f64,
     long_rtt_ms: Option<f64>,
+    short_rtt_ms: Option<f64>,
 }
 
 impl Gradient {
@@ -37,6 +42,7 @@ impl Gradient {
             min_limit,
             max_limit,
             long_rtt_ms: None,
+            short_rtt_ms: None,
         }
     }
 
@@ -49,7 +55,12 @@ impl Gradient {
     /// the time: a limit nobody uses says nothing about capacity, so it only
     /// grows while at least half of it is in use.
     pub fn on_success(&mut self, latency: Duration, in_flight: usize) {
-        let rtt = latency.as_secs_f64() * 1000.0;
+        let sample = latency.as_secs_f64() * 1000.0;
+        let rtt = match self.short_rtt_ms {
+            None => sample,
+            Some(short) => short + (sample - short) / SHORT_WINDOW,
+        };
+        self.short_rtt_ms = Some(rtt);
         let long = match self.long_rtt_ms {
             None => rtt,
             Some(long) => long + (rtt - long) / LONG_WINDOW,
@@ -84,6 +95,7 @@ impl Gradient {
     pub fn restart(&mut self) {
         self.limit = self.min_limit;
         self.long_rtt_ms = None;
+        self.short_rtt_ms = None;
     }
 }
 
