@@ -67,14 +67,16 @@ pub async fn store_totals(
     scope: &Scope,
     group: &str,
 ) -> Result<Vec<TotalsRow>, DbError> {
-    let rows = sqlx::query!(
+    let rows = sqlx::query_as!(
+        TotalsRow,
         r#"select case when $5::text = 'day' then business_date end as business_date,
                   case when $5::text = 'store' then store_id end as store_id,
+                  null::int2 as "hour?", null::uuid as "terminal_id?", null::text as "method?",
                   currency as "currency!",
                   sum(sales_count)::int8 as "sales_count!", sum(refunds_count)::int8 as "refunds_count!",
                   sum(voids_count)::int8 as "voids_count!", sum(gross_minor)::int8 as "gross_minor!",
-                  sum(refunds_minor)::int8 as "refunds_minor!", sum(discounts_minor)::int8 as "discounts_minor!",
-                  sum(tax_minor)::int8 as "tax_minor!"
+                  sum(refunds_minor)::int8 as "refunds_minor!", sum(discounts_minor)::int8 as "discounts_minor?",
+                  sum(tax_minor)::int8 as "tax_minor?"
              from (select business_date, store_id, currency, sales_count, refunds_count, voids_count,
                           gross_minor, refunds_minor, discounts_minor, tax_minor
                      from store_day_totals
@@ -97,24 +99,7 @@ pub async fn store_totals(
     )
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| TotalsRow {
-            business_date: r.business_date,
-            hour: None,
-            store_id: r.store_id,
-            terminal_id: None,
-            method: None,
-            currency: r.currency,
-            sales_count: r.sales_count,
-            refunds_count: r.refunds_count,
-            voids_count: r.voids_count,
-            gross_minor: r.gross_minor,
-            refunds_minor: r.refunds_minor,
-            discounts_minor: Some(r.discounts_minor),
-            tax_minor: Some(r.tax_minor),
-        })
-        .collect())
+    Ok(rows)
 }
 
 /// Totals grouped by nothing, day, store or terminal (`group` is one of
@@ -125,15 +110,16 @@ pub async fn daily_totals(
     scope: &Scope,
     group: &str,
 ) -> Result<Vec<TotalsRow>, DbError> {
-    let rows = sqlx::query!(
+    let rows = sqlx::query_as!(
+        TotalsRow,
         r#"select case when $6::text = 'day' then business_date end as business_date,
                   case when $6::text in ('store', 'terminal') then store_id end as store_id,
                   case when $6::text = 'terminal' then terminal_id end as terminal_id,
-                  currency,
+                  null::int2 as "hour?", null::text as "method?", currency,
                   sum(sales_count)::int8 as "sales_count!", sum(refunds_count)::int8 as "refunds_count!",
                   sum(voids_count)::int8 as "voids_count!", sum(gross_minor)::int8 as "gross_minor!",
-                  sum(refunds_minor)::int8 as "refunds_minor!", sum(discounts_minor)::int8 as "discounts_minor!",
-                  sum(tax_minor)::int8 as "tax_minor!"
+                  sum(refunds_minor)::int8 as "refunds_minor!", sum(discounts_minor)::int8 as "discounts_minor?",
+                  sum(tax_minor)::int8 as "tax_minor?"
              from sales_day_totals
             where merchant_id = $1 and business_date between $2 and $3
               and ($4::uuid is null or store_id = $4)
@@ -150,24 +136,7 @@ pub async fn daily_totals(
     )
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| TotalsRow {
-            business_date: r.business_date,
-            hour: None,
-            store_id: r.store_id,
-            terminal_id: r.terminal_id,
-            method: None,
-            currency: r.currency,
-            sales_count: r.sales_count,
-            refunds_count: r.refunds_count,
-            voids_count: r.voids_count,
-            gross_minor: r.gross_minor,
-            refunds_minor: r.refunds_minor,
-            discounts_minor: Some(r.discounts_minor),
-            tax_minor: Some(r.tax_minor),
-        })
-        .collect())
+    Ok(rows)
 }
 
 /// Totals per business date and hour of the day, from the hour table.
@@ -175,12 +144,14 @@ pub async fn hourly_totals(
     conn: &mut PgConnection,
     scope: &Scope,
 ) -> Result<Vec<TotalsRow>, DbError> {
-    let rows = sqlx::query!(
-        r#"select business_date, hour, currency,
+    let rows = sqlx::query_as!(
+        TotalsRow,
+        r#"select business_date as "business_date?", hour as "hour?", currency,
+                  null::uuid as "store_id?", null::uuid as "terminal_id?", null::text as "method?",
                   sum(sales_count)::int8 as "sales_count!", sum(refunds_count)::int8 as "refunds_count!",
                   sum(voids_count)::int8 as "voids_count!", sum(gross_minor)::int8 as "gross_minor!",
-                  sum(refunds_minor)::int8 as "refunds_minor!", sum(discounts_minor)::int8 as "discounts_minor!",
-                  sum(tax_minor)::int8 as "tax_minor!"
+                  sum(refunds_minor)::int8 as "refunds_minor!", sum(discounts_minor)::int8 as "discounts_minor?",
+                  sum(tax_minor)::int8 as "tax_minor?"
              from sales_hour_totals
             where merchant_id = $1 and business_date between $2 and $3
               and ($4::uuid is null or store_id = $4)
@@ -196,24 +167,7 @@ pub async fn hourly_totals(
     )
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| TotalsRow {
-            business_date: Some(r.business_date),
-            hour: Some(r.hour),
-            store_id: None,
-            terminal_id: None,
-            method: None,
-            currency: r.currency,
-            sales_count: r.sales_count,
-            refunds_count: r.refunds_count,
-            voids_count: r.voids_count,
-            gross_minor: r.gross_minor,
-            refunds_minor: r.refunds_minor,
-            discounts_minor: Some(r.discounts_minor),
-            tax_minor: Some(r.tax_minor),
-        })
-        .collect())
+    Ok(rows)
 }
 
 /// Money per tender method, from the tender table.
@@ -221,8 +175,12 @@ pub async fn tender_totals(
     conn: &mut PgConnection,
     scope: &Scope,
 ) -> Result<Vec<TotalsRow>, DbError> {
-    let rows = sqlx::query!(
-        r#"select method, currency,
+    let rows = sqlx::query_as!(
+        TotalsRow,
+        r#"select method as "method?", currency,
+                  null::date as "business_date?", null::int2 as "hour?", null::uuid as "store_id?",
+                  null::uuid as "terminal_id?", 0::int8 as "voids_count!",
+                  null::int8 as "discounts_minor?", null::int8 as "tax_minor?",
                   sum(sales_count)::int8 as "sales_count!", sum(refunds_count)::int8 as "refunds_count!",
                   sum(gross_minor)::int8 as "gross_minor!", sum(refunds_minor)::int8 as "refunds_minor!"
              from tender_day_totals
@@ -240,24 +198,7 @@ pub async fn tender_totals(
     )
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| TotalsRow {
-            business_date: None,
-            hour: None,
-            store_id: None,
-            terminal_id: None,
-            method: Some(r.method),
-            currency: r.currency,
-            sales_count: r.sales_count,
-            refunds_count: r.refunds_count,
-            voids_count: 0,
-            gross_minor: r.gross_minor,
-            refunds_minor: r.refunds_minor,
-            discounts_minor: None,
-            tax_minor: None,
-        })
-        .collect())
+    Ok(rows)
 }
 
 #[derive(Debug, Clone)]
