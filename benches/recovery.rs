@@ -168,10 +168,15 @@ async fn tills(service: &Service, admin: &str, n: usize) -> Vec<String> {
     tokens
 }
 
+/// A sale shaped like the simulator's (three described lines, one tender), so
+/// capacity measured with it is comparable with the simulator's goodput.
 fn sale(seq: u64) -> Value {
+    let line = |sku: &str, description: &str, amount_minor: i64| json!({"sku": sku, "description": description, "quantity": 1, "amount_minor": amount_minor});
     json!({"sale_id": Uuid::new_v4(), "seq": seq, "kind": "sale", "occurred_at": chrono::Utc::now().to_rfc3339(),
-           "currency": "EUR", "lines": [{"sku": "A", "quantity": 1, "amount_minor": 500}],
-           "tenders": [{"method": "card", "amount_minor": 500}], "total_minor": 500, "tax_minor": 50, "discount_minor": 0})
+           "currency": "EUR",
+           "lines": [line("COFFEE-L", "Large coffee", 350), line("CROISSANT", "Butter croissant", 220),
+                     line("MILK-1L", "Whole milk 1 l", 119)],
+           "tenders": [{"method": "card", "amount_minor": 689}], "total_minor": 689, "tax_minor": 70, "discount_minor": 0})
 }
 
 /// Capacity: 64 tills push batches back to back for 10 s (more than the
@@ -219,6 +224,45 @@ struct Sample {
     status: String,
     acknowledged: u64,
     queued: i64,
+    admission: Admission,
+}
+
+/// The service's admission gauges and refusal counter, read from /metrics.
+#[derive(Default, Clone, Copy)]
+struct Admission {
+    limit: f64,
+    in_flight: f64,
+    queued: f64,
+    shed_total: f64,
+}
+
+async fn admission(client: &reqwest::Client, url: &str) -> Admission {
+    let Ok(response) = client
+        .get(format!("{url}/metrics"))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await
+    else {
+        return Admission::default();
+    };
+    let text = response.text().await.unwrap_or_default();
+    let mut a = Admission::default();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let value: f64 = value.parse().unwrap_or(0.0);
+        if name == "tillsync_admission_limit" {
+            a.limit = value;
+        } else if name == "tillsync_admission_in_flight" {
+            a.in_flight = value;
+        } else if name == "tillsync_admission_queued" {
+            a.queued = value;
+        } else if name.starts_with("tillsync_requests_shed_total{") {
+            a.shed_total += value;
+        }
+    }
+    a
 }
 
 struct Probe {
@@ -275,7 +319,9 @@ async fn stall(
                         .unwrap_or_default(),
                     Err(_) => "no answer".into(),
                 };
+                let admission = admission(&client, &url).await;
                 samples.push(Sample {
+                    admission,
                     at_s: t0.elapsed().as_secs_f64(),
                     status,
                     acknowledged: LiveCounters::get(&live.acknowledged),
@@ -381,9 +427,22 @@ async fn stall(
         .filter(|p| p.sent_at_s >= drained_at && p.status != 200)
         .count();
     let probes_after_drain = probes.iter().filter(|p| p.sent_at_s >= drained_at).count();
+    let refused_before_stall = probes
+        .iter()
+        .filter(|p| p.sent_at_s >= 5.0 && p.sent_at_s < stall_at && p.status != 200)
+        .count();
+    let probes_before_stall = probes
+        .iter()
+        .filter(|p| p.sent_at_s >= 5.0 && p.sent_at_s < stall_at)
+        .count();
+    if std::env::var_os("BENCH_TIMELINE").is_some() {
+        print_timeline(&samples, &probes, stall_at, back_at);
+    }
     json!({
         "first_accepted_after_return_s": first_accepted_s,
         "probe_refused_after_drain": refused_after_drain,
+        "probe_refused_before_stall": refused_before_stall,
+        "probe_pushes_before_stall": probes_before_stall,
         "probe_pushes_after_drain": probes_after_drain,
         "detect_s": detect_s,
         "slowest_answer_in_stall_s": slowest_in_stall,
@@ -399,6 +458,57 @@ async fn stall(
     })
 }
 
+/// One line per second of the stall run: what the service's admission did
+/// (limit, slots in use, queue, refusals) against the fleet's backlog and
+/// the probe till's answers. For tuning; `BENCH_TIMELINE=1` prints it.
+fn print_timeline(samples: &[Sample], probes: &[Probe], stall_at: f64, back_at: f64) {
+    println!(
+        "    t(s)  status       limit  in-flight  queued  shed/s  fleet-backlog  probe ok/sent"
+    );
+    let end = samples.last().map_or(0.0, |s| s.at_s);
+    let mut second = 0.0;
+    let mut shed_before = samples.first().map_or(0.0, |s| s.admission.shed_total);
+    while second < end {
+        let window: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| s.at_s >= second && s.at_s < second + 1.0)
+            .collect();
+        let in_window = |p: &&Probe| p.sent_at_s >= second && p.sent_at_s < second + 1.0;
+        let sent = probes.iter().filter(in_window).count();
+        let ok = probes
+            .iter()
+            .filter(in_window)
+            .filter(|p| p.status == 200)
+            .count();
+        if let Some(last) = window.last() {
+            let max = |f: fn(&Sample) -> f64| window.iter().map(|s| f(s)).fold(0.0, f64::max);
+            let min_limit = window
+                .iter()
+                .map(|s| s.admission.limit)
+                .fold(f64::MAX, f64::min);
+            let mark = if (second..second + 1.0).contains(&stall_at) {
+                " <- stall"
+            } else if (second..second + 1.0).contains(&back_at) {
+                " <- link back"
+            } else {
+                ""
+            };
+            println!(
+                "    {second:>4.0}  {:<11}  {:>2.0}-{:<2.0}  {:>9.0}  {:>6.0}  {:>6.0}  {:>13}  {ok}/{sent}{mark}",
+                last.status,
+                min_limit,
+                max(|s| s.admission.limit),
+                max(|s| s.admission.in_flight),
+                max(|s| s.admission.queued),
+                last.admission.shed_total - shed_before,
+                last.queued,
+            );
+            shed_before = last.admission.shed_total;
+        }
+        second += 1.0;
+    }
+}
+
 /// Scenario 2: open-model load at `factor` times capacity.
 async fn overload(
     service: &Service,
@@ -409,8 +519,28 @@ async fn overload(
     batch: u32,
 ) -> Value {
     let args = simulator(&service.url, admin, 200, c * factor, batch, seconds, 2);
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (sampling, url) = (sampling.clone(), service.url.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut seen = Vec::new();
+            while sampling.load(Ordering::Relaxed) {
+                seen.push(admission(&client, &url).await);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            seen
+        })
+    };
     let report = loadtest::run(args).await.expect("simulator ran");
+    sampling.store(false, Ordering::Relaxed);
+    let seen = sampler.await.unwrap();
+    let mean =
+        |f: fn(&Admission) -> f64| seen.iter().map(f).sum::<f64>() / seen.len().max(1) as f64;
     json!({
+        "admission_limit_mean": mean(|a| a.limit),
+        "admission_in_flight_mean": mean(|a| a.in_flight),
+        "admission_queued_mean": mean(|a| a.queued),
         "factor": factor,
         "offered_per_s": report.sales.generated_per_s,
         "goodput_per_s": report.sales.achieved_per_s,
@@ -420,6 +550,9 @@ async fn overload(
         "refused": report.latency.refused.count,
         "statuses": report.requests.status_counts,
         "verdict_passed": report.passed(),
+        "lost": report.verdict.verification.lost,
+        "duplicated": report.verdict.verification.duplicated,
+        "undelivered": report.sales.undelivered,
     })
 }
 
@@ -465,12 +598,47 @@ async fn reference_capacity(batch: u64) -> f64 {
     c
 }
 
+fn print_stall(stalled: &Value, stall_s: u64) {
+    println!(
+        "  probe pushes refused before the stall: {} of {}; after return: first accepted probe push {} s; probe pushes refused after the drain: {} of {}",
+        stalled["probe_refused_before_stall"],
+        stalled["probe_pushes_before_stall"],
+        show(&stalled["first_accepted_after_return_s"]),
+        stalled["probe_refused_after_drain"],
+        stalled["probe_pushes_after_drain"]
+    );
+    println!(
+        "  stall {stall_s} s under load at C/2: detect {} s, slowest answer in stall {} s (probe till) / {} s (slowest push of any simulated till, whole run), full service {} s after return, drain {} s at {} of C; backlog peak {} sales; verdict passed {}, lost {}, duplicated {}; statuses {}",
+        show(&stalled["detect_s"]),
+        show(&stalled["slowest_answer_in_stall_s"]),
+        show(&stalled["simulator_max_request_s"]),
+        show(&stalled["full_service_after_return_s"]),
+        show(&stalled["drain_s"]),
+        show(&stalled["drain_goodput_of_capacity"]),
+        stalled["backlog_peak_sales"],
+        stalled["verdict_passed"],
+        stalled["lost"],
+        stalled["duplicated"],
+        stalled["statuses"]
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let stall_s = setting("BENCH_STALL_S", 30);
     let overload_s = setting("BENCH_OVERLOAD_S", 15);
     let modes = std::env::var("BENCH_MODES").unwrap_or_else(|_| "on,off".into());
     let batch = setting("BENCH_BATCH", 10);
+    let scenarios = std::env::var("BENCH_SCENARIOS").unwrap_or_else(|_| "stall,overload".into());
+    let factors: Vec<f64> = std::env::var("BENCH_FACTORS")
+        .unwrap_or_else(|_| "2,5,10".into())
+        .split(',')
+        .map(|f| {
+            f.trim()
+                .parse()
+                .expect("BENCH_FACTORS: numbers, comma-separated")
+        })
+        .collect();
     let upstream = "127.0.0.1:5432".parse().unwrap();
     let admin_pool = PgPoolOptions::new()
         .max_connections(1)
@@ -478,10 +646,21 @@ async fn main() {
         .await
         .unwrap();
     let mut results = serde_json::Map::new();
-    let c = reference_capacity(batch).await;
-    println!(
-        "capacity C = {c:.0} sales/s (health layer off, 64 tills pushing batches of {batch} back to back, straight to Postgres)"
-    );
+    let c = match std::env::var("BENCH_CAPACITY") {
+        // For repeated runs while tuning: the C of an earlier run.
+        Ok(given) => {
+            let c: f64 = given.parse().expect("BENCH_CAPACITY: sales per second");
+            println!("capacity C = {c:.0} sales/s (given by BENCH_CAPACITY)");
+            c
+        }
+        Err(_) => {
+            let c = reference_capacity(batch).await;
+            println!(
+                "capacity C = {c:.0} sales/s (health layer off, 64 tills pushing batches of {batch} back to back, straight to Postgres)"
+            );
+            c
+        }
+    };
     results.insert("capacity_per_s".into(), json!(c));
     for mode in modes.split(',') {
         let database = format!("tillsync_bench_recovery_{mode}_{}", Uuid::new_v4().simple());
@@ -501,39 +680,32 @@ async fn main() {
         let admin = created["admin_token"].as_str().unwrap().to_owned();
 
         println!("health layer {mode}:");
-        let stalled = stall(&service, &admin, &proxy, c, stall_s, batch as u32).await;
-        println!(
-            "  after return: first accepted probe push {} s; probe pushes refused after the drain: {} of {}",
-            show(&stalled["first_accepted_after_return_s"]),
-            stalled["probe_refused_after_drain"],
-            stalled["probe_pushes_after_drain"]
-        );
-        println!(
-            "  stall {stall_s} s under load at C/2: detect {} s, slowest answer in stall {} s (probe till) / {} s (slowest push of any simulated till, whole run), full service {} s after return, drain {} s at {} of C; backlog peak {} sales; verdict passed {}, lost {}, duplicated {}; statuses {}",
-            show(&stalled["detect_s"]),
-            show(&stalled["slowest_answer_in_stall_s"]),
-            show(&stalled["simulator_max_request_s"]),
-            show(&stalled["full_service_after_return_s"]),
-            show(&stalled["drain_s"]),
-            show(&stalled["drain_goodput_of_capacity"]),
-            stalled["backlog_peak_sales"],
-            stalled["verdict_passed"],
-            stalled["lost"],
-            stalled["duplicated"],
-            stalled["statuses"]
-        );
+        let mut stalled = Value::Null;
+        if scenarios.contains("stall") {
+            stalled = stall(&service, &admin, &proxy, c, stall_s, batch as u32).await;
+            print_stall(&stalled, stall_s);
+        }
         let mut overloads = Vec::new();
-        for factor in [2.0, 5.0, 10.0] {
+        for &factor in factors.iter().filter(|_| scenarios.contains("overload")) {
             let o = overload(&service, &admin, c, factor, overload_s, batch as u32).await;
             println!(
-                "  overload {factor:>4}x: offered {} sales/s, goodput {} sales/s = {} of C, p99 admitted {} ms, p99 refused {} ms ({} refused); verdict passed {}",
+                "  overload {factor:>4}x: offered {} sales/s, goodput {} sales/s = {} of C, p99 admitted {} ms, p99 refused {} ms ({} refused); verdict passed {} (lost {}, duplicated {}, still queued at the drain timeout {})",
                 show(&o["offered_per_s"]),
                 show(&o["goodput_per_s"]),
                 show(&o["goodput_of_capacity"]),
                 show(&o["admitted_p99_ms"]),
                 show(&o["refused_p99_ms"]),
                 o["refused"],
-                o["verdict_passed"]
+                o["verdict_passed"],
+                o["lost"],
+                o["duplicated"],
+                o["undelivered"]
+            );
+            println!(
+                "            admission (mean of samples every 100 ms): limit {}, in flight {}, queued {}",
+                show(&o["admission_limit_mean"]),
+                show(&o["admission_in_flight_mean"]),
+                show(&o["admission_queued_mean"]),
             );
             overloads.push(o);
         }

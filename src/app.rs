@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -122,7 +122,7 @@ async fn maintain(state: AppState, retention: Duration, stopping: CancellationTo
             () = stopping.cancelled() => return,
         }
         state.rate_limit.forget_idle();
-        let Ok(admitted) = state.gate.admit(Priority::Report).await else {
+        let Ok(admitted) = state.gate.admit(Priority::Report, Instant::now()).await else {
             continue;
         };
         let purged = match state.db.acquire().await {
@@ -158,7 +158,7 @@ async fn fold_store_totals(state: AppState, stopping: CancellationToken) {
             _ = every.tick() => {}
             () = stopping.cancelled() => return,
         }
-        let Ok(admitted) = state.gate.admit(Priority::Report).await else {
+        let Ok(admitted) = state.gate.admit(Priority::Report, Instant::now()).await else {
             continue;
         };
         let folded = async {

@@ -186,8 +186,13 @@ pub struct HealthArgs {
     #[arg(long, env = "TILLSYNC_ADMISSION_MAX_LIMIT")]
     pub admission_max_limit: Option<usize>,
 
-    /// Requests that may wait for a slot; beyond, 503 `overloaded` at once.
-    #[arg(long, env = "TILLSYNC_ADMISSION_QUEUE", default_value_t = 32)]
+    /// Longest expected wait for a slot a request may queue with (judged
+    /// from how fast requests are finishing); beyond, 503 `overloaded` at once.
+    #[arg(long, env = "TILLSYNC_ADMISSION_QUEUE_WAIT", default_value = "500ms", value_parser = parse_duration)]
+    pub admission_queue_wait: Duration,
+
+    /// Most requests that may wait for a slot at once, whatever their wait.
+    #[arg(long, env = "TILLSYNC_ADMISSION_QUEUE", default_value_t = 1024)]
     pub admission_queue: usize,
 
     /// Largest Retry-After while the database is unavailable (answers are

@@ -1,8 +1,18 @@
 //! Admission control in front of the pool: at most `limit` database-bound
-//! requests run at once (the limit adapts, see `limit.rs`); a few more may
-//! wait in a small queue, ingest ahead of admin ahead of reports; everything
-//! else is refused at once, so an overloaded service answers fast instead of
-//! queueing until every deadline has passed.
+//! requests run at once (the limit adapts, see `limit.rs`); more may wait in
+//! a queue, ingest ahead of admin ahead of reports, as long as their
+//! expected wait is short; everything else is refused at once, so an
+//! overloaded service answers fast instead of queueing until every deadline
+//! has passed.
+//!
+//! The queue is bounded by time, not by a count: a request joins it only if
+//! the requests ahead of it, at the pace the database is finishing them now,
+//! leave it a wait within `max_wait`. A fixed count was measured to be wrong
+//! both ways: a fleet whose tills each keep one push in flight is a hundred
+//! waiters at half of capacity (32 places refused a third of one till's
+//! pushes while the database kept up), and the same count is seconds of
+//! waiting when every request is slow. The count (`max_waiting`) stays only
+//! as a cap on memory.
 //!
 //! Lower priorities may use only part of the queue, so ingest always finds
 //! room while reports are already being shed. A waiter whose deadline passes
@@ -19,42 +29,66 @@ use super::limit::Gradient;
 /// What a request is for; earlier variants are served first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Priority {
+    /// Looking up a token not seen lately: one short query, and the request
+    /// behind it queues for its own work afterwards. Served first, so one
+    /// request does not wait its turn twice.
+    Auth = 0,
     /// Tills pushing sales and reading their sync state.
-    Ingest = 0,
+    Ingest = 1,
     /// Provisioning by merchant admins.
-    Admin = 1,
+    Admin = 2,
     /// Dashboards reading reports.
-    Report = 2,
+    Report = 3,
 }
 
 impl Priority {
-    pub const ALL: [Priority; 3] = [Priority::Ingest, Priority::Admin, Priority::Report];
-
     pub fn as_str(self) -> &'static str {
         match self {
+            Priority::Auth => "auth",
             Priority::Ingest => "ingest",
             Priority::Admin => "admin",
             Priority::Report => "report",
         }
     }
 
-    /// The share of the queue this priority may fill.
-    fn queue_share(self, max_queue: usize) -> usize {
+    /// The share of the queue (its places and its wait) this priority may use.
+    fn queue_share(self) -> f64 {
         match self {
-            Priority::Ingest => max_queue,
-            Priority::Admin => max_queue * 3 / 4,
-            Priority::Report => max_queue / 2,
+            Priority::Auth | Priority::Ingest => 1.0,
+            Priority::Admin => 0.75,
+            Priority::Report => 0.5,
         }
     }
+}
+
+/// How much may wait for a slot.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueBounds {
+    /// Longest expected wait a request may join the queue with.
+    pub max_wait: Duration,
+    /// Most requests waiting at once, whatever their expected wait.
+    pub max_waiting: usize,
 }
 
 /// Why a request was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shed {
-    /// The queue (or this priority's share of it) is full.
+    /// The queue (or this priority's share of it) is full: the wait would
+    /// be too long, or too many are waiting.
     QueueFull,
     /// The request's deadline passed while it waited.
     Expired,
+    /// The link went down while it waited.
+    LinkDown,
+}
+
+/// What a waiter is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// A slot is yours.
+    Admitted,
+    /// The link is down: nothing in the queue will be served soon.
+    LinkDown,
 }
 
 /// How an admitted operation ended, for the limit to learn from.
@@ -77,20 +111,20 @@ pub struct Load {
 
 pub struct Admission {
     state: Mutex<State>,
-    max_queue: usize,
+    bounds: QueueBounds,
 }
 
 struct State {
     limiter: Gradient,
     in_flight: usize,
-    queues: [VecDeque<Waiter>; 3],
+    queues: [VecDeque<Waiter>; 4],
     next_waiter_id: u64,
     last_shed: Option<Instant>,
 }
 
 struct Waiter {
     id: u64,
-    wake: oneshot::Sender<()>,
+    wake: oneshot::Sender<Turn>,
 }
 
 impl State {
@@ -104,10 +138,36 @@ impl State {
             let Some(waiter) = self.queues.iter_mut().find_map(VecDeque::pop_front) else {
                 return;
             };
-            if waiter.wake.send(()).is_ok() {
+            if waiter.wake.send(Turn::Admitted).is_ok() {
                 self.in_flight += 1;
             }
         }
+    }
+
+    /// Waiters that would be served before a new one of `priority`.
+    fn waiting_ahead_of(&self, priority: Priority) -> usize {
+        self.queues[..=priority as usize]
+            .iter()
+            .map(VecDeque::len)
+            .sum()
+    }
+
+    /// Whether a new waiter of `priority` would fit in its share of the queue.
+    fn has_room_for(&self, priority: Priority, bounds: &QueueBounds) -> bool {
+        let share = priority.queue_share();
+        if self.queued() as f64 >= bounds.max_waiting as f64 * share {
+            return false;
+        }
+        // Until the first operation since a (re)start has been timed, the
+        // pace is unknown: only the count bounds the queue.
+        let Some(latency) = self.limiter.recent_latency() else {
+            return true;
+        };
+        // Slots free up at `limit / latency` per second (Little's law); the
+        // new waiter is served after everyone ahead of it.
+        let ahead = self.waiting_ahead_of(priority) + 1;
+        let expected_wait = latency.mul_f64(ahead as f64 / self.limiter.limit() as f64);
+        expected_wait <= bounds.max_wait.mul_f64(share)
     }
 
     fn remove_waiter(&mut self, id: u64) -> bool {
@@ -122,7 +182,7 @@ impl State {
 }
 
 impl Admission {
-    pub fn new(limiter: Gradient, max_queue: usize) -> Arc<Self> {
+    pub fn new(limiter: Gradient, bounds: QueueBounds) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 limiter,
@@ -131,7 +191,7 @@ impl Admission {
                 next_waiter_id: 0,
                 last_shed: None,
             }),
-            max_queue,
+            bounds,
         })
     }
 
@@ -153,7 +213,7 @@ impl Admission {
                 state.in_flight += 1;
                 return Ok(self.permit());
             }
-            if state.queued() >= priority.queue_share(self.max_queue) {
+            if !state.has_room_for(priority, &self.bounds) {
                 state.last_shed = Some(Instant::now());
                 return Err(Shed::QueueFull);
             }
@@ -165,11 +225,12 @@ impl Admission {
         };
         let mut admitted = admitted;
         match tokio::time::timeout_at(deadline.into(), &mut admitted).await {
-            Ok(Ok(())) => Ok(self.permit()),
+            Ok(Ok(Turn::Admitted)) => Ok(self.permit()),
+            Ok(Ok(Turn::LinkDown)) => Err(Shed::LinkDown),
             _ => {
                 let mut state = self.lock();
                 state.last_shed = Some(Instant::now());
-                if !state.remove_waiter(id) && admitted.try_recv().is_ok() {
+                if !state.remove_waiter(id) && matches!(admitted.try_recv(), Ok(Turn::Admitted)) {
                     // A slot was handed over just as the deadline passed:
                     // give it back to the next waiter.
                     state.in_flight -= 1;
@@ -202,6 +263,18 @@ impl Admission {
         self.lock()
             .last_shed
             .is_some_and(|at| at.elapsed() < window)
+    }
+
+    /// Tells everyone waiting that the link is down: they are answered now
+    /// instead of when their deadlines pass.
+    pub fn refuse_waiting(&self) {
+        let mut state = self.lock();
+        state.last_shed = Some(Instant::now());
+        for queue in &mut state.queues {
+            for waiter in queue.drain(..) {
+                let _ = waiter.wake.send(Turn::LinkDown);
+            }
+        }
     }
 
     /// Drops the limit to its minimum so a recovering database is ramped up slowly.
@@ -245,9 +318,31 @@ mod tests {
         Instant::now() + Duration::from_secs(5)
     }
 
+    /// A queue bounded only by its number of places.
+    fn places(max_waiting: usize) -> QueueBounds {
+        QueueBounds {
+            max_wait: Duration::from_secs(3600),
+            max_waiting,
+        }
+    }
+
+    fn queue_in_background(
+        admission: &Arc<Admission>,
+        priority: Priority,
+    ) -> tokio::task::JoinHandle<Result<(), Shed>> {
+        let admission = admission.clone();
+        tokio::spawn(async move { admission.acquire(priority, soon()).await.map(|_| ()) })
+    }
+
+    async fn until_queued(admission: &Admission, n: usize) {
+        while admission.load().queued < n {
+            tokio::task::yield_now().await;
+        }
+    }
+
     #[tokio::test]
     async fn within_the_limit_requests_are_admitted_at_once() {
-        let admission = Admission::new(Gradient::new(2, 2, 2), 4);
+        let admission = Admission::new(Gradient::new(2, 2, 2), places(4));
         let a = admission.acquire(Priority::Report, soon()).await.unwrap();
         let _b = admission.acquire(Priority::Report, soon()).await.unwrap();
         assert_eq!(admission.load().in_flight, 2);
@@ -257,40 +352,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_refuses_at_once_and_reports_get_less_of_it() {
-        let admission = Admission::new(Gradient::new(1, 1, 1), 4);
-        let _running = admission.acquire(Priority::Ingest, soon()).await.unwrap();
-        let mut waiting = Vec::new();
-        for _ in 0..2 {
-            let admission = admission.clone();
-            waiting.push(tokio::spawn(async move {
-                admission
-                    .acquire(Priority::Report, soon())
-                    .await
-                    .map(|_| ())
-            }));
-        }
-        tokio::task::yield_now().await;
-        while admission.load().queued < 2 {
-            tokio::task::yield_now().await;
-        }
+        let admission = Admission::new(Gradient::new(1, 1, 1), places(4));
+        let running = admission.acquire(Priority::Ingest, soon()).await.unwrap();
+        let waiting = [
+            queue_in_background(&admission, Priority::Report),
+            queue_in_background(&admission, Priority::Report),
+        ];
+        until_queued(&admission, 2).await;
         // Reports may use half of the queue: it is theirs no more.
         let refused = admission.acquire(Priority::Report, soon()).await;
         assert_eq!(refused.err(), Some(Shed::QueueFull));
         assert!(admission.shed_within(Duration::from_secs(1)));
         // Ingest still finds room.
-        let ingest = {
-            let admission = admission.clone();
-            tokio::spawn(async move {
-                admission
-                    .acquire(Priority::Ingest, soon())
-                    .await
-                    .map(|_| ())
-            })
-        };
-        while admission.load().queued < 3 {
-            tokio::task::yield_now().await;
-        }
-        drop(_running);
+        let ingest = queue_in_background(&admission, Priority::Ingest);
+        until_queued(&admission, 3).await;
+        drop(running);
         // The freed slot goes to ingest, queued last but more important.
         assert_eq!(ingest.await.unwrap(), Ok(()));
         for w in waiting {
@@ -299,8 +375,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_queue_takes_only_what_can_be_served_within_the_longest_wait() {
+        // One slot, operations take 40 ms: the n-th waiter expects n * 40 ms.
+        let mut limiter = Gradient::new(1, 1, 1);
+        limiter.on_success(Duration::from_millis(40), 1);
+        let bounds = QueueBounds {
+            max_wait: Duration::from_millis(100),
+            max_waiting: 1000,
+        };
+        let admission = Admission::new(limiter, bounds);
+        let running = admission.acquire(Priority::Ingest, soon()).await.unwrap();
+        let first = queue_in_background(&admission, Priority::Ingest);
+        until_queued(&admission, 1).await;
+        // A report would wait 80 ms, beyond its half of the 100 ms.
+        let report = admission.acquire(Priority::Report, soon()).await;
+        assert_eq!(report.err(), Some(Shed::QueueFull));
+        // A second push would wait 80 ms: within; a third 120 ms: refused at once.
+        let second = queue_in_background(&admission, Priority::Ingest);
+        until_queued(&admission, 2).await;
+        let third = admission.acquire(Priority::Ingest, soon()).await;
+        assert_eq!(third.err(), Some(Shed::QueueFull));
+        drop(running);
+        assert_eq!(first.await.unwrap(), Ok(()));
+        assert_eq!(second.await.unwrap(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn when_the_link_goes_down_every_waiter_is_answered_at_once() {
+        let admission = Admission::new(Gradient::new(1, 1, 1), places(4));
+        let running = admission.acquire(Priority::Ingest, soon()).await.unwrap();
+        let waiting = [
+            queue_in_background(&admission, Priority::Ingest),
+            queue_in_background(&admission, Priority::Report),
+        ];
+        until_queued(&admission, 2).await;
+        admission.refuse_waiting();
+        for waiter in waiting {
+            assert_eq!(waiter.await.unwrap(), Err(Shed::LinkDown));
+        }
+        assert_eq!(admission.load().queued, 0);
+        drop(running);
+        assert_eq!(admission.load().in_flight, 0);
+    }
+
+    #[tokio::test]
     async fn a_waiter_whose_deadline_passes_is_dropped() {
-        let admission = Admission::new(Gradient::new(1, 1, 1), 4);
+        let admission = Admission::new(Gradient::new(1, 1, 1), places(4));
         let running = admission.acquire(Priority::Ingest, soon()).await.unwrap();
         let late = admission
             .acquire(Priority::Ingest, Instant::now() + Duration::from_millis(50))

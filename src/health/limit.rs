@@ -51,6 +51,13 @@ impl Gradient {
         self.limit as usize
     }
 
+    /// How long one operation takes these days (the short average), once
+    /// anything has been measured since the start or the last restart.
+    pub fn recent_latency(&self) -> Option<Duration> {
+        self.short_rtt_ms
+            .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0))
+    }
+
     /// Learns from one finished operation. `in_flight` is how many ran at
     /// the time: a limit nobody uses says nothing about capacity, so it only
     /// grows while at least half of it is in use.

@@ -11,18 +11,19 @@ pub mod limit;
 pub mod link;
 mod probe;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HealthArgs;
 use crate::db::Database;
-use admission::{Admission, Load, Outcome, Permit, Priority, Shed};
+use admission::{Admission, Load, Outcome, Permit, Priority, QueueBounds, Shed};
 use limit::Gradient;
 use link::{LinkMonitor, LinkSnapshot, LinkState, ProbeResult};
 
@@ -43,10 +44,40 @@ pub enum Refusal {
     Overloaded { retry_after_s: u32 },
 }
 
-/// An admitted request: its slot (none when the layer is off) and deadline.
+/// An admitted request: its slot and deadline (none when the layer is off).
 pub struct Admitted {
     permit: Option<Permit>,
-    pub deadline: Option<Instant>,
+    deadline: Option<Instant>,
+    /// Changes when the link is declared down.
+    outages: Option<watch::Receiver<u64>>,
+}
+
+/// Why admitted work was cut short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupted {
+    /// The request's deadline passed.
+    DeadlineExceeded,
+    /// The link was declared down while it ran: a stalled link would hold
+    /// it until its deadline for nothing.
+    LinkDown,
+}
+
+impl Admitted {
+    /// Runs the admitted work until it ends, its deadline passes or the link
+    /// is declared down. Cutting it short drops its connection mid-query;
+    /// the pool's release check then closes it instead of reusing it, and
+    /// the client's retry is safe (batches are idempotent).
+    pub async fn run<F: Future>(&mut self, work: F) -> Result<F::Output, Interrupted> {
+        let (Some(deadline), Some(outages)) = (self.deadline, self.outages.as_mut()) else {
+            return Ok(work.await);
+        };
+        tokio::select! {
+            done = tokio::time::timeout_at(deadline.into(), work) => {
+                done.map_err(|_| Interrupted::DeadlineExceeded)
+            }
+            Ok(()) = outages.changed() => Err(Interrupted::LinkDown),
+        }
+    }
 }
 
 /// The service's own state for tills' status lights.
@@ -77,6 +108,8 @@ struct Inner {
     link: LinkMonitor,
     admission: Arc<Admission>,
     probe_wake: Arc<Notify>,
+    /// Counts the times the link was declared down; admitted work watches it.
+    outages: watch::Sender<u64>,
 }
 
 impl Gate {
@@ -91,8 +124,15 @@ impl Gate {
         let limiter = Gradient::new(max_limit, min_limit, max_limit);
         let inner = Inner {
             link: LinkMonitor::new(settings.db_probe_failures, settings.db_degraded_latency),
-            admission: Admission::new(limiter, settings.admission_queue),
+            admission: Admission::new(
+                limiter,
+                QueueBounds {
+                    max_wait: settings.admission_queue_wait,
+                    max_waiting: settings.admission_queue,
+                },
+            ),
             probe_wake: Arc::new(Notify::new()),
+            outages: watch::Sender::new(0),
             settings,
         };
         Self {
@@ -125,18 +165,22 @@ impl Gate {
     pub fn deadline_for(&self, priority: Priority) -> Duration {
         let s = &self.inner.settings;
         match priority {
-            Priority::Ingest => s.ingest_deadline,
+            // A token lookup is one indexed read; the shortest deadline is plenty.
+            Priority::Auth | Priority::Ingest => s.ingest_deadline,
             Priority::Admin => s.admin_deadline,
             Priority::Report => s.report_deadline,
         }
     }
 
-    /// Admits a request of this priority, or says at once why not.
-    pub async fn admit(&self, priority: Priority) -> Result<Admitted, Refusal> {
+    /// Admits a request of this priority that arrived at `arrived` (its
+    /// deadline counts from then, so the steps of one request share it), or
+    /// says at once why not.
+    pub async fn admit(&self, priority: Priority, arrived: Instant) -> Result<Admitted, Refusal> {
         if !self.enabled() {
             return Ok(Admitted {
                 permit: None,
                 deadline: None,
+                outages: None,
             });
         }
         if self.inner.link.state() == LinkState::Unavailable {
@@ -145,20 +189,28 @@ impl Gate {
                 retry_after_s: self.unavailable_retry_after(),
             });
         }
-        let deadline = Instant::now() + self.deadline_for(priority);
+        let deadline = arrived + self.deadline_for(priority);
+        let outages = self.inner.outages.subscribe();
         match self.inner.admission.acquire(priority, deadline).await {
             Ok(permit) => Ok(Admitted {
                 permit: Some(permit),
                 deadline: Some(deadline),
+                outages: Some(outages),
             }),
             Err(shed) => {
                 let reason = match shed {
                     Shed::QueueFull => "overloaded",
                     Shed::Expired => "expired_in_queue",
+                    Shed::LinkDown => "database_unavailable",
                 };
                 metrics::counter!("tillsync_requests_shed_total", "reason" => reason, "priority" => priority.as_str()).increment(1);
-                Err(Refusal::Overloaded {
-                    retry_after_s: rand::rng().random_range(OVERLOAD_RETRY_SPREAD_S),
+                Err(match shed {
+                    Shed::LinkDown => Refusal::Unavailable {
+                        retry_after_s: self.unavailable_retry_after(),
+                    },
+                    Shed::QueueFull | Shed::Expired => Refusal::Overloaded {
+                        retry_after_s: rand::rng().random_range(OVERLOAD_RETRY_SPREAD_S),
+                    },
                 })
             }
         }
@@ -186,6 +238,12 @@ impl Gate {
         if let Some(change) = self.inner.link.record_probe(result) {
             metrics::counter!("tillsync_db_state_changes_total", "to" => change.to.as_str())
                 .increment(1);
+            if change.to == LinkState::Unavailable {
+                // Nothing waiting or running will get an answer from the
+                // database soon: answer it now.
+                self.inner.outages.send_modify(|n| *n += 1);
+                self.inner.admission.refuse_waiting();
+            }
             if probe::is_recovery(change.from, change.to) {
                 // The backlog comes back in from the bottom of the limit.
                 self.inner.admission.restart();

@@ -11,9 +11,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use super::observe::Arrived;
 use crate::error::{ApiError, ProblemCode};
-use crate::health::Refusal;
 use crate::health::admission::{Outcome, Priority};
+use crate::health::{Interrupted, Refusal};
 
 pub async fn ingest(State(state): State<AppState>, request: Request, next: Next) -> Response {
     admit(&state, Priority::Ingest, request, next).await
@@ -28,7 +29,7 @@ pub async fn report(State(state): State<AppState>, request: Request, next: Next)
 }
 
 async fn admit(state: &AppState, priority: Priority, request: Request, next: Next) -> Response {
-    let admitted = match state.gate.admit(priority).await {
+    let mut admitted = match state.gate.admit(priority, Arrived::of(&request)).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal_response(refusal),
     };
@@ -40,20 +41,24 @@ async fn admit(state: &AppState, priority: Priority, request: Request, next: Nex
     // recorded alone as `tillsync_db_acquire_seconds`) and the handler's own
     // parsing, which is small next to the round trips.
     let started = Instant::now();
-    let response = match admitted.deadline {
-        Some(deadline) => match tokio::time::timeout_at(deadline.into(), next.run(request)).await {
-            Ok(response) => response,
-            // Dropping the handler drops its connection mid-query; the
-            // pool's release check then closes it instead of reusing it.
-            Err(_) => ApiError::deadline_exceeded(state.gate.retry_after_hint()).into_response(),
-        },
-        None => next.run(request).await,
+    let response = match admitted.run(next.run(request)).await {
+        Ok(response) => response,
+        Err(interrupted) => interrupted_error(state, interrupted).into_response(),
     };
     metrics::histogram!("tillsync_db_query_seconds", "priority" => priority.as_str())
         .record(started.elapsed().as_secs_f64());
     let (outcome, link_failure) = judge(&response);
     state.gate.finish(admitted, outcome, link_failure);
     response
+}
+
+/// The answer for admitted work cut short; a retry is safe either way.
+pub fn interrupted_error(state: &AppState, interrupted: Interrupted) -> ApiError {
+    let retry_after_s = state.gate.retry_after_hint();
+    match interrupted {
+        Interrupted::DeadlineExceeded => ApiError::deadline_exceeded(retry_after_s),
+        Interrupted::LinkDown => ApiError::unavailable_for(retry_after_s),
+    }
 }
 
 pub fn refusal_error(refusal: Refusal) -> ApiError {

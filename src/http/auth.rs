@@ -15,7 +15,7 @@
 //! refused by admission anyway, and revoking needs the database too.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::admission::refusal_response;
+use super::observe::Arrived;
 use crate::db::{Database, DbError, tenancy};
 use crate::domain::token::{self, PresentedToken, TokenHash, TokenKind};
 use crate::error::ApiError;
@@ -69,7 +70,11 @@ impl Authenticator {
         }
     }
 
-    async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Response> {
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        arrived: Instant,
+    ) -> Result<Principal, Response> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -79,11 +84,7 @@ impl Authenticator {
         if let Some(principal) = self.cache.get(&presented.hash) {
             return Ok(principal);
         }
-        let priority = match presented.kind {
-            TokenKind::Terminal => Priority::Ingest,
-            TokenKind::MerchantAdmin => Priority::Admin,
-        };
-        let admitted = match self.gate.admit(priority).await {
+        let mut admitted = match self.gate.admit(Priority::Auth, arrived).await {
             Ok(admitted) => admitted,
             Err(refusal) => {
                 return self
@@ -91,13 +92,10 @@ impl Authenticator {
                     .ok_or_else(|| refusal_response(refusal));
             }
         };
-        let lookup = self.look_up(&presented);
-        let found = match admitted.deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline.into(), lookup)
-                .await
-                .unwrap_or_else(|_| Err(DbError::Unavailable(sqlx::Error::PoolTimedOut))),
-            None => lookup.await,
-        };
+        let found = admitted
+            .run(self.look_up(&presented))
+            .await
+            .unwrap_or_else(|_| Err(DbError::Unavailable(sqlx::Error::PoolTimedOut)));
         let link_failure = matches!(found, Err(DbError::Unavailable(_)));
         let outcome = if found.is_ok() {
             Outcome::Success
@@ -180,7 +178,8 @@ pub async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    match state.auth.authenticate(request.headers()).await {
+    let arrived = Arrived::of(&request);
+    match state.auth.authenticate(request.headers(), arrived).await {
         Ok(principal) => {
             request.extensions_mut().insert(principal);
             next.run(request).await

@@ -21,9 +21,10 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::AppState;
-use super::admission::refusal_error;
+use super::admission::{interrupted_error, refusal_error};
 use super::auth::MerchantAdmin;
 use super::extract::QueryParams;
+use super::observe::Arrived;
 use super::params;
 use crate::db::DbError;
 use crate::db::reports::{self, Completeness, Scope, TotalsRow};
@@ -235,12 +236,13 @@ enum Failure {
 
 pub async fn totals(
     State(state): State<AppState>,
+    Arrived(arrived): Arrived,
     admin: MerchantAdmin,
     QueryParams(query): QueryParams<TotalsQuery>,
 ) -> Result<Response, ApiError> {
     let request = TotalsRequest::parse(admin.merchant_id, &query)?;
     let key = request.key();
-    match fresh(&state, &request).await {
+    match fresh(&state, &request, arrived).await {
         Ok(body) => {
             state.stale_totals.copies.insert(
                 key,
@@ -259,23 +261,22 @@ pub async fn totals(
     }
 }
 
-async fn fresh(state: &AppState, request: &TotalsRequest) -> Result<Bytes, Failure> {
-    let admitted = state
+async fn fresh(
+    state: &AppState,
+    request: &TotalsRequest,
+    arrived: Instant,
+) -> Result<Bytes, Failure> {
+    let mut admitted = state
         .gate
-        .admit(Priority::Report)
+        .admit(Priority::Report, arrived)
         .await
         .map_err(|refusal: Refusal| Failure::Unusable(refusal_error(refusal)))?;
-    let work = compute(state, request);
-    let result = match admitted.deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline.into(), work)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Failure::Unusable(ApiError::deadline_exceeded(
-                    state.gate.retry_after_hint(),
-                )))
-            }),
-        None => work.await,
-    };
+    let result = admitted
+        .run(compute(state, request))
+        .await
+        .unwrap_or_else(|interrupted| {
+            Err(Failure::Unusable(interrupted_error(state, interrupted)))
+        });
     let (outcome, link_failure) = match &result {
         Ok(_) | Err(Failure::Request(_)) => (Outcome::Success, false),
         Err(Failure::Unusable(_)) => (Outcome::Failure, true),

@@ -105,6 +105,56 @@ async fn a_stalled_link_gets_fast_503s_then_service_returns_when_it_heals() {
 }
 
 #[tokio::test]
+async fn work_caught_in_a_stall_is_answered_when_the_link_is_declared_down_not_at_its_deadline() {
+    // One slot and a 30 s deadline: without the layer answering them, both
+    // pushes below would hang for 30 s.
+    let (app, proxy) = spawn_app_behind_proxy(&[
+        "--ingest-deadline",
+        "30s",
+        "--db-acquire-timeout",
+        "5s",
+        "--admission-max-limit",
+        "1",
+        "--admission-min-limit",
+        "1",
+        "--terminal-rate",
+        "0",
+    ])
+    .await;
+    let till = app.create_till().await;
+    app.push_ok(&till, &[sale(1)]).await;
+
+    // Slow the link so the first push is mid-query when the link stalls:
+    // the pool's check of its connection answers after 800 ms, the push's
+    // first statement reaches Postgres at 1 200 ms, its answer is held.
+    proxy.set(Fault::Latency(Duration::from_millis(400)));
+    let app = &app;
+    let till = &till;
+    let caught = [2, 3].map(|seq| async move {
+        let started = Instant::now();
+        let response = app.push(till, Uuid::new_v4(), &[sale(seq)]).await;
+        let status = response.status();
+        let problem: Value = response.json().await.unwrap();
+        (status, problem["code"].clone(), started.elapsed())
+    });
+    let stall = async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        proxy.set(Fault::Stall);
+    };
+    // One runs on the stalled link, the other waits for its slot.
+    let (answers, ()) = tokio::join!(futures::future::join_all(caught), stall);
+    for (status, code, took) in answers {
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(code, "database_unavailable");
+        assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    }
+
+    proxy.set(Fault::Pass);
+    push_until_accepted(app, till, 2, Duration::from_secs(10)).await;
+    assert_eq!(app.stored_count(till).await, 2);
+}
+
+#[tokio::test]
 async fn a_reset_link_recovers_and_no_acknowledged_sale_is_lost() {
     let (app, proxy) = spawn_app_behind_proxy(&[]).await;
     let till = app.create_till().await;
