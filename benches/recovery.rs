@@ -553,6 +553,7 @@ async fn overload(
         "lost": report.verdict.verification.lost,
         "duplicated": report.verdict.verification.duplicated,
         "undelivered": report.sales.undelivered,
+        "unverified_tills": report.verdict.verification.unverified_tills,
     })
 }
 
@@ -689,7 +690,7 @@ async fn main() {
         for &factor in factors.iter().filter(|_| scenarios.contains("overload")) {
             let o = overload(&service, &admin, c, factor, overload_s, batch as u32).await;
             println!(
-                "  overload {factor:>4}x: offered {} sales/s, goodput {} sales/s = {} of C, p99 admitted {} ms, p99 refused {} ms ({} refused); verdict passed {} (lost {}, duplicated {}, still queued at the drain timeout {})",
+                "  overload {factor:>4}x: offered {} sales/s, goodput {} sales/s = {} of C, p99 admitted {} ms, p99 refused {} ms ({} refused); verdict passed {} (not held {}, duplicated {}, still queued at the drain timeout {}, tills not verified {})",
                 show(&o["offered_per_s"]),
                 show(&o["goodput_per_s"]),
                 show(&o["goodput_of_capacity"]),
@@ -699,7 +700,8 @@ async fn main() {
                 o["verdict_passed"],
                 o["lost"],
                 o["duplicated"],
-                o["undelivered"]
+                o["undelivered"],
+                o["unverified_tills"]
             );
             println!(
                 "            admission (mean of samples every 100 ms): limit {}, in flight {}, queued {}",
