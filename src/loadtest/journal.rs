@@ -57,6 +57,9 @@ pub struct Settled {
     pub first_acknowledged: Vec<Duration>,
     /// Seq and rejection code of each rejected sale.
     pub rejected: Vec<(i64, String)>,
+    /// Sales put back on the queue: voids the server refused because it
+    /// lost the sale they name after acknowledging it, and those sales.
+    pub requeued: u64,
 }
 
 impl Journal {
@@ -130,9 +133,10 @@ impl Journal {
             )));
         }
         let mut settled = Settled::default();
+        let mut lost_and_requeued = Vec::new();
         for (seq, result) in pairs() {
-            let entry = self.entry_mut(*seq);
             if matches!(result.status.as_str(), "accepted" | "duplicate") {
+                let entry = self.entry_mut(*seq);
                 entry.state = State::Stored;
                 if !entry.ever_stored {
                     entry.ever_stored = true;
@@ -140,13 +144,37 @@ impl Journal {
                         .first_acknowledged
                         .push(now.duration_since(entry.arrived_at));
                 }
+            } else if let Some(target) = self.lost_target(*seq, result.code.as_deref()) {
+                // The server acknowledged the sale this void names and has
+                // lost it since: a till sends both again, the sale first.
+                // (The void is still `Pending`: it is in this batch.)
+                self.entry_mut(target).state = State::Pending;
+                lost_and_requeued.extend([target, *seq]);
             } else {
+                let entry = self.entry_mut(*seq);
                 entry.state = State::Rejected;
                 let code = result.code.as_ref().unwrap_or(&result.status);
                 settled.rejected.push((*seq, code.clone()));
             }
         }
+        lost_and_requeued.sort_unstable();
+        for &seq in lost_and_requeued.iter().rev() {
+            self.queue.push_front(seq);
+        }
+        settled.requeued = lost_and_requeued.len() as u64;
         Ok(settled)
+    }
+
+    /// For a void refused as `void_target_unknown`: the seq of the sale it
+    /// names, if this till has that sale acknowledged (the server lost it).
+    fn lost_target(&self, seq: i64, code: Option<&str>) -> Option<i64> {
+        if code != Some("void_target_unknown") {
+            return None;
+        }
+        let target = self.entry(seq).sale.refers_to_sale_id?;
+        let at = self.entries.iter().position(|e| e.sale.sale_id == target)?;
+        let target_seq = at as i64 + 1;
+        (self.entry(target_seq).state == State::Stored).then_some(target_seq)
     }
 
     /// Puts back at the head of the queue, in seq order, every sale
@@ -205,6 +233,7 @@ fn seq_index(seq: i64) -> usize {
 mod tests {
     use super::*;
     use crate::loadtest::client::SaleResult;
+    use crate::loadtest::generator::Kind;
 
     fn journal_with(sales: usize) -> Journal {
         let mut journal = Journal::new(1);
@@ -293,6 +322,36 @@ mod tests {
             [(3, "invalid_line".into()), (4, "invalid_line".into())]
         );
         assert_eq!(journal.undelivered(), 0);
+    }
+
+    #[test]
+    fn a_void_refused_because_the_server_lost_its_sale_is_sent_again_after_that_sale() {
+        let mut journal = journal_with(400);
+        let void = journal
+            .entries
+            .iter()
+            .position(|e| e.sale.kind == Kind::Void)
+            .expect("the generator makes a void within 400 sales") as i64
+            + 1;
+        let target = journal.entry(void).sale.refers_to_sale_id.unwrap();
+        let target_seq = journal
+            .entries
+            .iter()
+            .position(|e| e.sale.sale_id == target)
+            .unwrap() as i64
+            + 1;
+        let before = journal.take_batch(void as usize - 1).unwrap();
+        let answered = answer(&journal, &before, "accepted");
+        journal.settle(&before, &answered, Instant::now()).unwrap();
+
+        let batch = journal.take_batch(1).unwrap();
+        assert_eq!(batch.seqs, [void]);
+        let mut refused = answer(&journal, &batch, "rejected");
+        refused.results[0].code = Some("void_target_unknown".into());
+        let settled = journal.settle(&batch, &refused, Instant::now()).unwrap();
+        assert!(settled.rejected.is_empty());
+        assert_eq!(settled.requeued, 2);
+        assert_eq!(journal.take_batch(2).unwrap().seqs, [target_seq, void]);
     }
 
     #[test]

@@ -214,7 +214,11 @@ impl Till {
             tracing::warn!(terminal.id = %self.terminal_id, sale.seq = seq, code, "the server rejected generated sale seq {seq}");
             *stats.rejected.entry(code).or_default() += 1;
         }
-        LiveCounters::change(&live.queued, -(batch.seqs.len() as i64));
+        stats.resent += settled.requeued;
+        LiveCounters::change(
+            &live.queued,
+            settled.requeued as i64 - batch.seqs.len() as i64,
+        );
         Ok(())
     }
 
