@@ -3,18 +3,30 @@
 //! on and then off.
 //!
 //! First, capacity C: the service with the layer off, 64 tills pushing
-//! batches back to back. Then per mode (on, off), each on a fresh database
-//! behind the proxy: (1) a 30 s stall under steady open-model load at half of C: time to
-//! detect, slowest answer during the stall, time from link return to full
-//! service, time to drain the backlog and goodput during the drain as a
-//! fraction of C; (2) overload at 2x, 5x and 10x C: goodput as a fraction of
-//! C, p99 of admitted and of refused pushes.
+//! batches back to back. Then per mode (on, off), every scenario on a fresh
+//! database behind the proxy: (1) a 30 s stall under steady open-model load
+//! at half of C: time to detect, slowest answer during the stall, time from
+//! link return to full service, time to drain the backlog and goodput
+//! during the drain as a fraction of C; (2) overload at 2x, 5x and 10x C
+//! from 100 tills per C: goodput as a fraction of C, p99 of admitted and
+//! of refused pushes, and the exactly-once verdict after the drain.
+//!
+//! How it measures, on one two-core machine: the load generator runs at the
+//! lowest CPU priority (`recovery_support/generator.rs`) and the CPU split
+//! is printed (`recovery_support/cpu.rs`); goodput, C included, is the
+//! service's own count of accepted sales; latencies are timed by probe
+//! tills at normal priority as well as by the simulator.
 //!
 //! Run: `scripts/bench-recovery` (or `cargo bench --bench recovery`).
 //! Settings: BENCH_STALL_S (30), BENCH_OVERLOAD_S (15), BENCH_MODES ("on,off"),
+//! BENCH_OVERLOAD_TILLS (a fixed fleet for every overload run instead of 100 per C),
 //! BENCH_BATCH (10: small batches keep capacity within what a load
 //! generator on the same two cores can offer ten times over).
 
+#[path = "recovery_support/cpu.rs"]
+mod cpu;
+#[path = "recovery_support/generator.rs"]
+mod generator;
 #[path = "../tests/api/support/proxy.rs"]
 #[expect(
     dead_code,
@@ -24,16 +36,18 @@ mod proxy;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use cpu::CpuSeconds;
 use proxy::{Fault, FaultProxy};
 use serde_json::{Value, json};
 use sqlx::Executor;
 use sqlx::postgres::PgPoolOptions;
 use tillsync::config::{Cli, Command as TillsyncCommand};
 use tillsync::loadtest::{self, LiveCounters, LoadtestArgs};
+use tokio::runtime::Handle;
 use uuid::Uuid;
 
 const SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432";
@@ -94,15 +108,25 @@ async fn start_service(database_url: &str, layer: &str) -> Service {
     panic!("tillsync did not start");
 }
 
-fn simulator(
-    url: &str,
-    token: &str,
+/// One simulator run's fleet and load.
+struct Fleet {
     terminals: u32,
     rate: f64,
     batch: u32,
     seconds: u64,
+    drain_s: u64,
     seed: u64,
-) -> LoadtestArgs {
+}
+
+fn simulator(url: &str, token: &str, fleet: Fleet) -> LoadtestArgs {
+    let Fleet {
+        terminals,
+        rate,
+        batch,
+        seconds,
+        drain_s,
+        seed,
+    } = fleet;
     let argv = [
         "tillsync".to_owned(),
         "loadtest".into(),
@@ -119,7 +143,7 @@ fn simulator(
         "--duration".into(),
         format!("{seconds}s"),
         "--drain-timeout".into(),
-        "90s".into(),
+        format!("{drain_s}s"),
         "--seed".into(),
         seed.to_string(),
     ];
@@ -180,73 +204,90 @@ fn sale(seq: u64) -> Value {
 }
 
 /// Capacity: 64 tills push batches back to back for 10 s (more than the
-/// pool and the admission limit, so the database is never left idle).
-async fn capacity(service: &Service, admin: &str, batch: u64) -> f64 {
+/// pool and the admission limit, so the database is never left idle), from
+/// the load generator's runtime. Returns sales per second and the CPU split.
+async fn capacity(
+    service: &Service,
+    admin: &str,
+    batch: u64,
+    generator: &Handle,
+) -> (f64, CpuSeconds) {
     let tokens = tills(service, admin, 64).await;
-    let accepted = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for token in tokens {
-        let (url, accepted) = (
-            format!("{}/v1/sales/batches", service.url),
-            accepted.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
+        let url = format!("{}/v1/sales/batches", service.url);
+        tasks.push(generator.spawn(async move {
             let client = reqwest::Client::new();
             let mut seq = 1;
-            while started.elapsed() < Duration::from_secs(12) {
+            while started.elapsed() < Duration::from_secs(13) {
                 let body = json!({"sales": (seq..seq + batch).map(sale).collect::<Vec<_>>()});
                 seq += batch;
-                let response = client
+                let _ = client
                     .post(&url)
                     .bearer_auth(&token)
                     .header("Idempotency-Key", Uuid::new_v4().to_string())
                     .json(&body)
                     .send()
                     .await;
-                if started.elapsed() >= Duration::from_secs(2)
-                    && response.is_ok_and(|r| r.status() == 200)
-                {
-                    accepted.fetch_add(batch, Ordering::Relaxed);
-                }
             }
         }));
     }
+    // Counted over 10 s after a 2 s warm-up, by the service's own counter.
+    let client = reqwest::Client::new();
+    tokio::time::sleep_until((started + Duration::from_secs(2)).into()).await;
+    let (from, cpu_from) = (
+        scrape(&client, &service.url).await,
+        CpuSeconds::now(service.child.id()),
+    );
+    let from_at = Instant::now();
+    tokio::time::sleep_until((started + Duration::from_secs(12)).into()).await;
+    let (to, cpu_to) = (
+        scrape(&client, &service.url).await,
+        CpuSeconds::now(service.child.id()),
+    );
+    let elapsed = from_at.elapsed();
     for task in tasks {
         task.await.unwrap();
     }
-    accepted.load(Ordering::Relaxed) as f64 / 10.0
+    (
+        (to.accepted_total - from.accepted_total) / elapsed.as_secs_f64(),
+        cpu_to.cores_since(&cpu_from, elapsed),
+    )
 }
 
 #[derive(Default)]
 struct Sample {
     at_s: f64,
     status: String,
-    acknowledged: u64,
     queued: i64,
-    admission: Admission,
+    admission: Scraped,
 }
 
-/// The service's admission gauges and refusal counter, read from /metrics.
+/// What the service's /metrics said: the admission gauges, the refusal
+/// counter and the sales it accepted so far (goodput is taken from this,
+/// the server's own count, so the load generator's scheduling at low
+/// priority cannot skew it).
 #[derive(Default, Clone, Copy)]
-struct Admission {
+struct Scraped {
     limit: f64,
     in_flight: f64,
     queued: f64,
     shed_total: f64,
+    accepted_total: f64,
 }
 
-async fn admission(client: &reqwest::Client, url: &str) -> Admission {
+async fn scrape(client: &reqwest::Client, url: &str) -> Scraped {
     let Ok(response) = client
         .get(format!("{url}/metrics"))
         .timeout(Duration::from_secs(1))
         .send()
         .await
     else {
-        return Admission::default();
+        return Scraped::default();
     };
     let text = response.text().await.unwrap_or_default();
-    let mut a = Admission::default();
+    let mut a = Scraped::default();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let Some((name, value)) = line.rsplit_once(' ') else {
             continue;
@@ -260,6 +301,8 @@ async fn admission(client: &reqwest::Client, url: &str) -> Admission {
             a.queued = value;
         } else if name.starts_with("tillsync_requests_shed_total{") {
             a.shed_total += value;
+        } else if name == r#"tillsync_sales_total{result="accepted"}"# {
+            a.accepted_total = value;
         }
     }
     a
@@ -271,6 +314,58 @@ struct Probe {
     status: u16,
 }
 
+/// A till of the benchmark's own, on the main runtime at normal priority:
+/// pushes `per_push` sales every `every` while `keep_going` says so and
+/// times every answer (sent at: seconds after `t0`). Its timings are what a till sees, without
+/// the load generator's own scheduling delays at low priority.
+fn spawn_prober(
+    client: reqwest::Client,
+    service_url: &str,
+    token: String,
+    t0: Instant,
+    keep_going: impl Fn() -> bool + Send + 'static,
+    every: Duration,
+    per_push: u64,
+) -> tokio::task::JoinHandle<Vec<Probe>> {
+    let url = format!("{service_url}/v1/sales/batches");
+    tokio::spawn(async move {
+        let mut probes = Vec::new();
+        let mut seq = 1;
+        while keep_going() {
+            let sent_at_s = t0.elapsed().as_secs_f64();
+            let started = Instant::now();
+            let response = client
+                .post(&url)
+                .bearer_auth(&token)
+                .header("Idempotency-Key", Uuid::new_v4().to_string())
+                .json(&json!({"sales": (seq..seq + per_push).map(sale).collect::<Vec<_>>()}))
+                .send()
+                .await;
+            let status = response.map(|r| r.status().as_u16()).unwrap_or(0);
+            if status == 200 {
+                seq += per_push;
+            }
+            probes.push(Probe {
+                sent_at_s,
+                latency_s: started.elapsed().as_secs_f64(),
+                status,
+            });
+            tokio::time::sleep(every).await;
+        }
+        probes
+    })
+}
+
+/// The 99th percentile of `values`, in milliseconds; None for no values.
+fn p99_ms(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((values.len() as f64 * 0.99).ceil() as usize).clamp(1, values.len());
+    Some(values[rank - 1] * 1000.0)
+}
+
 /// Scenario 1: a stall of `stall_s` under steady load at half of capacity.
 async fn stall(
     service: &Service,
@@ -279,20 +374,24 @@ async fn stall(
     c: f64,
     stall_s: u64,
     batch: u32,
+    generator: &Handle,
 ) -> Value {
     let before_s = 15;
     let after_s = 30;
     let args = simulator(
         &service.url,
         admin,
-        100,
-        c / 2.0,
-        100,
-        before_s + stall_s + after_s,
-        1,
+        Fleet {
+            terminals: 100,
+            rate: c / 2.0,
+            batch: 100,
+            seconds: before_s + stall_s + after_s,
+            drain_s: 90,
+            seed: 1,
+        },
     );
     let live = Arc::new(LiveCounters::default());
-    let run = tokio::spawn(loadtest::run_observed(args, live.clone()));
+    let run = generator.spawn(loadtest::run_observed(args, live.clone()));
     let probe_token = tills(service, admin, 1).await.remove(0);
     let t0 = Instant::now();
     let client = reqwest::Client::builder()
@@ -319,12 +418,11 @@ async fn stall(
                         .unwrap_or_default(),
                     Err(_) => "no answer".into(),
                 };
-                let admission = admission(&client, &url).await;
+                let admission = scrape(&client, &url).await;
                 samples.push(Sample {
                     admission,
                     at_s: t0.elapsed().as_secs_f64(),
                     status,
-                    acknowledged: LiveCounters::get(&live.acknowledged),
                     queued: live.queued.load(Ordering::Relaxed),
                 });
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -333,35 +431,16 @@ async fn stall(
         })
     };
     // A till of its own pushes one sale every 250 ms and times every answer.
-    let prober = {
-        let (client, url) = (client.clone(), format!("{}/v1/sales/batches", service.url));
-        tokio::spawn(async move {
-            let mut probes = Vec::new();
-            let mut seq = 1;
-            while t0.elapsed().as_secs_f64() < total_s {
-                let sent_at_s = t0.elapsed().as_secs_f64();
-                let started = Instant::now();
-                let response = client
-                    .post(&url)
-                    .bearer_auth(&probe_token)
-                    .header("Idempotency-Key", Uuid::new_v4().to_string())
-                    .json(&json!({"sales": [sale(seq)]}))
-                    .send()
-                    .await;
-                let status = response.map(|r| r.status().as_u16()).unwrap_or(0);
-                if status == 200 {
-                    seq += 1;
-                }
-                probes.push(Probe {
-                    sent_at_s,
-                    latency_s: started.elapsed().as_secs_f64(),
-                    status,
-                });
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            probes
-        })
-    };
+    // A till of its own pushes one sale every 250 ms and times every answer.
+    let prober = spawn_prober(
+        client.clone(),
+        &service.url,
+        probe_token,
+        t0,
+        move || t0.elapsed().as_secs_f64() < total_s,
+        Duration::from_millis(250),
+        1,
+    );
 
     tokio::time::sleep(Duration::from_secs(before_s)).await;
     let stall_at = t0.elapsed().as_secs_f64();
@@ -412,7 +491,12 @@ async fn stall(
             let seconds = d.at_s - back_at;
             (
                 Some(seconds),
-                Some((d.acknowledged - a.acknowledged) as f64 / (d.at_s - a.at_s) / c),
+                // The service's own count of accepted sales, as for C.
+                Some(
+                    (d.admission.accepted_total - a.admission.accepted_total)
+                        / (d.at_s - a.at_s)
+                        / c,
+                ),
             )
         }
         _ => (None, None),
@@ -509,7 +593,11 @@ fn print_timeline(samples: &[Sample], probes: &[Probe], stall_at: f64, back_at: 
     }
 }
 
-/// Scenario 2: open-model load at `factor` times capacity.
+/// Scenario 2: open-model load at `factor` times capacity, from a fleet of
+/// 100 tills per C (each till offers about 1 % of C, so more load is more
+/// tills, each keeping one push in flight). The drain afterwards may take
+/// long (10x for 15 s queues 135 s of work); it is given 300 s, so that
+/// every overload run ends with a full exactly-once verdict.
 async fn overload(
     service: &Service,
     admin: &str,
@@ -517,34 +605,122 @@ async fn overload(
     factor: f64,
     seconds: u64,
     batch: u32,
+    generator: &Handle,
 ) -> Value {
-    let args = simulator(&service.url, admin, 200, c * factor, batch, seconds, 2);
+    let tills = match setting("BENCH_OVERLOAD_TILLS", 0) {
+        0 => (100.0 * factor).round() as u32,
+        fixed => fixed as u32,
+    };
+    let args = simulator(
+        &service.url,
+        admin,
+        Fleet {
+            terminals: tills,
+            rate: c * factor,
+            batch,
+            seconds,
+            drain_s: 300,
+            seed: 2,
+        },
+    );
+    let live = Arc::new(LiveCounters::default());
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    // Four probe tills, each pushing a batch of the fleet's size every 250
+    // ms for the whole run; only their pushes during the load are counted.
+    let t0 = Instant::now();
+    let probe_tokens = self::tills(service, admin, 4).await;
+    let probers: Vec<_> = probe_tokens
+        .into_iter()
+        .map(|token| {
+            let sampling = sampling.clone();
+            spawn_prober(
+                reqwest::Client::new(),
+                &service.url,
+                token,
+                t0,
+                move || sampling.load(Ordering::Relaxed),
+                Duration::from_millis(250),
+                u64::from(batch),
+            )
+        })
+        .collect();
     let sampler = {
-        let (sampling, url) = (sampling.clone(), service.url.clone());
+        let (sampling, live, url) = (sampling.clone(), live.clone(), service.url.clone());
+        let pid = service.child.id();
         tokio::spawn(async move {
             let client = reqwest::Client::new();
             let mut seen = Vec::new();
             while sampling.load(Ordering::Relaxed) {
-                seen.push(admission(&client, &url).await);
+                let generated = LiveCounters::get(&live.generated);
+                let (at, cpu) = (Instant::now(), CpuSeconds::now(pid));
+                seen.push((generated, at, cpu, scrape(&client, &url).await));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             seen
         })
     };
-    let report = loadtest::run(args).await.expect("simulator ran");
+    let report = generator
+        .spawn(loadtest::run_observed(args, live))
+        .await
+        .unwrap()
+        .expect("simulator ran");
     sampling.store(false, Ordering::Relaxed);
     let seen = sampler.await.unwrap();
-    let mean =
-        |f: fn(&Admission) -> f64| seen.iter().map(f).sum::<f64>() / seen.len().max(1) as f64;
+    // The load itself: from the first arrival to the last.
+    let load: Vec<_> = seen
+        .iter()
+        .filter(|(generated, ..)| *generated > 0)
+        .take_while(|(generated, ..)| *generated < report.sales.generated)
+        .collect();
+    let (cpu, goodput) = match (load.first(), load.last()) {
+        (Some(first), Some(last)) if last.1 > first.1 => {
+            let elapsed = last.1 - first.1;
+            (
+                last.2.cores_since(&first.2, elapsed),
+                (last.3.accepted_total - first.3.accepted_total) / elapsed.as_secs_f64(),
+            )
+        }
+        _ => (CpuSeconds::default(), 0.0),
+    };
+    let (load_from_s, load_to_s) = match (load.first(), load.last()) {
+        (Some(first), Some(last)) => ((first.1 - t0).as_secs_f64(), (last.1 - t0).as_secs_f64()),
+        _ => (0.0, 0.0),
+    };
+    let mut probes = Vec::new();
+    for prober in probers {
+        probes.extend(prober.await.unwrap());
+    }
+    let in_load: Vec<&Probe> = probes
+        .iter()
+        .filter(|p| p.sent_at_s >= load_from_s && p.sent_at_s < load_to_s)
+        .collect();
+    let probe_p99 = |admitted: bool| {
+        p99_ms(
+            in_load
+                .iter()
+                .filter(|p| (p.status == 200) == admitted)
+                .map(|p| p.latency_s)
+                .collect(),
+        )
+    };
+    let mean = |f: fn(&Scraped) -> f64| {
+        load.iter().map(|(.., a)| f(a)).sum::<f64>() / load.len().max(1) as f64
+    };
     json!({
+        "tills": tills,
+        "probe_pushes": in_load.len(),
+        "probe_refused": in_load.iter().filter(|p| p.status != 200).count(),
+        "probe_admitted_p99_ms": probe_p99(true),
+        "probe_refused_p99_ms": probe_p99(false),
+        "cpu_cores": cpu.to_json(),
         "admission_limit_mean": mean(|a| a.limit),
         "admission_in_flight_mean": mean(|a| a.in_flight),
         "admission_queued_mean": mean(|a| a.queued),
         "factor": factor,
         "offered_per_s": report.sales.generated_per_s,
-        "goodput_per_s": report.sales.achieved_per_s,
-        "goodput_of_capacity": report.sales.achieved_per_s / c,
+        "goodput_per_s": goodput,
+        "goodput_of_capacity": goodput / c,
+        "simulator_acknowledged_per_s": report.sales.achieved_per_s,
         "admitted_p99_ms": report.latency.accepted.p99_ms,
         "refused_p99_ms": report.latency.refused.p99_ms,
         "refused": report.latency.refused.count,
@@ -570,33 +746,75 @@ fn show(v: &Value) -> String {
 
 /// The database path's own capacity, one figure both modes are judged
 /// against: the service with the health layer off (nothing refused, requests
-/// wait for the pool), no proxy, a fresh database.
-async fn reference_capacity(batch: u64) -> f64 {
-    let database = format!(
-        "tillsync_bench_recovery_capacity_{}",
-        Uuid::new_v4().simple()
-    );
-    let url = format!("{SERVER_URL}/{database}");
-    let service = start_service(&url, "off").await;
-    let created = Command::new(env!("CARGO_BIN_EXE_tillsync"))
-        .args(["admin", "create-merchant", "--name", "Bench"])
-        .env("DATABASE_URL", &url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    let created: Value = serde_json::from_slice(&created.stdout).unwrap();
-    let c = capacity(&service, created["admin_token"].as_str().unwrap(), batch).await;
-    drop(service);
-    let admin_pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&format!("{SERVER_URL}/postgres"))
-        .await
-        .unwrap();
-    admin_pool
-        .execute(format!("drop database if exists \"{database}\" with (force)").as_str())
-        .await
-        .unwrap();
-    c
+/// wait for the pool), a fresh database, behind the fault proxy passing
+/// traffic (the scenarios' path, whose copying costs CPU here too).
+async fn reference_capacity(batch: u64, generator: &Handle) -> (f64, CpuSeconds) {
+    let setup = Setup::start("capacity", "off").await;
+    let measured = capacity(&setup.service, &setup.admin, batch, generator).await;
+    setup.finish().await;
+    measured
+}
+
+/// A fresh database for one scenario, the service on it in one mode
+/// (health layer on or off) behind a fault proxy passing traffic, and a
+/// merchant admin token. Every scenario starts from the same state, so
+/// runs compare with each other whatever ran before them.
+struct Setup {
+    proxy: FaultProxy,
+    service: Service,
+    admin: String,
+    database: String,
+}
+
+impl Setup {
+    async fn start(scenario: &str, mode: &str) -> Self {
+        let database = format!(
+            "tillsync_bench_recovery_{scenario}_{mode}_{}",
+            Uuid::new_v4().simple()
+        );
+        let proxy = FaultProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+        // The service creates its database and migrates it (through the proxy).
+        let service = start_service(
+            &format!("postgres://postgres@{}/{database}", proxy.address()),
+            mode,
+        )
+        .await;
+        let created = Command::new(env!("CARGO_BIN_EXE_tillsync"))
+            .args(["admin", "create-merchant", "--name", "Bench"])
+            .env("DATABASE_URL", format!("{SERVER_URL}/{database}"))
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let created: Value = serde_json::from_slice(&created.stdout).unwrap();
+        let admin = created["admin_token"].as_str().unwrap().to_owned();
+        Self {
+            proxy,
+            service,
+            admin,
+            database,
+        }
+    }
+
+    /// Stops the service and drops its database.
+    async fn finish(self) {
+        let Self {
+            proxy,
+            service,
+            database,
+            ..
+        } = self;
+        drop(service);
+        drop(proxy);
+        let admin_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&format!("{SERVER_URL}/postgres"))
+            .await
+            .unwrap();
+        admin_pool
+            .execute(format!("drop database if exists \"{database}\" with (force)").as_str())
+            .await
+            .unwrap();
+    }
 }
 
 fn print_stall(stalled: &Value, stall_s: u64) {
@@ -640,12 +858,7 @@ async fn main() {
                 .expect("BENCH_FACTORS: numbers, comma-separated")
         })
         .collect();
-    let upstream = "127.0.0.1:5432".parse().unwrap();
-    let admin_pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&format!("{SERVER_URL}/postgres"))
-        .await
-        .unwrap();
+    let generator = generator::runtime();
     let mut results = serde_json::Map::new();
     let c = match std::env::var("BENCH_CAPACITY") {
         // For repeated runs while tuning: the C of an earlier run.
@@ -655,42 +868,51 @@ async fn main() {
             c
         }
         Err(_) => {
-            let c = reference_capacity(batch).await;
+            let (c, cpu) = reference_capacity(batch, generator.handle()).await;
             println!(
-                "capacity C = {c:.0} sales/s (health layer off, 64 tills pushing batches of {batch} back to back, straight to Postgres)"
+                "capacity C = {c:.0} sales/s (health layer off, 64 tills pushing batches of {batch} back to back, through the proxy passing traffic)"
             );
+            println!("            CPU (cores): {cpu}");
+            results.insert("capacity_cpu_cores".into(), cpu.to_json());
             c
         }
     };
     results.insert("capacity_per_s".into(), json!(c));
     for mode in modes.split(',') {
-        let database = format!("tillsync_bench_recovery_{mode}_{}", Uuid::new_v4().simple());
-        let proxy = FaultProxy::start(upstream).await;
-        let service = start_service(
-            &format!("postgres://postgres@{}/{database}", proxy.address()),
-            mode,
-        )
-        .await;
-        let created = Command::new(env!("CARGO_BIN_EXE_tillsync"))
-            .args(["admin", "create-merchant", "--name", "Bench"])
-            .env("DATABASE_URL", format!("{SERVER_URL}/{database}"))
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap();
-        let created: Value = serde_json::from_slice(&created.stdout).unwrap();
-        let admin = created["admin_token"].as_str().unwrap().to_owned();
-
         println!("health layer {mode}:");
         let mut stalled = Value::Null;
         if scenarios.contains("stall") {
-            stalled = stall(&service, &admin, &proxy, c, stall_s, batch as u32).await;
+            let setup = Setup::start("stall", mode).await;
+            stalled = stall(
+                &setup.service,
+                &setup.admin,
+                &setup.proxy,
+                c,
+                stall_s,
+                batch as u32,
+                generator.handle(),
+            )
+            .await;
+            setup.finish().await;
             print_stall(&stalled, stall_s);
         }
         let mut overloads = Vec::new();
         for &factor in factors.iter().filter(|_| scenarios.contains("overload")) {
-            let o = overload(&service, &admin, c, factor, overload_s, batch as u32).await;
+            let setup = Setup::start("overload", mode).await;
+            let o = overload(
+                &setup.service,
+                &setup.admin,
+                c,
+                factor,
+                overload_s,
+                batch as u32,
+                generator.handle(),
+            )
+            .await;
+            setup.finish().await;
             println!(
-                "  overload {factor:>4}x: offered {} sales/s, goodput {} sales/s = {} of C, p99 admitted {} ms, p99 refused {} ms ({} refused); verdict passed {} (not held {}, duplicated {}, still queued at the drain timeout {}, tills not verified {})",
+                "  overload {factor:>4}x, {} tills: offered {} sales/s, goodput {} sales/s = {} of C, p99 admitted {} ms, p99 refused {} ms ({} refused); verdict passed {} (not held {}, duplicated {}, still queued at the drain timeout {}, tills not verified {})",
+                o["tills"],
                 show(&o["offered_per_s"]),
                 show(&o["goodput_per_s"]),
                 show(&o["goodput_of_capacity"]),
@@ -704,10 +926,21 @@ async fn main() {
                 o["unverified_tills"]
             );
             println!(
-                "            admission (mean of samples every 100 ms): limit {}, in flight {}, queued {}",
+                "            probe tills (normal priority): p99 admitted {} ms, p99 refused {} ms ({} of {} pushes refused)",
+                show(&o["probe_admitted_p99_ms"]),
+                show(&o["probe_refused_p99_ms"]),
+                o["probe_refused"],
+                o["probe_pushes"],
+            );
+            println!(
+                "            during the load: admission (mean of samples every 100 ms) limit {}, in flight {}, queued {}; CPU (cores): service {}, Postgres {}, load generator {}, proxy and samplers {}",
                 show(&o["admission_limit_mean"]),
                 show(&o["admission_in_flight_mean"]),
                 show(&o["admission_queued_mean"]),
+                show(&o["cpu_cores"]["service"]),
+                show(&o["cpu_cores"]["postgres"]),
+                show(&o["cpu_cores"]["generator"]),
+                show(&o["cpu_cores"]["proxy_and_samplers"]),
             );
             overloads.push(o);
         }
@@ -715,13 +948,8 @@ async fn main() {
             mode.to_owned(),
             json!({"capacity_per_s": c, "stall": stalled, "overload": overloads}),
         );
-        drop(service);
-        drop(proxy);
-        admin_pool
-            .execute(format!("drop database if exists \"{database}\" with (force)").as_str())
-            .await
-            .unwrap();
     }
+    generator.shutdown_background();
     if let Ok(path) = std::env::var("BENCH_JSON") {
         std::fs::write(
             path,

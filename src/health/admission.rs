@@ -223,19 +223,23 @@ impl Admission {
             state.queues[priority as usize].push_back(Waiter { id, wake });
             (id, admitted)
         };
-        let mut admitted = admitted;
-        match tokio::time::timeout_at(deadline.into(), &mut admitted).await {
-            Ok(Ok(Turn::Admitted)) => Ok(self.permit()),
-            Ok(Ok(Turn::LinkDown)) => Err(Shed::LinkDown),
-            _ => {
-                let mut state = self.lock();
-                state.last_shed = Some(Instant::now());
-                if !state.remove_waiter(id) && matches!(admitted.try_recv(), Ok(Turn::Admitted)) {
-                    // A slot was handed over just as the deadline passed:
-                    // give it back to the next waiter.
-                    state.in_flight -= 1;
-                    state.fill();
+        let mut waiting = Waiting {
+            admission: self,
+            id,
+            turn: admitted,
+            answered: false,
+        };
+        match tokio::time::timeout_at(deadline.into(), &mut waiting.turn).await {
+            Ok(Ok(turn)) => {
+                waiting.answered = true;
+                match turn {
+                    Turn::Admitted => Ok(self.permit()),
+                    Turn::LinkDown => Err(Shed::LinkDown),
                 }
+            }
+            // The deadline passed; dropping `waiting` leaves the queue.
+            _ => {
+                self.lock().last_shed = Some(Instant::now());
                 Err(Shed::Expired)
             }
         }
@@ -280,6 +284,36 @@ impl Admission {
     /// Drops the limit to its minimum so a recovering database is ramped up slowly.
     pub fn restart(&self) {
         self.lock().limiter.restart();
+    }
+}
+
+/// A place in the queue, until its turn is taken. Dropped unanswered, because
+/// the deadline passed or because the request was abandoned (its client hung
+/// up and the server dropped the handler), it leaves the queue, and a slot
+/// handed to it in the meantime goes to the next waiter. Without this, every
+/// request abandoned between being handed a slot and taking it kept that
+/// slot for good: after a simulated fleet hung up at once (the end of a load
+/// test's drain), every slot was held by nobody and every request waited
+/// out its deadline.
+struct Waiting<'a> {
+    admission: &'a Admission,
+    id: u64,
+    turn: oneshot::Receiver<Turn>,
+    answered: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let mut state = self.admission.lock();
+        // Under the lock a waiter is either still queued or was already sent
+        // its turn (the receiver is alive here, so sending cannot have failed).
+        if !state.remove_waiter(self.id) && matches!(self.turn.try_recv(), Ok(Turn::Admitted)) {
+            state.in_flight -= 1;
+            state.fill();
+        }
     }
 }
 
@@ -429,5 +463,30 @@ mod tests {
         assert_eq!(admission.load().queued, 0);
         drop(running);
         assert_eq!(admission.load().in_flight, 0);
+    }
+    /// A request abandoned after it was handed a slot but before it took
+    /// it (its client hung up) must not keep the slot.
+    #[tokio::test]
+    async fn an_abandoned_waiter_gives_back_the_slot_it_was_handed() {
+        use futures::FutureExt;
+        let admission = Admission::new(Gradient::new(1, 1, 1), places(4));
+        let running = admission.acquire(Priority::Ingest, soon()).await.unwrap();
+        let mut abandoned = Box::pin(admission.acquire(Priority::Ingest, soon()));
+        assert!((&mut abandoned).now_or_never().is_none(), "queued");
+        assert_eq!(admission.load().queued, 1);
+        // The slot is handed to the waiter, which never looks again.
+        drop(running);
+        assert_eq!(admission.load().in_flight, 1);
+        drop(abandoned);
+        assert_eq!(admission.load().in_flight, 0);
+        // And an abandoned waiter that was never served leaves the queue.
+        let running = admission.acquire(Priority::Ingest, soon()).await.unwrap();
+        let mut abandoned = Box::pin(admission.acquire(Priority::Ingest, soon()));
+        assert!((&mut abandoned).now_or_never().is_none(), "queued");
+        drop(abandoned);
+        assert_eq!(admission.load().queued, 0);
+        drop(running);
+        let next = admission.acquire(Priority::Ingest, soon()).now_or_never();
+        assert!(matches!(next, Some(Ok(_))), "the slot is free again");
     }
 }
