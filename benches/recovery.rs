@@ -308,6 +308,15 @@ async fn scrape(client: &reqwest::Client, url: &str) -> Scraped {
     a
 }
 
+/// One sample of an overload run, every 100 ms.
+struct LoadSample {
+    /// Sales the simulator had rung up so far.
+    generated: u64,
+    at: Instant,
+    cpu: CpuSeconds,
+    scraped: Scraped,
+}
+
 struct Probe {
     sent_at_s: f64,
     latency_s: f64,
@@ -651,9 +660,12 @@ async fn overload(
             let client = reqwest::Client::new();
             let mut seen = Vec::new();
             while sampling.load(Ordering::Relaxed) {
-                let generated = LiveCounters::get(&live.generated);
-                let (at, cpu) = (Instant::now(), CpuSeconds::now(pid));
-                seen.push((generated, at, cpu, scrape(&client, &url).await));
+                seen.push(LoadSample {
+                    generated: LiveCounters::get(&live.generated),
+                    at: Instant::now(),
+                    cpu: CpuSeconds::now(pid),
+                    scraped: scrape(&client, &url).await,
+                });
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             seen
@@ -667,24 +679,23 @@ async fn overload(
     sampling.store(false, Ordering::Relaxed);
     let seen = sampler.await.unwrap();
     // The load itself: from the first arrival to the last.
-    let load: Vec<_> = seen
+    let load: Vec<&LoadSample> = seen
         .iter()
-        .filter(|(generated, ..)| *generated > 0)
-        .take_while(|(generated, ..)| *generated < report.sales.generated)
+        .filter(|s| s.generated > 0)
+        .take_while(|s| s.generated < report.sales.generated)
         .collect();
-    let (cpu, goodput) = match (load.first(), load.last()) {
-        (Some(first), Some(last)) if last.1 > first.1 => {
-            let elapsed = last.1 - first.1;
+    let (cpu, goodput, load_from_s, load_to_s) = match (load.first(), load.last()) {
+        (Some(first), Some(last)) if last.at > first.at => {
+            let elapsed = last.at - first.at;
             (
-                last.2.cores_since(&first.2, elapsed),
-                (last.3.accepted_total - first.3.accepted_total) / elapsed.as_secs_f64(),
+                last.cpu.cores_since(&first.cpu, elapsed),
+                (last.scraped.accepted_total - first.scraped.accepted_total)
+                    / elapsed.as_secs_f64(),
+                (first.at - t0).as_secs_f64(),
+                (last.at - t0).as_secs_f64(),
             )
         }
-        _ => (CpuSeconds::default(), 0.0),
-    };
-    let (load_from_s, load_to_s) = match (load.first(), load.last()) {
-        (Some(first), Some(last)) => ((first.1 - t0).as_secs_f64(), (last.1 - t0).as_secs_f64()),
-        _ => (0.0, 0.0),
+        _ => (CpuSeconds::default(), 0.0, 0.0, 0.0),
     };
     let mut probes = Vec::new();
     for prober in probers {
@@ -704,7 +715,7 @@ async fn overload(
         )
     };
     let mean = |f: fn(&Scraped) -> f64| {
-        load.iter().map(|(.., a)| f(a)).sum::<f64>() / load.len().max(1) as f64
+        load.iter().map(|s| f(&s.scraped)).sum::<f64>() / load.len().max(1) as f64
     };
     json!({
         "tills": tills,

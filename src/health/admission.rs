@@ -464,6 +464,7 @@ mod tests {
         drop(running);
         assert_eq!(admission.load().in_flight, 0);
     }
+
     /// A request abandoned after it was handed a slot but before it took
     /// it (its client hung up) must not keep the slot.
     #[tokio::test]
