@@ -13,16 +13,88 @@ use crate::db::DbError;
 /// fleet that was told to wait does not come back in one wave.
 const RETRY_AFTER_SPREAD_S: std::ops::RangeInclusive<u32> = 2..=10;
 
-/// The `code` of a problem response, left in the response's extensions so
-/// middleware (admission, metrics) can tell outcomes apart without parsing
-/// the body.
-#[derive(Debug, Clone, Copy)]
-pub struct ProblemCode(pub &'static str);
+/// Declares the problem codes: each variant with its stable `code` string
+/// and the one HTTP status it is always sent with.
+macro_rules! problem_codes {
+    ($($variant:ident => $code:literal, $status:ident;)+) => {
+        /// Every `code` a problem document can carry. Handlers build errors
+        /// from these, middleware (admission, metrics) tells outcomes apart by
+        /// them (the value is left in the response's extensions), and the
+        /// OpenAPI and README drift tests read `ProblemCode::ALL`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ProblemCode {
+            $($variant,)+
+        }
+
+        impl ProblemCode {
+            pub const ALL: &'static [ProblemCode] = &[$(ProblemCode::$variant,)+];
+
+            /// The stable `code` member.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ProblemCode::$variant => $code,)+
+                }
+            }
+
+            /// The status this code is always sent with.
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(ProblemCode::$variant => StatusCode::$status,)+
+                }
+            }
+        }
+    };
+}
+
+problem_codes! {
+    InvalidJson => "invalid_json", BAD_REQUEST;
+    UnreadableBody => "unreadable_body", BAD_REQUEST;
+    InvalidQuery => "invalid_query", BAD_REQUEST;
+    InvalidBusinessDate => "invalid_business_date", BAD_REQUEST;
+    InvalidLimit => "invalid_limit", BAD_REQUEST;
+    InvalidCursor => "invalid_cursor", BAD_REQUEST;
+    InvalidDate => "invalid_date", BAD_REQUEST;
+    InvalidRange => "invalid_range", BAD_REQUEST;
+    RangeTooLarge => "range_too_large", BAD_REQUEST;
+    InvalidGroupBy => "invalid_group_by", BAD_REQUEST;
+    IdempotencyKeyMissing => "idempotency_key_missing", BAD_REQUEST;
+    IdempotencyKeyInvalid => "idempotency_key_invalid", BAD_REQUEST;
+    Unauthorized => "unauthorized", UNAUTHORIZED;
+    Forbidden => "forbidden", FORBIDDEN;
+    NotFound => "not_found", NOT_FOUND;
+    StoreNotFound => "store_not_found", NOT_FOUND;
+    TerminalNotFound => "terminal_not_found", NOT_FOUND;
+    MethodNotAllowed => "method_not_allowed", METHOD_NOT_ALLOWED;
+    RequestInProgress => "request_in_progress", CONFLICT;
+    PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE;
+    UnsupportedMediaType => "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE;
+    InvalidBody => "invalid_body", UNPROCESSABLE_ENTITY;
+    InvalidName => "invalid_name", UNPROCESSABLE_ENTITY;
+    InvalidTimezone => "invalid_timezone", UNPROCESSABLE_ENTITY;
+    InvalidCurrency => "invalid_currency", UNPROCESSABLE_ENTITY;
+    InvalidBatch => "invalid_batch", UNPROCESSABLE_ENTITY;
+    BatchEmpty => "batch_empty", UNPROCESSABLE_ENTITY;
+    BatchTooLarge => "batch_too_large", UNPROCESSABLE_ENTITY;
+    IdempotencyKeyReused => "idempotency_key_reused", UNPROCESSABLE_ENTITY;
+    RateLimited => "rate_limited", TOO_MANY_REQUESTS;
+    InternalError => "internal_error", INTERNAL_SERVER_ERROR;
+    DatabaseUnavailable => "database_unavailable", SERVICE_UNAVAILABLE;
+    Overloaded => "overloaded", SERVICE_UNAVAILABLE;
+    DeadlineExceeded => "deadline_exceeded", SERVICE_UNAVAILABLE;
+    Contention => "contention", SERVICE_UNAVAILABLE;
+}
+
+impl ProblemCode {
+    /// RFC 9457 asks that a problem of type `about:blank` (every one here)
+    /// carry the status's own reason phrase as its title.
+    pub fn title(self) -> &'static str {
+        self.status().canonical_reason().unwrap_or("Error")
+    }
+}
 
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ProblemCode,
     pub detail: String,
     pub retry_after_s: Option<u32>,
 }
@@ -38,48 +110,31 @@ struct Problem<'a> {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(code: ProblemCode, detail: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             detail: detail.into(),
             retry_after_s: None,
         }
     }
 
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, detail)
-    }
-
-    pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
-    }
-
-    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, code, detail)
-    }
-
     pub fn unauthorized() -> Self {
         Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ProblemCode::Unauthorized,
             "a valid `Authorization: Bearer <token>` header is required",
         )
     }
 
     pub fn database_unavailable() -> Self {
         Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
+            ProblemCode::DatabaseUnavailable,
             "the database is unavailable; retry after the indicated delay",
         )
         .retry_after(rand::rng().random_range(RETRY_AFTER_SPREAD_S))
     }
 
     pub fn overloaded(retry_after_s: u32) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
+        Self::new(ProblemCode::Overloaded,
             "the service is taking all the work the database can handle; retry after the indicated delay",
         )
         .retry_after(retry_after_s)
@@ -91,8 +146,7 @@ impl ApiError {
 
     pub fn deadline_exceeded(retry_after_s: u32) -> Self {
         Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "deadline_exceeded",
+            ProblemCode::DeadlineExceeded,
             "the request did not finish within its deadline; it is safe to retry",
         )
         .retry_after(retry_after_s)
@@ -100,8 +154,7 @@ impl ApiError {
 
     pub fn internal() -> Self {
         Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
+            ProblemCode::InternalError,
             "an unexpected error occurred; it has been logged",
         )
     }
@@ -114,16 +167,17 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let status = self.code.status();
         let problem = Problem {
             kind: "about:blank",
-            title: self.status.canonical_reason().unwrap_or("Error"),
-            status: self.status.as_u16(),
-            code: self.code,
+            title: self.code.title(),
+            status: status.as_u16(),
+            code: self.code.as_str(),
             detail: &self.detail,
         };
         let body = serde_json::to_vec(&problem).expect("a problem document always serializes");
-        let mut response = (self.status, body).into_response();
-        response.extensions_mut().insert(ProblemCode(self.code));
+        let mut response = (status, body).into_response();
+        response.extensions_mut().insert(self.code);
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -146,8 +200,7 @@ impl From<DbError> for ApiError {
             DbError::Contention(source) => {
                 tracing::warn!(error = %source, "transaction kept colliding with concurrent ones");
                 ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "contention",
+                    ProblemCode::Contention,
                     "the request collided with concurrent ones; retry it",
                 )
                 .retry_after(1)

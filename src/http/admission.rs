@@ -75,10 +75,12 @@ pub fn refusal_response(refusal: Refusal) -> Response {
 /// What a response says about the database: failures that speak of load
 /// or link trouble shrink the limit; client errors say nothing.
 fn judge(response: &Response) -> (Outcome, bool) {
-    let code = response.extensions().get::<ProblemCode>().map(|c| c.0);
+    let code = response.extensions().get::<ProblemCode>().copied();
     match code {
-        Some("database_unavailable" | "deadline_exceeded") => (Outcome::Failure, true),
-        Some("contention") => (Outcome::Failure, false),
+        Some(ProblemCode::DatabaseUnavailable | ProblemCode::DeadlineExceeded) => {
+            (Outcome::Failure, true)
+        }
+        Some(ProblemCode::Contention) => (Outcome::Failure, false),
         _ if response.status().is_server_error() => (Outcome::Ignore, false),
         _ if response.status() == StatusCode::TOO_MANY_REQUESTS => (Outcome::Ignore, false),
         _ => (Outcome::Success, false),

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use moka::sync::Cache;
@@ -30,7 +30,7 @@ use super::admission::refusal_response;
 use super::observe::Arrived;
 use crate::db::{Database, DbError, tenancy};
 use crate::domain::token::{self, PresentedToken, TokenHash, TokenKind};
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemCode};
 use crate::health::Gate;
 use crate::health::admission::{Outcome, Priority};
 use crate::ingest::Pusher;
@@ -197,8 +197,7 @@ fn principal(parts: &Parts) -> Result<&Principal, ApiError> {
 
 fn wrong_kind(needed: &str) -> ApiError {
     ApiError::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
+        ProblemCode::Forbidden,
         format!("this endpoint needs a {needed} token"),
     )
 }

@@ -16,7 +16,7 @@ use super::AppState;
 use super::auth::TerminalCaller;
 use super::extract::body_rejection;
 use crate::domain::sale::{Rejection, Sale};
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemCode};
 use crate::ingest::{self, Counts, IngestError, Item, Pushed};
 
 pub const MAX_SALES_PER_BATCH: usize = 500;
@@ -51,13 +51,12 @@ pub async fn push(
         }
         Ok(Pushed::Replayed { body }) => Ok(json_response(body, true)),
         Err(IngestError::InProgress) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "request_in_progress",
+            ProblemCode::RequestInProgress,
             "a request with this Idempotency-Key is still running; retry it later",
         )
         .retry_after(1)),
-        Err(IngestError::KeyReused) => Err(ApiError::unprocessable(
-            "idempotency_key_reused",
+        Err(IngestError::KeyReused) => Err(ApiError::new(
+            ProblemCode::IdempotencyKeyReused,
             "this Idempotency-Key was already used with a different body",
         )),
         Err(IngestError::Db(e)) => Err(e.into()),
@@ -79,8 +78,8 @@ fn record_batch(counts: &Counts, sales: usize) {
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Uuid, ApiError> {
     let raw = headers.get(IDEMPOTENCY_KEY).ok_or_else(|| {
-        ApiError::bad_request(
-            "idempotency_key_missing",
+        ApiError::new(
+            ProblemCode::IdempotencyKeyMissing,
             "an Idempotency-Key header with a UUID is required",
         )
     })?;
@@ -88,7 +87,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Uuid, ApiError> {
         .ok()
         .and_then(|s| Uuid::try_parse(s.trim()).ok())
         .ok_or_else(|| {
-            ApiError::bad_request("idempotency_key_invalid", "Idempotency-Key must be a UUID")
+            ApiError::new(
+                ProblemCode::IdempotencyKeyInvalid,
+                "Idempotency-Key must be a UUID",
+            )
         })
 }
 
@@ -116,21 +118,21 @@ struct RawBatch<'a> {
 fn parse_batch(body: &[u8], now: DateTime<Utc>) -> Result<Vec<Item>, ApiError> {
     let batch: RawBatch = serde_json::from_slice(body).map_err(|e| {
         if e.is_data() {
-            ApiError::unprocessable(
-                "invalid_batch",
+            ApiError::new(
+                ProblemCode::InvalidBatch,
                 format!("expected {{\"sales\": [...]}}: {e}"),
             )
         } else {
-            ApiError::bad_request("invalid_json", format!("malformed JSON: {e}"))
+            ApiError::new(ProblemCode::InvalidJson, format!("malformed JSON: {e}"))
         }
     })?;
     match batch.sales.len() {
-        0 => Err(ApiError::unprocessable(
-            "batch_empty",
+        0 => Err(ApiError::new(
+            ProblemCode::BatchEmpty,
             "a batch carries 1 to 500 sales",
         )),
-        n if n > MAX_SALES_PER_BATCH => Err(ApiError::unprocessable(
-            "batch_too_large",
+        n if n > MAX_SALES_PER_BATCH => Err(ApiError::new(
+            ProblemCode::BatchTooLarge,
             format!("a batch carries 1 to {MAX_SALES_PER_BATCH} sales, this one {n}"),
         )),
         _ => Ok(batch.sales.iter().map(|raw| parse_sale(raw, now)).collect()),

@@ -6,14 +6,19 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemCode};
 
 pub fn encode(at: DateTime<Utc>, id: Uuid) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.timestamp_micros()))
 }
 
 pub fn decode(raw: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
-    let invalid = || ApiError::bad_request("invalid_cursor", "cursor is not one this API returned");
+    let invalid = || {
+        ApiError::new(
+            ProblemCode::InvalidCursor,
+            "cursor is not one this API returned",
+        )
+    };
     let text = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
     let text = String::from_utf8(text).map_err(|_| invalid())?;
     let (micros, id) = text.split_once('|').ok_or_else(invalid)?;
@@ -31,8 +36,8 @@ pub fn limit(raw: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> 
     if (1..=max).contains(&limit) {
         Ok(limit)
     } else {
-        Err(ApiError::bad_request(
-            "invalid_limit",
+        Err(ApiError::new(
+            ProblemCode::InvalidLimit,
             format!("limit must be 1 to {max}"),
         ))
     }

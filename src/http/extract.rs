@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemCode};
 
 /// A JSON request body.
 pub struct JsonBody<T>(pub T);
@@ -20,18 +20,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(value)) => Ok(JsonBody(value)),
             Err(JsonRejection::JsonSyntaxError(e)) => {
-                Err(ApiError::bad_request("invalid_json", e.body_text()))
+                Err(ApiError::new(ProblemCode::InvalidJson, e.body_text()))
             }
             Err(JsonRejection::JsonDataError(e)) => {
-                Err(ApiError::unprocessable("invalid_body", e.body_text()))
+                Err(ApiError::new(ProblemCode::InvalidBody, e.body_text()))
             }
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ProblemCode::UnsupportedMediaType,
                 "send the body as application/json",
             )),
             Err(JsonRejection::BytesRejection(e)) => Err(body_rejection(e)),
-            Err(other) => Err(ApiError::bad_request("unreadable_body", other.body_text())),
+            Err(other) => Err(ApiError::new(
+                ProblemCode::UnreadableBody,
+                other.body_text(),
+            )),
         }
     }
 }
@@ -46,7 +48,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(value)| QueryParams(value))
-            .map_err(|e: QueryRejection| ApiError::bad_request("invalid_query", e.body_text()))
+            .map_err(|e: QueryRejection| ApiError::new(ProblemCode::InvalidQuery, e.body_text()))
     }
 }
 
@@ -54,11 +56,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
 pub fn body_rejection(e: BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ProblemCode::PayloadTooLarge,
             format!("the body exceeds {} bytes", super::MAX_BODY_BYTES),
         )
     } else {
-        ApiError::bad_request("unreadable_body", e.body_text())
+        ApiError::new(ProblemCode::UnreadableBody, e.body_text())
     }
 }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemCode};
 use crate::health::ServiceState;
 
 /// Liveness: the process answers. Never touches the database.
@@ -50,13 +50,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 pub async fn not_found() -> ApiError {
-    ApiError::not_found("not_found", "no such resource")
+    ApiError::new(ProblemCode::NotFound, "no such resource")
 }
 
 pub async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ProblemCode::MethodNotAllowed,
         "this resource does not support that method",
     )
 }

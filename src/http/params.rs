@@ -7,12 +7,12 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::db::{reports, tenancy};
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemCode};
 
 pub fn date(name: &str, raw: &str) -> Result<NaiveDate, ApiError> {
     NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| {
-        ApiError::bad_request(
-            "invalid_date",
+        ApiError::new(
+            ProblemCode::InvalidDate,
             format!("{name} must be a date YYYY-MM-DD, not {raw:?}"),
         )
     })
@@ -25,7 +25,7 @@ pub fn optional_date(name: &str, raw: Option<&str>) -> Result<Option<NaiveDate>,
 pub fn uuid(name: &str, raw: Option<&str>) -> Result<Option<Uuid>, ApiError> {
     raw.map(|r| {
         Uuid::try_parse(r)
-            .map_err(|_| ApiError::bad_request("invalid_query", format!("{name} must be a UUID")))
+            .map_err(|_| ApiError::new(ProblemCode::InvalidQuery, format!("{name} must be a UUID")))
     })
     .transpose()
 }
@@ -39,13 +39,13 @@ pub async fn check_owned(
 ) -> Result<(), ApiError> {
     if let Some(store_id) = store_id {
         if !tenancy::store_exists(conn, merchant_id, store_id).await? {
-            return Err(ApiError::not_found("store_not_found", "no such store"));
+            return Err(ApiError::new(ProblemCode::StoreNotFound, "no such store"));
         }
     }
     if let Some(terminal_id) = terminal_id {
         if !reports::terminal_exists(conn, merchant_id, terminal_id).await? {
-            return Err(ApiError::not_found(
-                "terminal_not_found",
+            return Err(ApiError::new(
+                ProblemCode::TerminalNotFound,
                 "no such terminal",
             ));
         }

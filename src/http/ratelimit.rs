@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::Principal;
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemCode};
 
 #[derive(Clone)]
 pub struct TerminalRateLimit {
@@ -56,8 +56,7 @@ pub async fn per_terminal(State(state): State<AppState>, request: Request, next:
         if let Err(retry_after_s) = state.rate_limit.check(till.terminal_id) {
             metrics::counter!("tillsync_requests_shed_total", "reason" => "rate_limited", "priority" => "ingest").increment(1);
             return ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ProblemCode::RateLimited,
                 "this terminal is sending more requests than its rate limit allows",
             )
             .retry_after(retry_after_s)

@@ -28,7 +28,7 @@ use super::observe::Arrived;
 use super::params;
 use crate::db::DbError;
 use crate::db::reports::{self, Completeness, Scope, TotalsRow};
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemCode};
 use crate::health::Refusal;
 use crate::health::admission::{Outcome, Priority};
 
@@ -57,8 +57,8 @@ impl GroupBy {
             "terminal" => GroupBy::Terminal,
             "tender" => GroupBy::Tender,
             other => {
-                return Err(ApiError::bad_request(
-                    "invalid_group_by",
+                return Err(ApiError::new(
+                    ProblemCode::InvalidGroupBy,
                     format!(
                         "group_by must be none, day, hour, store, terminal or tender, not {other:?}"
                     ),
@@ -98,17 +98,20 @@ impl TotalsRequest {
     fn parse(merchant_id: Uuid, query: &TotalsQuery) -> Result<Self, ApiError> {
         let required = |name: &str, raw: &Option<String>| {
             raw.clone().ok_or_else(|| {
-                ApiError::bad_request("invalid_query", format!("{name} is required (YYYY-MM-DD)"))
+                ApiError::new(
+                    ProblemCode::InvalidQuery,
+                    format!("{name} is required (YYYY-MM-DD)"),
+                )
             })
         };
         let from = params::date("from", &required("from", &query.from)?)?;
         let to = params::date("to", &required("to", &query.to)?)?;
         if from > to {
-            return Err(ApiError::bad_request("invalid_range", "from is after to"));
+            return Err(ApiError::new(ProblemCode::InvalidRange, "from is after to"));
         }
         if (to - from).num_days() + 1 > MAX_RANGE_DAYS {
-            return Err(ApiError::bad_request(
-                "range_too_large",
+            return Err(ApiError::new(
+                ProblemCode::RangeTooLarge,
                 format!("a report covers at most {MAX_RANGE_DAYS} days"),
             ));
         }

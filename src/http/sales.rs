@@ -11,7 +11,7 @@ use super::auth::MerchantAdmin;
 use super::extract::QueryParams;
 use super::{cursor, params};
 use crate::db::reports::{self, SaleRow, SalesPage};
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemCode};
 
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
@@ -69,7 +69,7 @@ pub async fn list(
     };
     if let (Some(from), Some(to)) = (page.from, page.to) {
         if from > to {
-            return Err(ApiError::bad_request("invalid_range", "from is after to"));
+            return Err(ApiError::new(ProblemCode::InvalidRange, "from is after to"));
         }
     }
     let mut conn = reports::read_transaction(&state.db).await?;

@@ -12,7 +12,7 @@ use super::auth::MerchantAdmin;
 use super::extract::JsonBody;
 use crate::db::tenancy::{self, StoreRow};
 use crate::domain::store::{parse_currency, parse_name, parse_timezone};
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemCode};
 
 #[derive(Deserialize)]
 pub struct CreateStore {
@@ -48,11 +48,11 @@ pub async fn create(
     JsonBody(request): JsonBody<CreateStore>,
 ) -> Result<(StatusCode, Json<StoreView>), ApiError> {
     let name = parse_name("name", &request.name)
-        .map_err(|d| ApiError::unprocessable("invalid_name", d))?;
+        .map_err(|d| ApiError::new(ProblemCode::InvalidName, d))?;
     let timezone = parse_timezone(&request.timezone)
-        .map_err(|d| ApiError::unprocessable("invalid_timezone", d))?;
+        .map_err(|d| ApiError::new(ProblemCode::InvalidTimezone, d))?;
     let currency = parse_currency(&request.currency)
-        .map_err(|d| ApiError::unprocessable("invalid_currency", d))?;
+        .map_err(|d| ApiError::new(ProblemCode::InvalidCurrency, d))?;
 
     let mut conn = state.db.acquire().await?;
     let row = tenancy::insert_store(

@@ -12,7 +12,7 @@ use super::AppState;
 use super::auth::TerminalCaller;
 use super::extract::QueryParams;
 use crate::db::sync::{self, DayTotal};
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemCode};
 
 #[derive(Deserialize)]
 pub struct SyncQuery {
@@ -64,7 +64,10 @@ pub async fn get(
         .business_date
         .map(|raw| {
             NaiveDate::parse_from_str(&raw, "%Y-%m-%d").map_err(|_| {
-                ApiError::bad_request("invalid_business_date", "business_date must be YYYY-MM-DD")
+                ApiError::new(
+                    ProblemCode::InvalidBusinessDate,
+                    "business_date must be YYYY-MM-DD",
+                )
             })
         })
         .transpose()?;

@@ -14,7 +14,7 @@ use super::extract::JsonBody;
 use crate::db::{DbError, tenancy};
 use crate::domain::store::parse_name;
 use crate::domain::token::{self, TokenKind};
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemCode};
 
 #[derive(Deserialize)]
 pub struct CreateTerminal {
@@ -43,11 +43,11 @@ pub struct TerminalView {
 }
 
 fn store_not_found() -> ApiError {
-    ApiError::not_found("store_not_found", "no such store")
+    ApiError::new(ProblemCode::StoreNotFound, "no such store")
 }
 
 fn terminal_not_found() -> ApiError {
-    ApiError::not_found("terminal_not_found", "no such terminal")
+    ApiError::new(ProblemCode::TerminalNotFound, "no such terminal")
 }
 
 pub async fn create(
@@ -56,7 +56,7 @@ pub async fn create(
     JsonBody(request): JsonBody<CreateTerminal>,
 ) -> Result<(StatusCode, Json<TerminalCreated>), ApiError> {
     let name = parse_name("name", &request.name)
-        .map_err(|d| ApiError::unprocessable("invalid_name", d))?;
+        .map_err(|d| ApiError::new(ProblemCode::InvalidName, d))?;
     let (token, hash) = token::generate(TokenKind::Terminal, admin.merchant_id);
 
     let mut tx = state.db.begin().await?;

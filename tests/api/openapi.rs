@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde_json::{Value, json};
+use tillsync::error::ProblemCode;
 
 use crate::support::contract::{Contract, METHODS};
 use crate::support::source::{call_args, called_names, rust_files, string_literal};
@@ -68,51 +69,12 @@ fn every_route_the_router_registers_is_documented_and_nothing_else_is() {
     );
 }
 
-fn status_of(constant: &str) -> u16 {
-    match constant.rsplit("::").next().unwrap() {
-        "BAD_REQUEST" => 400,
-        "UNAUTHORIZED" => 401,
-        "FORBIDDEN" => 403,
-        "NOT_FOUND" => 404,
-        "METHOD_NOT_ALLOWED" => 405,
-        "CONFLICT" => 409,
-        "PAYLOAD_TOO_LARGE" => 413,
-        "UNSUPPORTED_MEDIA_TYPE" => 415,
-        "UNPROCESSABLE_ENTITY" => 422,
-        "TOO_MANY_REQUESTS" => 429,
-        "INTERNAL_SERVER_ERROR" => 500,
-        "SERVICE_UNAVAILABLE" => 503,
-        other => panic!("add {other} to status_of"),
-    }
-}
-
-/// (status, code) of every problem the source can build.
-fn problems_in_source() -> BTreeSet<(u16, String)> {
-    let mut problems = BTreeSet::new();
-    for (_, text) in source_files() {
-        for opening in ["ApiError::new(", "Self::new("] {
-            for args in call_args(&text, opening) {
-                if let (Some(status), Some(code)) = (
-                    args.first().filter(|a| a.contains("StatusCode::")),
-                    args.get(1).and_then(|a| string_literal(a)),
-                ) {
-                    problems.insert((status_of(status), code.to_owned()));
-                }
-            }
-        }
-        for (opening, status) in [
-            ("ApiError::bad_request(", 400),
-            ("ApiError::unprocessable(", 422),
-            ("ApiError::not_found(", 404),
-        ] {
-            for args in call_args(&text, opening) {
-                if let Some(code) = string_literal(&args[0]) {
-                    problems.insert((status, code.to_owned()));
-                }
-            }
-        }
-    }
-    problems
+/// (status, code) of every problem the server can send.
+fn problems_sent() -> BTreeSet<(u16, String)> {
+    ProblemCode::ALL
+        .iter()
+        .map(|code| (code.status().as_u16(), code.as_str().to_owned()))
+        .collect()
 }
 
 /// (status, code) pairs the document gives problem schemas: every schema
@@ -140,11 +102,7 @@ fn problems_documented(node: &Value, found: &mut BTreeSet<(u16, String)>) {
 
 #[test]
 fn every_error_code_is_documented_at_the_status_the_server_sends_it_with() {
-    let in_source = problems_in_source();
-    assert!(
-        in_source.len() >= 30,
-        "the parser found too few codes: {in_source:?}"
-    );
+    let in_source = problems_sent();
     let contract = Contract::load();
     let mut documented = BTreeSet::new();
     problems_documented(&contract.doc["paths"], &mut documented);
@@ -293,4 +251,38 @@ fn a_documented_response_that_gains_or_loses_a_member_no_longer_matches() {
         }
     }
     assert!(checked >= 20, "only {checked} responses were checked");
+}
+
+/// (status, code) of every code the README's error table lists: the rows
+/// `| 404 | `not_found`, ... |`.
+fn problems_in_readme() -> BTreeSet<(u16, String)> {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let mut listed = BTreeSet::new();
+    for line in readme.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let [_, status, codes, ..] = cells.as_slice() else {
+            continue;
+        };
+        let Ok(status) = status.parse::<u16>() else {
+            continue;
+        };
+        // Backticked words that are codes, not the headers named beside them.
+        let is_code = |word: &&str| word.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+        for code in codes.split('`').skip(1).step_by(2).filter(is_code) {
+            listed.insert((status, code.to_owned()));
+        }
+    }
+    listed
+}
+
+#[test]
+fn the_readme_lists_every_error_code_at_the_status_the_server_sends_it_with() {
+    let sent = problems_sent();
+    let listed = problems_in_readme();
+    let unlisted: Vec<_> = sent.difference(&listed).collect();
+    let never_sent: Vec<_> = listed.difference(&sent).collect();
+    assert!(
+        unlisted.is_empty() && never_sent.is_empty(),
+        "sent but not in the README: {unlisted:?}; in the README but never sent: {never_sent:?}"
+    );
 }
