@@ -12,8 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ServeArgs;
 use crate::db::{self, Database, idempotency, totals};
-use crate::health::Gate;
-use crate::health::admission::{Outcome, Priority};
+use crate::health::{Gate, Priority};
 use crate::http::{self, AppState};
 
 /// How often store deltas are folded into store totals: reports add the
@@ -112,8 +111,10 @@ impl Application {
     }
 }
 
-/// Housekeeping: purges stored responses past retention (through the
-/// health layer, at the lowest priority) and forgets idle rate-limit state.
+/// Housekeeping: purges stored responses past retention and forgets idle
+/// rate-limit state. The purge goes through the health layer at background
+/// priority: a sick or busy database only delays it, and the limit does not
+/// learn from it (see `Priority::Background`).
 async fn maintain(state: AppState, retention: Duration, stopping: CancellationToken) {
     let mut every = tokio::time::interval(MAINTENANCE_INTERVAL);
     loop {
@@ -122,34 +123,33 @@ async fn maintain(state: AppState, retention: Duration, stopping: CancellationTo
             () = stopping.cancelled() => return,
         }
         state.rate_limit.forget_idle();
-        let Ok(admitted) = state.gate.admit(Priority::Report, Instant::now()).await else {
-            continue;
+        let purge = async {
+            let mut conn = state.db.acquire().await?;
+            idempotency::purge_older_than(&mut conn, retention).await
         };
-        let purged = match state.db.acquire().await {
-            Ok(mut conn) => idempotency::purge_older_than(&mut conn, retention).await,
-            Err(e) => Err(e),
-        };
-        let outcome = if purged.is_ok() {
-            Outcome::Success
-        } else {
-            Outcome::Failure
-        };
-        state.gate.finish(admitted, outcome, false);
-        match purged {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
+        match state
+            .gate
+            .run(Priority::Background, Instant::now(), purge)
+            .await
+        {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(
                 purged = n,
                 "purged {n} stored batch responses past retention"
             ),
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "could not purge stored batch responses; will retry")
+            }
+            Err(refusal) => {
+                tracing::debug!(?refusal, "purge of stored batch responses put off")
             }
         }
     }
 }
 
 /// Folds store deltas into store totals every second, through the health
-/// layer at report priority (a sick database only delays the fold).
+/// layer at background priority (a sick database only delays the fold, and
+/// the limit does not learn from it).
 async fn fold_store_totals(state: AppState, stopping: CancellationToken) {
     let mut every = tokio::time::interval(FOLD_INTERVAL);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -158,10 +158,7 @@ async fn fold_store_totals(state: AppState, stopping: CancellationToken) {
             _ = every.tick() => {}
             () = stopping.cancelled() => return,
         }
-        let Ok(admitted) = state.gate.admit(Priority::Report, Instant::now()).await else {
-            continue;
-        };
-        let folded = async {
+        let fold = async {
             let mut conn = state.db.acquire().await?;
             loop {
                 let moved = totals::fold_store_deltas(&mut conn, FOLD_CHUNK).await?;
@@ -169,16 +166,15 @@ async fn fold_store_totals(state: AppState, stopping: CancellationToken) {
                     return Ok::<_, db::DbError>(());
                 }
             }
-        }
-        .await;
-        let outcome = if folded.is_ok() {
-            Outcome::Success
-        } else {
-            Outcome::Failure
         };
-        state.gate.finish(admitted, outcome, false);
-        if let Err(e) = folded {
-            tracing::warn!(error = %e, "could not fold store totals; will retry");
+        match state
+            .gate
+            .run(Priority::Background, Instant::now(), fold)
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not fold store totals; will retry"),
+            Err(refusal) => tracing::debug!(?refusal, "store totals fold put off"),
         }
     }
 }

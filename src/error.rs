@@ -4,14 +4,10 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rand::Rng;
 use serde::Serialize;
 
 use crate::db::DbError;
-
-/// Retry-After for a sick database is spread over this many seconds so a
-/// fleet that was told to wait does not come back in one wave.
-const RETRY_AFTER_SPREAD_S: std::ops::RangeInclusive<u32> = 2..=10;
+use crate::health::Refusal;
 
 /// Declares the problem codes: each variant with its stable `code` string
 /// and the one HTTP status it is always sent with.
@@ -85,6 +81,17 @@ problem_codes! {
 }
 
 impl ProblemCode {
+    /// The health layer's reason behind a database-related 503, whose
+    /// `Retry-After` the layer chooses (see `http::retry_after`).
+    pub fn refusal(self) -> Option<Refusal> {
+        match self {
+            ProblemCode::DatabaseUnavailable => Some(Refusal::Unavailable),
+            ProblemCode::Overloaded => Some(Refusal::Overloaded),
+            ProblemCode::DeadlineExceeded => Some(Refusal::DeadlineExceeded),
+            _ => None,
+        }
+    }
+
     /// RFC 9457 asks that a problem of type `about:blank` (every one here)
     /// carry the status's own reason phrase as its title.
     pub fn title(self) -> &'static str {
@@ -125,31 +132,28 @@ impl ApiError {
         )
     }
 
+    // The database's 503s carry no Retry-After of their own: the health
+    // layer adds it (`http::retry_after`), one source for all of them.
+
     pub fn database_unavailable() -> Self {
         Self::new(
             ProblemCode::DatabaseUnavailable,
             "the database is unavailable; retry after the indicated delay",
         )
-        .retry_after(rand::rng().random_range(RETRY_AFTER_SPREAD_S))
     }
 
-    pub fn overloaded(retry_after_s: u32) -> Self {
-        Self::new(ProblemCode::Overloaded,
+    pub fn overloaded() -> Self {
+        Self::new(
+            ProblemCode::Overloaded,
             "the service is taking all the work the database can handle; retry after the indicated delay",
         )
-        .retry_after(retry_after_s)
     }
 
-    pub fn unavailable_for(retry_after_s: u32) -> Self {
-        Self::database_unavailable().retry_after(retry_after_s)
-    }
-
-    pub fn deadline_exceeded(retry_after_s: u32) -> Self {
+    pub fn deadline_exceeded() -> Self {
         Self::new(
             ProblemCode::DeadlineExceeded,
             "the request did not finish within its deadline; it is safe to retry",
         )
-        .retry_after(retry_after_s)
     }
 
     pub fn internal() -> Self {
@@ -187,6 +191,16 @@ impl IntoResponse for ApiError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Unavailable => ApiError::database_unavailable(),
+            Refusal::Overloaded => ApiError::overloaded(),
+            Refusal::DeadlineExceeded => ApiError::deadline_exceeded(),
+        }
     }
 }
 

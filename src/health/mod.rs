@@ -1,81 +1,64 @@
-//! The database health layer: the one place every database-bound request
-//! goes through. It knows the state of the link (`link.rs`, fed by the
-//! probe in `probe.rs` and by real-query failures), refuses work at once
-//! while the link is down, admits what the database can take
-//! (`admission.rs` over the adaptive limit in `limit.rs`), gives every
-//! admitted request a deadline, and after an outage lets the backlog back in
-//! from a small limit upwards.
+//! The database health layer: the one place every database-bound piece of
+//! work goes through, by one call, `Gate::run(priority, arrived, work)`. It
+//! knows the state of the link (`link.rs`, fed by the probe in `probe.rs`
+//! and by real work that failed), refuses work at once while the link is
+//! down, admits what the database can take (`slots.rs` over the adaptive
+//! limit in `limit.rs`), runs admitted work under its deadline, cuts it short
+//! when the link is declared down, learns from how it ended (`signal.rs`),
+//! after an outage lets the backlog back in from a small limit upwards, and
+//! is the one source of every database-related `Retry-After` (`refusal.rs`).
 
-pub mod admission;
 pub mod limit;
 pub mod link;
 mod probe;
+mod refusal;
+mod signal;
+mod slots;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HealthArgs;
 use crate::db::Database;
-use admission::{Admission, Load, Outcome, Permit, Priority, QueueBounds, Shed};
 use limit::Gradient;
 use link::{LinkMonitor, LinkSnapshot, LinkState, ProbeResult};
+pub use refusal::{Refusal, RetryAfter};
+pub use signal::{Judged, Signal};
+pub use slots::{Load, Priority};
+use slots::{Permit, QueueBounds, Shed, Slots};
 
 /// Refusals within this window count as "shedding" for readiness and status.
 const SHEDDING_WINDOW: Duration = Duration::from_secs(1);
-/// Retry-After for an overloaded service is spread over this many seconds.
-/// Short: overload passes in moments, and a till kept waiting longer than
-/// that leaves the queue empty (measured: 1-3 s cost a third of the goodput
-/// at twice the capacity).
-const OVERLOAD_RETRY_SPREAD_S: std::ops::RangeInclusive<u32> = 1..=2;
 
-/// Why a request was refused before it touched the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// The link to Postgres is down.
-    Unavailable { retry_after_s: u32 },
-    /// More work than the database can take right now.
-    Overloaded { retry_after_s: u32 },
-}
-
-/// An admitted request: its slot and deadline (none when the layer is off).
-pub struct Admitted {
+/// A slot held for one piece of work, with its deadline (none of either
+/// when the layer is off).
+struct Admitted {
     permit: Option<Permit>,
     deadline: Option<Instant>,
     /// Changes when the link is declared down.
     outages: Option<watch::Receiver<u64>>,
 }
 
-/// Why admitted work was cut short.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Interrupted {
-    /// The request's deadline passed.
-    DeadlineExceeded,
-    /// The link was declared down while it ran: a stalled link would hold
-    /// it until its deadline for nothing.
-    LinkDown,
-}
-
 impl Admitted {
-    /// Runs the admitted work until it ends, its deadline passes or the link
-    /// is declared down. Cutting it short drops its connection mid-query;
-    /// the pool's release check then closes it instead of reusing it, and
-    /// the client's retry is safe (batches are idempotent).
-    pub async fn run<F: Future>(&mut self, work: F) -> Result<F::Output, Interrupted> {
+    /// Runs the work until it ends, its deadline passes or the link is
+    /// declared down. Cutting it short drops its connection mid-query; the
+    /// pool's release check then closes it instead of reusing it.
+    async fn run<F: Future>(&mut self, work: F) -> Result<F::Output, Refusal> {
         let (Some(deadline), Some(outages)) = (self.deadline, self.outages.as_mut()) else {
             return Ok(work.await);
         };
         tokio::select! {
             done = tokio::time::timeout_at(deadline.into(), work) => {
-                done.map_err(|_| Interrupted::DeadlineExceeded)
+                done.map_err(|_| Refusal::DeadlineExceeded)
             }
-            Ok(()) = outages.changed() => Err(Interrupted::LinkDown),
+            // A stalled link would hold the work until its deadline for nothing.
+            Ok(()) = outages.changed() => Err(Refusal::Unavailable),
         }
     }
 }
@@ -106,7 +89,8 @@ pub struct Gate {
 struct Inner {
     settings: HealthArgs,
     link: LinkMonitor,
-    admission: Arc<Admission>,
+    slots: Arc<Slots>,
+    retry_after: RetryAfter,
     probe_wake: Arc<Notify>,
     /// Counts the times the link was declared down; admitted work watches it.
     outages: watch::Sender<u64>,
@@ -124,13 +108,14 @@ impl Gate {
         let limiter = Gradient::new(max_limit, min_limit, max_limit);
         let inner = Inner {
             link: LinkMonitor::new(settings.db_probe_failures, settings.db_degraded_latency),
-            admission: Admission::new(
+            slots: Slots::new(
                 limiter,
                 QueueBounds {
                     max_wait: settings.admission_queue_wait,
                     max_waiting: settings.admission_queue,
                 },
             ),
+            retry_after: RetryAfter::new(settings.retry_after_max),
             probe_wake: Arc::new(Notify::new()),
             outages: watch::Sender::new(0),
             settings,
@@ -168,14 +153,41 @@ impl Gate {
             // A token lookup is one indexed read; the shortest deadline is plenty.
             Priority::Auth | Priority::Ingest => s.ingest_deadline,
             Priority::Admin => s.admin_deadline,
-            Priority::Report => s.report_deadline,
+            Priority::Report | Priority::Background => s.report_deadline,
         }
     }
 
-    /// Admits a request of this priority that arrived at `arrived` (its
-    /// deadline counts from then, so the steps of one request share it), or
-    /// says at once why not.
-    pub async fn admit(&self, priority: Priority, arrived: Instant) -> Result<Admitted, Refusal> {
+    /// Runs database-bound work: admits it at `priority` (or refuses it at
+    /// once), runs it under the deadline that counts from `arrived` (so the
+    /// steps of one request, token lookup then its own work, share one),
+    /// cuts it short if the link is declared down meanwhile, and learns from
+    /// how it ended. The work's own result comes back untouched; `Err` only
+    /// says why it was not done or not finished.
+    pub async fn run<F>(
+        &self,
+        priority: Priority,
+        arrived: Instant,
+        work: F,
+    ) -> Result<F::Output, Refusal>
+    where
+        F: Future,
+        F::Output: Judged,
+    {
+        let mut admitted = self.admit(priority, arrived).await?;
+        let started = Instant::now();
+        let result = admitted.run(work).await;
+        // The time the work held a slot: the latency the limit reacts to.
+        metrics::histogram!("tillsync_db_query_seconds", "priority" => priority.as_str())
+            .record(started.elapsed().as_secs_f64());
+        let signal = match &result {
+            Ok(output) => output.signal(),
+            Err(_) => Signal::LinkFailure,
+        };
+        self.finish(admitted, priority, signal);
+        result
+    }
+
+    async fn admit(&self, priority: Priority, arrived: Instant) -> Result<Admitted, Refusal> {
         if !self.enabled() {
             return Ok(Admitted {
                 permit: None,
@@ -184,49 +196,55 @@ impl Gate {
             });
         }
         if self.inner.link.state() == LinkState::Unavailable {
-            metrics::counter!("tillsync_requests_shed_total", "reason" => "database_unavailable", "priority" => priority.as_str()).increment(1);
-            return Err(Refusal::Unavailable {
-                retry_after_s: self.unavailable_retry_after(),
-            });
+            count_shed("database_unavailable", priority);
+            return Err(Refusal::Unavailable);
         }
         let deadline = arrived + self.deadline_for(priority);
         let outages = self.inner.outages.subscribe();
-        match self.inner.admission.acquire(priority, deadline).await {
+        match self.inner.slots.acquire(priority, deadline).await {
             Ok(permit) => Ok(Admitted {
                 permit: Some(permit),
                 deadline: Some(deadline),
                 outages: Some(outages),
             }),
-            Err(shed) => {
-                let reason = match shed {
-                    Shed::QueueFull => "overloaded",
-                    Shed::Expired => "expired_in_queue",
-                    Shed::LinkDown => "database_unavailable",
-                };
-                metrics::counter!("tillsync_requests_shed_total", "reason" => reason, "priority" => priority.as_str()).increment(1);
-                Err(match shed {
-                    Shed::LinkDown => Refusal::Unavailable {
-                        retry_after_s: self.unavailable_retry_after(),
-                    },
-                    Shed::QueueFull | Shed::Expired => Refusal::Overloaded {
-                        retry_after_s: rand::rng().random_range(OVERLOAD_RETRY_SPREAD_S),
-                    },
-                })
+            Err(Shed::QueueFull) => {
+                count_shed("overloaded", priority);
+                Err(Refusal::Overloaded)
+            }
+            Err(Shed::Expired) => {
+                count_shed("expired_in_queue", priority);
+                Err(Refusal::Overloaded)
+            }
+            Err(Shed::LinkDown) => {
+                count_shed("database_unavailable", priority);
+                Err(Refusal::Unavailable)
             }
         }
     }
 
-    /// Records how an admitted request ended. A link failure also wakes the
-    /// probe so an outage is confirmed (or ruled out) without waiting.
-    pub fn finish(&self, mut admitted: Admitted, outcome: Outcome, link_failure: bool) {
+    /// Frees the slot, teaching the limit what the work said; a link
+    /// failure also wakes the probe, so an outage is confirmed (or ruled
+    /// out) without waiting for it. Work of a priority kept out of learning
+    /// teaches neither (its slot is freed all the same).
+    fn finish(&self, mut admitted: Admitted, priority: Priority, signal: Signal) {
+        let signal = if priority.learned_from() {
+            signal
+        } else {
+            Signal::Silent
+        };
         if let Some(permit) = admitted.permit.as_mut() {
-            permit.set_outcome(outcome);
+            permit.set_signal(signal);
         }
         drop(admitted);
-        if link_failure && self.enabled() {
+        if signal == Signal::LinkFailure && self.enabled() {
             self.inner.link.record_query_failure();
             self.inner.probe_wake.notify_one();
         }
+    }
+
+    /// How long a client refused for this reason should wait, in seconds.
+    pub fn retry_after(&self, refusal: Refusal) -> u32 {
+        self.inner.retry_after.seconds(refusal)
     }
 
     fn observe_probe(&self, result: &ProbeResult) {
@@ -242,20 +260,13 @@ impl Gate {
                 // Nothing waiting or running will get an answer from the
                 // database soon: answer it now.
                 self.inner.outages.send_modify(|n| *n += 1);
-                self.inner.admission.refuse_waiting();
+                self.inner.slots.refuse_waiting();
             }
             if probe::is_recovery(change.from, change.to) {
                 // The backlog comes back in from the bottom of the limit.
-                self.inner.admission.restart();
+                self.inner.slots.restart();
             }
         }
-    }
-
-    /// Spread over [2 s, retry-after-max] so a fleet told to wait does not
-    /// come back in one wave.
-    fn unavailable_retry_after(&self) -> u32 {
-        let max = self.inner.settings.retry_after_max.as_secs().max(2) as u32;
-        rand::rng().random_range(2..=max)
     }
 
     pub fn link(&self) -> LinkSnapshot {
@@ -263,11 +274,11 @@ impl Gate {
     }
 
     pub fn load(&self) -> Load {
-        self.inner.admission.load()
+        self.inner.slots.load()
     }
 
     pub fn shedding(&self) -> bool {
-        self.inner.admission.shed_within(SHEDDING_WINDOW)
+        self.inner.slots.shed_within(SHEDDING_WINDOW)
     }
 
     /// What tills' status lights should show, and since when.
@@ -294,7 +305,121 @@ impl Gate {
         }
     }
 
+    /// The wait to advertise while the database is unavailable.
     pub fn retry_after_hint(&self) -> u32 {
-        self.unavailable_retry_after()
+        self.retry_after(Refusal::Unavailable)
+    }
+}
+
+fn count_shed(reason: &'static str, priority: Priority) {
+    metrics::counter!("tillsync_requests_shed_total", "reason" => reason, "priority" => priority.as_str())
+        .increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::db::DbError;
+
+    #[derive(Parser)]
+    struct Settings {
+        #[command(flatten)]
+        health: HealthArgs,
+    }
+
+    /// A gate over a pool of 10, with these health settings on top of the defaults.
+    fn gate(flags: &[&str]) -> Gate {
+        let argv = std::iter::once("test").chain(flags.iter().copied());
+        Gate::new(Settings::parse_from(argv).health, 10)
+    }
+
+    fn contended() -> Result<(), DbError> {
+        Err(DbError::Contention(sqlx::Error::Protocol(
+            "collided".into(),
+        )))
+    }
+
+    #[tokio::test]
+    async fn work_comes_back_untouched_and_its_failures_shrink_the_limit() {
+        let gate = gate(&[]);
+        let limit = gate.load().limit;
+        let answer = gate.run(Priority::Ingest, Instant::now(), async {
+            Ok::<_, DbError>(7)
+        });
+        assert_eq!(answer.await.unwrap().unwrap(), 7);
+        let failed = gate.run(Priority::Report, Instant::now(), async { contended() });
+        assert!(failed.await.unwrap().is_err());
+        assert!(
+            gate.load().limit < limit,
+            "a contended report teaches the limit"
+        );
+        assert_eq!(gate.load().in_flight, 0);
+    }
+
+    #[tokio::test]
+    async fn background_work_teaches_the_limit_and_the_link_nothing() {
+        let gate = gate(&[]);
+        let limit = gate.load().limit;
+        let unavailable =
+            || async { Err::<(), _>(DbError::Unavailable(sqlx::Error::PoolTimedOut)) };
+        for _ in 0..3 {
+            let failed = gate.run(Priority::Background, Instant::now(), unavailable());
+            assert!(failed.await.unwrap().is_err());
+        }
+        assert_eq!(gate.load().limit, limit);
+        assert_eq!(gate.link().state, LinkState::Ok);
+        // The same failure from a request marks the link degraded.
+        let failed = gate.run(Priority::Ingest, Instant::now(), unavailable());
+        assert!(failed.await.unwrap().is_err());
+        assert_eq!(gate.link().state, LinkState::Degraded);
+    }
+
+    #[tokio::test]
+    async fn while_the_link_is_down_work_is_refused_without_running() {
+        let gate = gate(&["--db-probe-failures", "1"]);
+        gate.observe_probe(&ProbeResult::Failed("refused".into()));
+        let ran = AtomicBool::new(false);
+        let work = async {
+            ran.store(true, Ordering::SeqCst);
+            Ok::<_, DbError>(())
+        };
+        let refused = gate.run(Priority::Ingest, Instant::now(), work).await;
+        assert_eq!(refused.err(), Some(Refusal::Unavailable));
+        assert!(!ran.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn work_past_its_deadline_is_cut_short_and_counted_from_arrival() {
+        let gate = gate(&["--ingest-deadline", "200ms"]);
+        // Arrived 150 ms ago: 50 ms are left of its deadline.
+        let arrived = Instant::now() - Duration::from_millis(150);
+        let started = Instant::now();
+        let slow = tokio::time::sleep(Duration::from_secs(5));
+        let cut = gate
+            .run(Priority::Ingest, arrived, async {
+                slow.await;
+                Ok::<_, DbError>(())
+            })
+            .await;
+        assert_eq!(cut.err(), Some(Refusal::DeadlineExceeded));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(gate.load().in_flight, 0);
+    }
+
+    #[tokio::test]
+    async fn with_the_layer_off_work_runs_unbounded_and_unjudged() {
+        let gate = gate(&["--health-layer", "off", "--ingest-deadline", "10ms"]);
+        let done = gate
+            .run(Priority::Ingest, Instant::now(), async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                contended()
+            })
+            .await;
+        assert!(done.unwrap().is_err());
+        assert_eq!(gate.load().limit, 10);
     }
 }

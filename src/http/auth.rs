@@ -26,13 +26,11 @@ use moka::sync::Cache;
 use uuid::Uuid;
 
 use super::AppState;
-use super::admission::refusal_response;
-use super::observe::Arrived;
+use super::arrival::Arrived;
 use crate::db::{Database, DbError, tenancy};
 use crate::domain::token::{self, PresentedToken, TokenHash, TokenKind};
 use crate::error::{ApiError, ProblemCode};
-use crate::health::Gate;
-use crate::health::admission::{Outcome, Priority};
+use crate::health::{Gate, Priority};
 use crate::ingest::Pusher;
 
 /// Enough entries for every till of a large fleet; each is a few hundred bytes.
@@ -74,57 +72,49 @@ impl Authenticator {
         &self,
         headers: &HeaderMap,
         arrived: Instant,
-    ) -> Result<Principal, Response> {
+    ) -> Result<Principal, ApiError> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(bearer_credentials)
             .and_then(token::parse)
-            .ok_or_else(|| ApiError::unauthorized().into_response())?;
+            .ok_or_else(ApiError::unauthorized)?;
         if let Some(principal) = self.cache.get(&presented.hash) {
             return Ok(principal);
         }
-        let mut admitted = match self.gate.admit(Priority::Auth, arrived).await {
-            Ok(admitted) => admitted,
-            Err(refusal) => {
-                return self
-                    .last_known(&presented.hash)
-                    .ok_or_else(|| refusal_response(refusal));
-            }
-        };
-        let found = admitted
-            .run(self.look_up(&presented))
-            .await
-            .unwrap_or_else(|_| Err(DbError::Unavailable(sqlx::Error::PoolTimedOut)));
-        let link_failure = matches!(found, Err(DbError::Unavailable(_)));
-        let outcome = if found.is_ok() {
-            Outcome::Success
-        } else {
-            Outcome::Failure
-        };
-        self.gate.finish(admitted, outcome, link_failure);
-
+        let found = self
+            .gate
+            .run(Priority::Auth, arrived, self.look_up(&presented))
+            .await;
         let principal = match found {
-            Ok(Some(principal)) => principal,
-            Ok(None) => return Err(ApiError::unauthorized().into_response()),
-            Err(e @ DbError::Unavailable(_)) => {
-                return self
-                    .last_known(&presented.hash)
-                    .ok_or_else(|| ApiError::from(e).into_response());
+            Ok(Ok(Some(principal))) => principal,
+            Ok(Ok(None)) => return Err(ApiError::unauthorized()),
+            // The database cannot be asked: a token seen valid lately still
+            // counts, so dashboards get their last good reports.
+            Err(refusal) => return self.last_known_or(&presented.hash, || refusal.into()),
+            Ok(Err(e @ DbError::Unavailable(_))) => {
+                return self.last_known_or(&presented.hash, || e.into());
             }
-            Err(e) => return Err(ApiError::from(e).into_response()),
+            Ok(Err(e)) => return Err(e.into()),
         };
         self.cache.insert(presented.hash, principal.clone());
         self.last_known.insert(presented.hash, principal.clone());
         Ok(principal)
     }
 
-    fn last_known(&self, hash: &TokenHash) -> Option<Principal> {
-        let principal = self.last_known.get(hash);
-        if principal.is_some() {
-            tracing::debug!("database unavailable: recognised a recently seen token");
+    /// The principal of a token seen valid lately, or `unusable()` as the answer.
+    fn last_known_or(
+        &self,
+        hash: &TokenHash,
+        unusable: impl FnOnce() -> ApiError,
+    ) -> Result<Principal, ApiError> {
+        match self.last_known.get(hash) {
+            Some(principal) => {
+                tracing::debug!("database unavailable: recognised a recently seen token");
+                Ok(principal)
+            }
+            None => Err(unusable()),
         }
-        principal
     }
 
     async fn look_up(&self, presented: &PresentedToken) -> Result<Option<Principal>, DbError> {
@@ -184,7 +174,7 @@ pub async fn authenticate(
             request.extensions_mut().insert(principal);
             next.run(request).await
         }
-        Err(response) => response,
+        Err(error) => error.into_response(),
     }
 }
 

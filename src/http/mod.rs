@@ -2,14 +2,15 @@
 //! One file per resource below; handlers stay short and call domain, ingest
 //! and db code.
 //!
-//! A request to a database-bound route passes, in this order: request id
-//! and trace -> metrics -> auth -> (terminals) rate limit -> admission
-//! (health layer: fail fast, concurrency limit, deadline) -> handler ->
-//! repository -> Postgres. Operations routes (`/healthz`, `/readyz`,
+//! A request to a database-bound route passes, in this order: arrival stamp
+//! -> request id and trace -> metrics -> Retry-After advice -> auth ->
+//! (terminals) rate limit -> admission (the health layer's `Gate::run`: fail
+//! fast, concurrency limit, deadline) -> handler -> repository -> Postgres. Operations routes (`/healthz`, `/readyz`,
 //! `/v1/status`, `/metrics`, the `/status` page) skip auth and admission:
 //! they must answer while the database does not.
 
 mod admission;
+mod arrival;
 pub mod auth;
 mod batches;
 mod conflicts;
@@ -21,6 +22,7 @@ mod ops;
 mod params;
 mod ratelimit;
 mod reports;
+mod retry_after;
 mod sales;
 mod status_page;
 mod stores;
@@ -133,16 +135,19 @@ pub fn router(state: AppState) -> Router {
         .merge(operations)
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
-        .with_state(state);
+        .with_state(state.clone());
 
-    // Outermost first: each request gets an id (the client's, or a new
-    // UUID) before anything logs, the trace span carries it and one line is
-    // logged per answer, the id goes back to the client, every answer
-    // (refusals included) is counted and timed, a panic becomes a problem
-    // document instead of a dropped connection, and bodies are capped before
-    // any handler buffers them.
+    // Outermost first: the arrival is stamped before anything can make the
+    // request wait (deadlines count from it), each request gets an id (the
+    // client's, or a new UUID) before anything logs, the trace span carries
+    // it and one line is logged per answer, the id goes back to the client,
+    // every answer (refusals included) is counted and timed, every
+    // database-related 503 gets its Retry-After from the health layer, a
+    // panic becomes a problem document instead of a dropped connection, and
+    // bodies are capped before any handler buffers them.
     routes.layer(
         ServiceBuilder::new()
+            .layer(axum::middleware::from_fn(arrival::stamp))
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
             .layer(
                 TraceLayer::new_for_http()
@@ -154,6 +159,7 @@ pub fn router(state: AppState) -> Router {
             )
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(axum::middleware::from_fn(observe::count_and_time))
+            .layer(from_fn_with_state(state, retry_after::advise))
             .layer(CatchPanicLayer::custom(|_| {
                 tracing::error!("handler panicked");
                 axum::response::IntoResponse::into_response(ApiError::internal())

@@ -5,43 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use std::convert::Infallible;
-
-use axum::extract::{FromRequestParts, MatchedPath, Request};
+use axum::extract::{MatchedPath, Request};
 use axum::http;
-use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Span;
 
 use super::REQUEST_ID;
-
-/// When the request arrived: its deadline counts from here, so the steps
-/// of one request (token lookup, then its own work) share one deadline
-/// instead of each starting a new one.
-#[derive(Debug, Clone, Copy)]
-pub struct Arrived(pub Instant);
-
-impl Arrived {
-    pub fn of<B>(request: &http::Request<B>) -> Instant {
-        request
-            .extensions()
-            .get::<Arrived>()
-            .map_or_else(Instant::now, |a| a.0)
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Arrived {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
-        Ok(parts
-            .extensions
-            .get::<Arrived>()
-            .copied()
-            .unwrap_or_else(|| Arrived(Instant::now())))
-    }
-}
 
 /// Label and field value for requests that matched no route.
 const UNMATCHED: &str = "unmatched";
@@ -81,11 +51,10 @@ pub fn log_response<B>(response: &http::Response<B>, latency: Duration, _span: &
     tracing::info!(status, duration_ms, "answered {status} in {duration_ms} ms");
 }
 
-pub async fn count_and_time(mut request: Request, next: Next) -> Response {
+pub async fn count_and_time(request: Request, next: Next) -> Response {
     let route = route(&request).to_owned();
     let method = request.method().as_str().to_owned();
     let started = Instant::now();
-    request.extensions_mut().insert(Arrived(started));
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
     metrics::counter!("tillsync_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status).increment(1);

@@ -1,7 +1,7 @@
 //! `GET /v1/reports/totals`: totals per group and currency from the totals
 //! tables, with how complete they are.
 //!
-//! This handler asks the health layer for admission itself (at report
+//! This handler runs its work through the health layer itself (at report
 //! priority) instead of behind the route layer: when the database cannot
 //! answer (link down, overloaded, deadline passed) it serves the last good
 //! copy of the same query, marked `Warning: 110 - "Response is Stale"` with
@@ -21,16 +21,14 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::AppState;
-use super::admission::{interrupted_error, refusal_error};
+use super::arrival::Arrived;
 use super::auth::MerchantAdmin;
 use super::extract::QueryParams;
-use super::observe::Arrived;
 use super::params;
 use crate::db::DbError;
 use crate::db::reports::{self, Completeness, Scope, TotalsRow};
 use crate::error::{ApiError, ProblemCode};
-use crate::health::Refusal;
-use crate::health::admission::{Outcome, Priority};
+use crate::health::{Judged, Priority, Signal};
 
 /// Longest range one request may add up.
 const MAX_RANGE_DAYS: i64 = 366;
@@ -231,10 +229,26 @@ fn row_view(row: TotalsRow, group_by: GroupBy) -> Value {
 
 /// Why no fresh answer could be made.
 enum Failure {
-    /// Worth a stale copy: the database could not be used.
+    /// The database could not be used (link, load, deadline): worth a
+    /// stale copy.
     Unusable(ApiError),
     /// The request itself is wrong (404, 400): no copy helps.
     Request(ApiError),
+}
+
+/// Why computing a report failed, for the health layer to judge.
+enum ComputeError {
+    Db(DbError),
+    Request(ApiError),
+}
+
+impl Judged for ComputeError {
+    fn signal(&self) -> Signal {
+        match self {
+            ComputeError::Db(e) => e.signal(),
+            ComputeError::Request(_) => Signal::Healthy,
+        }
+    }
 }
 
 pub async fn totals(
@@ -264,42 +278,33 @@ pub async fn totals(
     }
 }
 
+/// This handler goes through the health layer itself (not behind the route
+/// layer) so that a refusal can still be answered from a stale copy.
 async fn fresh(
     state: &AppState,
     request: &TotalsRequest,
     arrived: Instant,
 ) -> Result<Bytes, Failure> {
-    let mut admitted = state
+    let computed = state
         .gate
-        .admit(Priority::Report, arrived)
-        .await
-        .map_err(|refusal: Refusal| Failure::Unusable(refusal_error(refusal)))?;
-    let result = admitted
-        .run(compute(state, request))
-        .await
-        .unwrap_or_else(|interrupted| {
-            Err(Failure::Unusable(interrupted_error(state, interrupted)))
-        });
-    let (outcome, link_failure) = match &result {
-        Ok(_) | Err(Failure::Request(_)) => (Outcome::Success, false),
-        Err(Failure::Unusable(_)) => (Outcome::Failure, true),
-    };
-    state.gate.finish(admitted, outcome, link_failure);
-    result
-}
-
-fn unusable(e: DbError) -> Failure {
-    match e {
-        DbError::Unavailable(_) | DbError::Contention(_) => Failure::Unusable(ApiError::from(e)),
-        DbError::Other(_) => Failure::Request(ApiError::from(e)),
+        .run(Priority::Report, arrived, compute(state, request))
+        .await;
+    match computed {
+        Ok(Ok(body)) => Ok(body),
+        Err(refusal) => Err(Failure::Unusable(refusal.into())),
+        Ok(Err(ComputeError::Request(e))) => Err(Failure::Request(e)),
+        Ok(Err(ComputeError::Db(e))) => Err(match e {
+            DbError::Unavailable(_) | DbError::Contention(_) => Failure::Unusable(e.into()),
+            DbError::Other(_) => Failure::Request(e.into()),
+        }),
     }
 }
 
-async fn compute(state: &AppState, request: &TotalsRequest) -> Result<Bytes, Failure> {
+async fn compute(state: &AppState, request: &TotalsRequest) -> Result<Bytes, ComputeError> {
     let scope = &request.scope;
     let mut conn = reports::read_transaction(&state.db)
         .await
-        .map_err(unusable)?;
+        .map_err(ComputeError::Db)?;
     params::check_owned(
         &mut conn,
         scope.merchant_id,
@@ -307,7 +312,7 @@ async fn compute(state: &AppState, request: &TotalsRequest) -> Result<Bytes, Fai
         scope.terminal_id,
     )
     .await
-    .map_err(Failure::Request)?;
+    .map_err(ComputeError::Request)?;
     let rows = match request.group_by {
         GroupBy::Hour => reports::hourly_totals(&mut conn, scope).await,
         GroupBy::Tender => reports::tender_totals(&mut conn, scope).await,
@@ -318,10 +323,10 @@ async fn compute(state: &AppState, request: &TotalsRequest) -> Result<Bytes, Fai
         // Without a terminal in the question, a row per store and day is enough.
         other => reports::store_totals(&mut conn, scope, other.as_str()).await,
     }
-    .map_err(unusable)?;
+    .map_err(ComputeError::Db)?;
     let completeness = reports::completeness(&mut conn, scope)
         .await
-        .map_err(unusable)?;
+        .map_err(ComputeError::Db)?;
     let report = TotalsReport {
         from: scope.from,
         to: scope.to,

@@ -298,3 +298,33 @@ async fn a_till_over_its_rate_limit_gets_429_with_retry_after() {
         StatusCode::OK
     );
 }
+
+/// A 503 from a query that failed on a broken link (not a refusal by the
+/// gate: the layer is off here) takes its Retry-After from the same source
+/// as the gate's refusals, so `TILLSYNC_RETRY_AFTER_MAX` bounds it too.
+#[tokio::test]
+async fn a_query_that_fails_on_a_broken_link_advises_a_wait_within_the_configured_maximum() {
+    let (app, proxy) =
+        spawn_app_behind_proxy(&["--health-layer", "off", "--retry-after-max", "3s"]).await;
+    let till = app.create_till().await;
+    app.push_ok(&till, &[sale(1)]).await;
+
+    proxy.set(Fault::Reset);
+    let mut retry_afters = HashSet::new();
+    for seq in 2..12 {
+        let response = app.push(&till, Uuid::new_v4(), &[sale(seq)]).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let retry_after: u32 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "database_unavailable");
+        retry_afters.insert(retry_after);
+    }
+    assert!(
+        retry_afters.iter().all(|s| (2..=3).contains(s)),
+        "Retry-After outside 2-3 s: {retry_afters:?}"
+    );
+}

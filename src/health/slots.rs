@@ -1,6 +1,6 @@
-//! Admission control in front of the pool: at most `limit` database-bound
-//! requests run at once (the limit adapts, see `limit.rs`); more may wait in
-//! a queue, ingest ahead of admin ahead of reports, as long as their
+//! The slots in front of the pool: at most `limit` database-bound
+//! operations run at once (the limit adapts, see `limit.rs`); more may wait in
+//! a queue, ingest ahead of admin ahead of reports and background work, as long as their
 //! expected wait is short; everything else is refused at once, so an
 //! overloaded service answers fast instead of queueing until every deadline
 //! has passed.
@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::limit::Gradient;
+use super::signal::Signal;
 
 /// What a request is for; earlier variants are served first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -39,6 +40,10 @@ pub enum Priority {
     Admin = 2,
     /// Dashboards reading reports.
     Report = 3,
+    /// The service's own maintenance (folding store totals, purging stored
+    /// responses). Served last, and never learned from: its run time is not
+    /// a request's latency, and its failures may be its own.
+    Background = 4,
 }
 
 impl Priority {
@@ -48,7 +53,13 @@ impl Priority {
             Priority::Ingest => "ingest",
             Priority::Admin => "admin",
             Priority::Report => "report",
+            Priority::Background => "background",
         }
+    }
+
+    /// Whether the limit learns from work of this priority.
+    pub fn learned_from(self) -> bool {
+        self != Priority::Background
     }
 
     /// The share of the queue (its places and its wait) this priority may use.
@@ -56,7 +67,7 @@ impl Priority {
         match self {
             Priority::Auth | Priority::Ingest => 1.0,
             Priority::Admin => 0.75,
-            Priority::Report => 0.5,
+            Priority::Report | Priority::Background => 0.5,
         }
     }
 }
@@ -91,16 +102,6 @@ enum Turn {
     LinkDown,
 }
 
-/// How an admitted operation ended, for the limit to learn from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Success,
-    /// Timed out or hit link trouble: the database is struggling.
-    Failure,
-    /// Ended in a way that says nothing about the database (client error).
-    Ignore,
-}
-
 /// A snapshot for metrics and readiness.
 #[derive(Debug, Clone, Copy)]
 pub struct Load {
@@ -109,7 +110,7 @@ pub struct Load {
     pub queued: usize,
 }
 
-pub struct Admission {
+pub struct Slots {
     state: Mutex<State>,
     bounds: QueueBounds,
 }
@@ -117,7 +118,7 @@ pub struct Admission {
 struct State {
     limiter: Gradient,
     in_flight: usize,
-    queues: [VecDeque<Waiter>; 4],
+    queues: [VecDeque<Waiter>; 5],
     next_waiter_id: u64,
     last_shed: Option<Instant>,
 }
@@ -181,7 +182,7 @@ impl State {
     }
 }
 
-impl Admission {
+impl Slots {
     pub fn new(limiter: Gradient, bounds: QueueBounds) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
@@ -224,7 +225,7 @@ impl Admission {
             (id, admitted)
         };
         let mut waiting = Waiting {
-            admission: self,
+            slots: self,
             id,
             turn: admitted,
             answered: false,
@@ -247,9 +248,9 @@ impl Admission {
 
     fn permit(self: &Arc<Self>) -> Permit {
         Permit {
-            admission: self.clone(),
+            slots: self.clone(),
             started: Instant::now(),
-            outcome: Outcome::Ignore,
+            signal: Signal::Silent,
         }
     }
 
@@ -296,7 +297,7 @@ impl Admission {
 /// test's drain), every slot was held by nobody and every request waited
 /// out its deadline.
 struct Waiting<'a> {
-    admission: &'a Admission,
+    slots: &'a Slots,
     id: u64,
     turn: oneshot::Receiver<Turn>,
     answered: bool,
@@ -307,7 +308,7 @@ impl Drop for Waiting<'_> {
         if self.answered {
             return;
         }
-        let mut state = self.admission.lock();
+        let mut state = self.slots.lock();
         // Under the lock a waiter is either still queued or was already sent
         // its turn (the receiver is alive here, so sending cannot have failed).
         if !state.remove_waiter(self.id) && matches!(self.turn.try_recv(), Ok(Turn::Admitted)) {
@@ -317,27 +318,28 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// A running admitted operation; dropping it frees the slot.
+/// A running admitted operation; dropping it frees the slot, and the limit
+/// learns from the signal it was given (none unless set).
 pub struct Permit {
-    admission: Arc<Admission>,
+    slots: Arc<Slots>,
     started: Instant,
-    outcome: Outcome,
+    signal: Signal,
 }
 
 impl Permit {
-    pub fn set_outcome(&mut self, outcome: Outcome) {
-        self.outcome = outcome;
+    pub fn set_signal(&mut self, signal: Signal) {
+        self.signal = signal;
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let mut state = self.admission.lock();
+        let mut state = self.slots.lock();
         let in_flight = state.in_flight;
-        match self.outcome {
-            Outcome::Success => state.limiter.on_success(self.started.elapsed(), in_flight),
-            Outcome::Failure => state.limiter.on_failure(),
-            Outcome::Ignore => {}
+        match self.signal {
+            Signal::Healthy => state.limiter.on_success(self.started.elapsed(), in_flight),
+            Signal::Contended | Signal::LinkFailure => state.limiter.on_failure(),
+            Signal::Silent => {}
         }
         state.in_flight -= 1;
         state.fill();
@@ -361,45 +363,45 @@ mod tests {
     }
 
     fn queue_in_background(
-        admission: &Arc<Admission>,
+        slots: &Arc<Slots>,
         priority: Priority,
     ) -> tokio::task::JoinHandle<Result<(), Shed>> {
-        let admission = admission.clone();
-        tokio::spawn(async move { admission.acquire(priority, soon()).await.map(|_| ()) })
+        let slots = slots.clone();
+        tokio::spawn(async move { slots.acquire(priority, soon()).await.map(|_| ()) })
     }
 
-    async fn until_queued(admission: &Admission, n: usize) {
-        while admission.load().queued < n {
+    async fn until_queued(slots: &Slots, n: usize) {
+        while slots.load().queued < n {
             tokio::task::yield_now().await;
         }
     }
 
     #[tokio::test]
     async fn within_the_limit_requests_are_admitted_at_once() {
-        let admission = Admission::new(Gradient::new(2, 2, 2), places(4));
-        let a = admission.acquire(Priority::Report, soon()).await.unwrap();
-        let _b = admission.acquire(Priority::Report, soon()).await.unwrap();
-        assert_eq!(admission.load().in_flight, 2);
+        let slots = Slots::new(Gradient::new(2, 2, 2), places(4));
+        let a = slots.acquire(Priority::Report, soon()).await.unwrap();
+        let _b = slots.acquire(Priority::Report, soon()).await.unwrap();
+        assert_eq!(slots.load().in_flight, 2);
         drop(a);
-        assert_eq!(admission.load().in_flight, 1);
+        assert_eq!(slots.load().in_flight, 1);
     }
 
     #[tokio::test]
     async fn a_full_queue_refuses_at_once_and_reports_get_less_of_it() {
-        let admission = Admission::new(Gradient::new(1, 1, 1), places(4));
-        let running = admission.acquire(Priority::Ingest, soon()).await.unwrap();
+        let slots = Slots::new(Gradient::new(1, 1, 1), places(4));
+        let running = slots.acquire(Priority::Ingest, soon()).await.unwrap();
         let waiting = [
-            queue_in_background(&admission, Priority::Report),
-            queue_in_background(&admission, Priority::Report),
+            queue_in_background(&slots, Priority::Report),
+            queue_in_background(&slots, Priority::Report),
         ];
-        until_queued(&admission, 2).await;
+        until_queued(&slots, 2).await;
         // Reports may use half of the queue: it is theirs no more.
-        let refused = admission.acquire(Priority::Report, soon()).await;
+        let refused = slots.acquire(Priority::Report, soon()).await;
         assert_eq!(refused.err(), Some(Shed::QueueFull));
-        assert!(admission.shed_within(Duration::from_secs(1)));
+        assert!(slots.shed_within(Duration::from_secs(1)));
         // Ingest still finds room.
-        let ingest = queue_in_background(&admission, Priority::Ingest);
-        until_queued(&admission, 3).await;
+        let ingest = queue_in_background(&slots, Priority::Ingest);
+        until_queued(&slots, 3).await;
         drop(running);
         // The freed slot goes to ingest, queued last but more important.
         assert_eq!(ingest.await.unwrap(), Ok(()));
@@ -417,17 +419,17 @@ mod tests {
             max_wait: Duration::from_millis(100),
             max_waiting: 1000,
         };
-        let admission = Admission::new(limiter, bounds);
-        let running = admission.acquire(Priority::Ingest, soon()).await.unwrap();
-        let first = queue_in_background(&admission, Priority::Ingest);
-        until_queued(&admission, 1).await;
+        let slots = Slots::new(limiter, bounds);
+        let running = slots.acquire(Priority::Ingest, soon()).await.unwrap();
+        let first = queue_in_background(&slots, Priority::Ingest);
+        until_queued(&slots, 1).await;
         // A report would wait 80 ms, beyond its half of the 100 ms.
-        let report = admission.acquire(Priority::Report, soon()).await;
+        let report = slots.acquire(Priority::Report, soon()).await;
         assert_eq!(report.err(), Some(Shed::QueueFull));
         // A second push would wait 80 ms: within; a third 120 ms: refused at once.
-        let second = queue_in_background(&admission, Priority::Ingest);
-        until_queued(&admission, 2).await;
-        let third = admission.acquire(Priority::Ingest, soon()).await;
+        let second = queue_in_background(&slots, Priority::Ingest);
+        until_queued(&slots, 2).await;
+        let third = slots.acquire(Priority::Ingest, soon()).await;
         assert_eq!(third.err(), Some(Shed::QueueFull));
         drop(running);
         assert_eq!(first.await.unwrap(), Ok(()));
@@ -436,33 +438,33 @@ mod tests {
 
     #[tokio::test]
     async fn when_the_link_goes_down_every_waiter_is_answered_at_once() {
-        let admission = Admission::new(Gradient::new(1, 1, 1), places(4));
-        let running = admission.acquire(Priority::Ingest, soon()).await.unwrap();
+        let slots = Slots::new(Gradient::new(1, 1, 1), places(4));
+        let running = slots.acquire(Priority::Ingest, soon()).await.unwrap();
         let waiting = [
-            queue_in_background(&admission, Priority::Ingest),
-            queue_in_background(&admission, Priority::Report),
+            queue_in_background(&slots, Priority::Ingest),
+            queue_in_background(&slots, Priority::Report),
         ];
-        until_queued(&admission, 2).await;
-        admission.refuse_waiting();
+        until_queued(&slots, 2).await;
+        slots.refuse_waiting();
         for waiter in waiting {
             assert_eq!(waiter.await.unwrap(), Err(Shed::LinkDown));
         }
-        assert_eq!(admission.load().queued, 0);
+        assert_eq!(slots.load().queued, 0);
         drop(running);
-        assert_eq!(admission.load().in_flight, 0);
+        assert_eq!(slots.load().in_flight, 0);
     }
 
     #[tokio::test]
     async fn a_waiter_whose_deadline_passes_is_dropped() {
-        let admission = Admission::new(Gradient::new(1, 1, 1), places(4));
-        let running = admission.acquire(Priority::Ingest, soon()).await.unwrap();
-        let late = admission
+        let slots = Slots::new(Gradient::new(1, 1, 1), places(4));
+        let running = slots.acquire(Priority::Ingest, soon()).await.unwrap();
+        let late = slots
             .acquire(Priority::Ingest, Instant::now() + Duration::from_millis(50))
             .await;
         assert_eq!(late.err(), Some(Shed::Expired));
-        assert_eq!(admission.load().queued, 0);
+        assert_eq!(slots.load().queued, 0);
         drop(running);
-        assert_eq!(admission.load().in_flight, 0);
+        assert_eq!(slots.load().in_flight, 0);
     }
 
     /// A request abandoned after it was handed a slot but before it took
@@ -470,24 +472,24 @@ mod tests {
     #[tokio::test]
     async fn an_abandoned_waiter_gives_back_the_slot_it_was_handed() {
         use futures::FutureExt;
-        let admission = Admission::new(Gradient::new(1, 1, 1), places(4));
-        let running = admission.acquire(Priority::Ingest, soon()).await.unwrap();
-        let mut abandoned = Box::pin(admission.acquire(Priority::Ingest, soon()));
+        let slots = Slots::new(Gradient::new(1, 1, 1), places(4));
+        let running = slots.acquire(Priority::Ingest, soon()).await.unwrap();
+        let mut abandoned = Box::pin(slots.acquire(Priority::Ingest, soon()));
         assert!((&mut abandoned).now_or_never().is_none(), "queued");
-        assert_eq!(admission.load().queued, 1);
+        assert_eq!(slots.load().queued, 1);
         // The slot is handed to the waiter, which never looks again.
         drop(running);
-        assert_eq!(admission.load().in_flight, 1);
+        assert_eq!(slots.load().in_flight, 1);
         drop(abandoned);
-        assert_eq!(admission.load().in_flight, 0);
+        assert_eq!(slots.load().in_flight, 0);
         // And an abandoned waiter that was never served leaves the queue.
-        let running = admission.acquire(Priority::Ingest, soon()).await.unwrap();
-        let mut abandoned = Box::pin(admission.acquire(Priority::Ingest, soon()));
+        let running = slots.acquire(Priority::Ingest, soon()).await.unwrap();
+        let mut abandoned = Box::pin(slots.acquire(Priority::Ingest, soon()));
         assert!((&mut abandoned).now_or_never().is_none(), "queued");
         drop(abandoned);
-        assert_eq!(admission.load().queued, 0);
+        assert_eq!(slots.load().queued, 0);
         drop(running);
-        let next = admission.acquire(Priority::Ingest, soon()).now_or_never();
+        let next = slots.acquire(Priority::Ingest, soon()).now_or_never();
         assert!(matches!(next, Some(Ok(_))), "the slot is free again");
     }
 }
