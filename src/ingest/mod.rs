@@ -6,7 +6,6 @@
 
 pub mod classify;
 mod progress;
-pub mod totals;
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,8 +14,9 @@ use uuid::Uuid;
 
 use crate::db::idempotency::{self, KeyState, StoredResponse};
 use crate::db::sales::{self, NewSales};
-use crate::db::{Database, DbError, conflicts, sync, totals as totals_db};
+use crate::db::{Database, DbError, conflicts, sync, totals};
 use crate::domain::sale::{Rejection, Sale};
+use crate::domain::totals::Deltas;
 use classify::{Outcome, Stored, classify};
 
 /// Collisions with a concurrent transaction are resolved by classifying again;
@@ -140,14 +140,14 @@ async fn try_push_batch(
     save_conflicts(&mut tx, pusher, batch_id, items, &outcomes).await?;
     if options.maintain_totals {
         let new_sales: Vec<&Sale> = inserted.iter().map(|&i| sale_of(items, i)).collect();
-        let deltas = totals::Deltas::of(&new_sales, pusher.timezone, |id| {
+        let deltas = Deltas::of(&new_sales, pusher.timezone, |id| {
             new_sales
                 .iter()
                 .copied()
                 .find(|s| s.sale_id == id)
                 .or_else(|| stored.void_targets.get(&id))
         });
-        totals_db::apply(
+        totals::apply(
             &mut tx,
             merchant_id,
             terminal_id,
