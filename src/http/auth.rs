@@ -29,11 +29,11 @@ use super::AppState;
 use super::admission::refusal_response;
 use super::observe::Arrived;
 use crate::db::{Database, DbError, tenancy};
+use crate::domain::terminal::Terminal;
 use crate::domain::token::{self, PresentedToken, TokenHash, TokenKind};
 use crate::error::{ApiError, ProblemCode};
 use crate::health::Gate;
 use crate::health::admission::{Outcome, Priority};
-use crate::ingest::Pusher;
 
 /// Enough entries for every till of a large fleet; each is a few hundred bytes.
 const CACHE_CAPACITY: u64 = 200_000;
@@ -41,7 +41,7 @@ const CACHE_CAPACITY: u64 = 200_000;
 #[derive(Debug, Clone)]
 pub enum Principal {
     MerchantAdmin { merchant_id: Uuid },
-    Terminal(Pusher),
+    Terminal(Terminal),
 }
 
 #[derive(Clone)]
@@ -140,18 +140,7 @@ impl Authenticator {
             TokenKind::Terminal => {
                 tenancy::find_terminal_by_token(&mut conn, presented.merchant_id, &presented.hash)
                     .await?
-                    .map(|t| {
-                        let timezone = t.timezone.parse().unwrap_or_else(|_| {
-                            tracing::error!(terminal.id = %t.terminal_id, "store has an unknown time zone; using UTC");
-                            chrono_tz::UTC
-                        });
-                        Principal::Terminal(Pusher {
-                            merchant_id: presented.merchant_id,
-                            terminal_id: t.terminal_id,
-                            store_id: t.store_id,
-                            timezone,
-                        })
-                    })
+                    .map(Principal::Terminal)
             }
         };
         Ok(principal)
@@ -221,14 +210,12 @@ impl<S: Send + Sync> FromRequestParts<S> for MerchantAdmin {
 }
 
 /// The caller is a terminal (till).
-pub struct TerminalCaller(pub Pusher);
-
-impl<S: Send + Sync> FromRequestParts<S> for TerminalCaller {
+impl<S: Send + Sync> FromRequestParts<S> for Terminal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         match principal(parts)? {
-            Principal::Terminal(pusher) => Ok(TerminalCaller(pusher.clone())),
+            Principal::Terminal(terminal) => Ok(terminal.clone()),
             Principal::MerchantAdmin { .. } => Err(wrong_kind("terminal")),
         }
     }

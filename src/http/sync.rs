@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::AppState;
-use super::auth::TerminalCaller;
 use super::extract::QueryParams;
 use crate::db::sync::{self, DayTotal};
+use crate::domain::terminal::Terminal;
 use crate::error::{ApiError, ProblemCode};
 
 #[derive(Deserialize)]
@@ -57,7 +57,7 @@ impl From<DayTotal> for CurrencyTotal {
 
 pub async fn get(
     State(state): State<AppState>,
-    TerminalCaller(till): TerminalCaller,
+    till: Terminal,
     QueryParams(query): QueryParams<SyncQuery>,
 ) -> Result<Json<SyncView>, ApiError> {
     let business_date = query

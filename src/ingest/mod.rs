@@ -16,6 +16,7 @@ use crate::db::idempotency::{self, KeyState, StoredResponse};
 use crate::db::sales::{self, NewSales};
 use crate::db::{Database, DbError, conflicts, sync, totals};
 use crate::domain::sale::{Rejection, Sale};
+use crate::domain::terminal::Terminal;
 use crate::domain::totals::Deltas;
 use classify::{Outcome, Stored, classify};
 
@@ -38,15 +39,6 @@ pub struct Item {
 pub struct IngestOptions {
     /// Keep the report totals current (off only to measure what they cost).
     pub maintain_totals: bool,
-}
-
-/// Who pushes: a terminal of a merchant, with its store's time zone.
-#[derive(Debug, Clone)]
-pub struct Pusher {
-    pub merchant_id: Uuid,
-    pub terminal_id: Uuid,
-    pub store_id: Uuid,
-    pub timezone: chrono_tz::Tz,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +86,7 @@ struct SaleResult<'a> {
 
 pub async fn push_batch(
     db: &Database,
-    pusher: &Pusher,
+    terminal: &Terminal,
     key: Uuid,
     request_sha256: &[u8],
     items: &[Item],
@@ -102,9 +94,9 @@ pub async fn push_batch(
 ) -> Result<Pushed, IngestError> {
     let mut attempt = 1;
     loop {
-        match try_push_batch(db, pusher, key, request_sha256, items, options).await {
+        match try_push_batch(db, terminal, key, request_sha256, items, options).await {
             Err(IngestError::Db(DbError::Contention(e))) if attempt < MAX_TRANSACTION_ATTEMPTS => {
-                tracing::debug!(terminal.id = %pusher.terminal_id, error = %e, attempt, "batch collided, retrying");
+                tracing::debug!(terminal.id = %terminal.terminal_id, error = %e, attempt, "batch collided, retrying");
                 attempt += 1;
             }
             result => return result,
@@ -114,13 +106,13 @@ pub async fn push_batch(
 
 async fn try_push_batch(
     db: &Database,
-    pusher: &Pusher,
+    terminal: &Terminal,
     key: Uuid,
     request_sha256: &[u8],
     items: &[Item],
     options: IngestOptions,
 ) -> Result<Pushed, IngestError> {
-    let (merchant_id, terminal_id) = (pusher.merchant_id, pusher.terminal_id);
+    let (merchant_id, terminal_id) = (terminal.merchant_id, terminal.terminal_id);
     let mut tx = db.begin().await?;
     match idempotency::claim(&mut tx, merchant_id, terminal_id, key).await? {
         KeyState::Busy => return Err(IngestError::InProgress),
@@ -135,12 +127,12 @@ async fn try_push_batch(
     let held = sync::lock(&mut tx, merchant_id, terminal_id).await?;
 
     let batch_id = Uuid::now_v7();
-    let stored = store_sales(&mut tx, pusher, batch_id, items).await?;
+    let stored = store_sales(&mut tx, terminal, batch_id, items).await?;
     let (outcomes, inserted) = (stored.outcomes, stored.inserted);
-    save_conflicts(&mut tx, pusher, batch_id, items, &outcomes).await?;
+    save_conflicts(&mut tx, terminal, batch_id, items, &outcomes).await?;
     if options.maintain_totals {
         let new_sales: Vec<&Sale> = inserted.iter().map(|&i| sale_of(items, i)).collect();
-        let deltas = Deltas::of(&new_sales, pusher.timezone, |id| {
+        let deltas = Deltas::of(&new_sales, terminal.timezone, |id| {
             new_sales
                 .iter()
                 .copied()
@@ -151,14 +143,14 @@ async fn try_push_batch(
             &mut tx,
             merchant_id,
             terminal_id,
-            pusher.store_id,
+            terminal.store_id,
             batch_id,
             &deltas,
         )
         .await?;
     }
     let inserted_seqs: Vec<i64> = inserted.iter().map(|&i| sale_of(items, i).seq).collect();
-    let state = progress::advance(&mut tx, pusher, held, &inserted_seqs).await?;
+    let state = progress::advance(&mut tx, terminal, held, &inserted_seqs).await?;
 
     let (body, counts) = response_body(batch_id, items, &outcomes, state.contiguous_through_seq);
     let stored = StoredResponse {
@@ -199,7 +191,7 @@ struct StoredSales {
 /// Classifies and inserts the valid sales.
 async fn store_sales(
     tx: &mut sqlx::PgConnection,
-    pusher: &Pusher,
+    terminal: &Terminal,
     batch_id: Uuid,
     items: &[Item],
 ) -> Result<StoredSales, DbError> {
@@ -226,8 +218,8 @@ async fn store_sales(
             .flat_map(|s| std::iter::once(s.sale_id).chain(s.refers_to_sale_id))
             .collect();
         let seqs: Vec<i64> = sales.iter().map(|s| s.seq).collect();
-        let rows =
-            sales::find_related(tx, pusher.merchant_id, pusher.terminal_id, &ids, &seqs).await?;
+        let rows = sales::find_related(tx, terminal.merchant_id, terminal.terminal_id, &ids, &seqs)
+            .await?;
         let targets: HashSet<Uuid> = sales.iter().filter_map(|s| s.refers_to_sale_id).collect();
         for row in rows.iter().filter(|r| targets.contains(&r.sale_id)) {
             if let Ok(target) = serde_json::from_value::<Sale>(row.body.clone()) {
@@ -235,20 +227,20 @@ async fn store_sales(
             }
         }
         let round = classify(
-            pusher.terminal_id,
+            terminal.terminal_id,
             &sales,
-            &Stored::new(pusher.terminal_id, &rows),
+            &Stored::new(terminal.terminal_id, &rows),
         );
 
-        let new_rows = new_rows(pusher, &sales, &round);
+        let new_rows = new_rows(terminal, &sales, &round);
         let stored_now: HashSet<Uuid> = if new_rows.is_empty() {
             HashSet::new()
         } else {
             sales::insert(
                 tx,
-                pusher.merchant_id,
-                pusher.terminal_id,
-                pusher.store_id,
+                terminal.merchant_id,
+                terminal.terminal_id,
+                terminal.store_id,
                 batch_id,
                 &new_rows,
             )
@@ -290,7 +282,7 @@ async fn store_sales(
     }
 }
 
-fn new_rows(pusher: &Pusher, sales: &[&Sale], outcomes: &[Outcome]) -> NewSales {
+fn new_rows(terminal: &Terminal, sales: &[&Sale], outcomes: &[Outcome]) -> NewSales {
     let mut rows = NewSales::default();
     for (sale, _) in sales
         .iter()
@@ -301,7 +293,8 @@ fn new_rows(pusher: &Pusher, sales: &[&Sale], outcomes: &[Outcome]) -> NewSales 
         rows.seq.push(sale.seq);
         rows.kind.push(sale.kind.as_str().to_owned());
         rows.occurred_at.push(sale.occurred_at.to_utc());
-        rows.business_date.push(sale.business_date(pusher.timezone));
+        rows.business_date
+            .push(sale.business_date(terminal.timezone));
         rows.currency.push(sale.currency.clone());
         rows.total_minor.push(sale.total_minor);
         rows.tax_minor.push(sale.tax_minor);
@@ -315,7 +308,7 @@ fn new_rows(pusher: &Pusher, sales: &[&Sale], outcomes: &[Outcome]) -> NewSales 
 
 async fn save_conflicts(
     tx: &mut sqlx::PgConnection,
-    pusher: &Pusher,
+    terminal: &Terminal,
     batch_id: Uuid,
     items: &[Item],
     outcomes: &[Outcome],
@@ -336,8 +329,8 @@ async fn save_conflicts(
         .collect();
     conflicts::insert(
         tx,
-        pusher.merchant_id,
-        pusher.terminal_id,
+        terminal.merchant_id,
+        terminal.terminal_id,
         batch_id,
         &ids,
         &payloads,
