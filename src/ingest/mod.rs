@@ -18,7 +18,7 @@ use crate::db::{Database, DbError, conflicts, sync, totals};
 use crate::domain::sale::{Rejection, Sale};
 use crate::domain::terminal::Terminal;
 use crate::domain::totals::Deltas;
-use classify::{Outcome, Stored, classify};
+use classify::{Stored, Verdict, classify};
 
 /// Collisions with a concurrent transaction are resolved by classifying again;
 /// this bounds how often, so a pathological race ends in a retryable error.
@@ -128,8 +128,8 @@ async fn try_push_batch(
 
     let batch_id = Uuid::now_v7();
     let stored = store_sales(&mut tx, terminal, batch_id, items).await?;
-    let (outcomes, inserted) = (stored.outcomes, stored.inserted);
-    save_conflicts(&mut tx, terminal, batch_id, items, &outcomes).await?;
+    let (verdicts, inserted) = (stored.verdicts, stored.inserted);
+    save_conflicts(&mut tx, terminal, batch_id, items, &verdicts).await?;
     if options.maintain_totals {
         let new_sales: Vec<&Sale> = inserted.iter().map(|&i| sale_of(items, i)).collect();
         let deltas = Deltas::of(&new_sales, terminal.timezone, |id| {
@@ -152,7 +152,7 @@ async fn try_push_batch(
     let inserted_seqs: Vec<i64> = inserted.iter().map(|&i| sale_of(items, i).seq).collect();
     let state = progress::advance(&mut tx, terminal, held, &inserted_seqs).await?;
 
-    let (body, counts) = response_body(batch_id, items, &outcomes, state.contiguous_through_seq);
+    let (body, counts) = response_body(batch_id, items, &verdicts, state.contiguous_through_seq);
     let stored = StoredResponse {
         request_sha256: request_sha256.to_vec(),
         status: 200,
@@ -180,8 +180,8 @@ fn sale_of(items: &[Item], index: usize) -> &Sale {
 
 /// What storing a batch's sales came to.
 struct StoredSales {
-    /// Every item's outcome, in input order.
-    outcomes: Vec<Outcome>,
+    /// Every item's verdict, in input order.
+    verdicts: Vec<Verdict>,
     /// The indexes of the items this transaction inserted.
     inserted: Vec<usize>,
     /// Stored sales that voids of this batch name, for the totals.
@@ -195,11 +195,11 @@ async fn store_sales(
     batch_id: Uuid,
     items: &[Item],
 ) -> Result<StoredSales, DbError> {
-    let mut outcomes: Vec<Outcome> = items
+    let mut verdicts: Vec<Verdict> = items
         .iter()
         .map(|item| match &item.sale {
-            Ok(_) => Outcome::Accept,
-            Err(rejection) => Outcome::Reject(rejection.clone()),
+            Ok(_) => Verdict::Accept,
+            Err(rejection) => Verdict::Reject(rejection.clone()),
         })
         .collect();
     let mut pending: Vec<usize> = (0..items.len())
@@ -255,23 +255,23 @@ async fn store_sales(
         let collided = round
             .iter()
             .zip(&sales)
-            .any(|(o, s)| *o == Outcome::Accept && !stored_now.contains(&s.sale_id));
+            .any(|(o, s)| *o == Verdict::Accept && !stored_now.contains(&s.sale_id));
         let mut still_pending = Vec::new();
-        for (index, outcome) in pending.iter().copied().zip(round) {
-            if outcome == Outcome::Accept && stored_now.contains(&sale_of(items, index).sale_id) {
+        for (index, verdict) in pending.iter().copied().zip(round) {
+            if verdict == Verdict::Accept && stored_now.contains(&sale_of(items, index).sale_id) {
                 inserted.push(index);
-                outcomes[index] = Outcome::Accept;
+                verdicts[index] = Verdict::Accept;
             } else if collided {
                 still_pending.push(index);
             } else {
-                outcomes[index] = outcome;
+                verdicts[index] = verdict;
             }
         }
         pending = still_pending;
     }
     if pending.is_empty() {
         Ok(StoredSales {
-            outcomes,
+            verdicts,
             inserted,
             void_targets,
         })
@@ -282,12 +282,12 @@ async fn store_sales(
     }
 }
 
-fn new_rows(terminal: &Terminal, sales: &[&Sale], outcomes: &[Outcome]) -> NewSales {
+fn new_rows(terminal: &Terminal, sales: &[&Sale], verdicts: &[Verdict]) -> NewSales {
     let mut rows = NewSales::default();
     for (sale, _) in sales
         .iter()
-        .zip(outcomes)
-        .filter(|(_, o)| **o == Outcome::Accept)
+        .zip(verdicts)
+        .filter(|(_, o)| **o == Verdict::Accept)
     {
         rows.sale_id.push(sale.sale_id);
         rows.seq.push(sale.seq);
@@ -311,12 +311,12 @@ async fn save_conflicts(
     terminal: &Terminal,
     batch_id: Uuid,
     items: &[Item],
-    outcomes: &[Outcome],
+    verdicts: &[Verdict],
 ) -> Result<(), DbError> {
     let conflicting: Vec<&Sale> = items
         .iter()
-        .zip(outcomes)
-        .filter(|(_, o)| matches!(o, Outcome::Reject(r) if r.code == "sale_id_conflict"))
+        .zip(verdicts)
+        .filter(|(_, o)| matches!(o, Verdict::Reject(r) if r.code == "sale_id_conflict"))
         .filter_map(|(item, _)| item.sale.as_ref().ok())
         .collect();
     if conflicting.is_empty() {
@@ -341,24 +341,24 @@ async fn save_conflicts(
 fn response_body(
     batch_id: Uuid,
     items: &[Item],
-    outcomes: &[Outcome],
+    verdicts: &[Verdict],
     contiguous_through_seq: i64,
 ) -> (Vec<u8>, Counts) {
     let mut counts = Counts::default();
     let results = items
         .iter()
-        .zip(outcomes)
-        .map(|(item, outcome)| {
-            let (status, rejection) = match outcome {
-                Outcome::Accept => {
+        .zip(verdicts)
+        .map(|(item, verdict)| {
+            let (status, rejection) = match verdict {
+                Verdict::Accept => {
                     counts.accepted += 1;
                     ("accepted", None)
                 }
-                Outcome::Duplicate => {
+                Verdict::Duplicate => {
                     counts.duplicates += 1;
                     ("duplicate", None)
                 }
-                Outcome::Reject(r) => {
+                Verdict::Reject(r) => {
                     counts.rejected += 1;
                     ("rejected", Some(r))
                 }
