@@ -232,21 +232,6 @@ pub async fn completeness(conn: &mut PgConnection, scope: &Scope) -> Result<Comp
     Ok(row)
 }
 
-pub async fn terminal_exists(
-    conn: &mut PgConnection,
-    merchant_id: Uuid,
-    terminal_id: Uuid,
-) -> Result<bool, DbError> {
-    let found = sqlx::query_scalar!(
-        "select 1 as found from terminals where merchant_id = $1 and terminal_id = $2",
-        merchant_id,
-        terminal_id
-    )
-    .fetch_optional(conn)
-    .await?;
-    Ok(found.is_some())
-}
-
 #[derive(Debug, Clone)]
 pub struct SaleRow {
     pub sale_id: Uuid,

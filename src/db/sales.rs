@@ -1,25 +1,49 @@
 //! The append-only sales table: set-based reads and writes for ingest.
+//! Reads come back as `domain::sale::StoredSale`, the view the classifier
+//! takes; writes go in as `NewSales`, column arrays for one statement.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::DbError;
+use crate::domain::sale::{SaleKind, StoredSale};
 
-/// A stored sale, as much as ingest needs to classify a new one against it.
-#[derive(Debug, Clone)]
-pub struct StoredSale {
-    pub sale_id: Uuid,
-    pub terminal_id: Uuid,
-    pub seq: i64,
-    pub kind: String,
-    pub currency: String,
-    pub total_minor: i64,
-    pub tax_minor: i64,
-    pub discount_minor: i64,
-    pub body: serde_json::Value,
-    /// Whether a void already names this sale.
-    pub voided: bool,
+/// A row of `find_related`, before its kind is parsed.
+struct RelatedRow {
+    sale_id: Uuid,
+    terminal_id: Uuid,
+    seq: i64,
+    kind: String,
+    currency: String,
+    total_minor: i64,
+    tax_minor: i64,
+    discount_minor: i64,
+    body: serde_json::Value,
+    voided: bool,
+}
+
+impl From<RelatedRow> for StoredSale {
+    fn from(r: RelatedRow) -> Self {
+        // The table's check constraint admits these three kinds only.
+        let kind = match r.kind.as_str() {
+            "sale" => SaleKind::Sale,
+            "refund" => SaleKind::Refund,
+            _ => SaleKind::Void,
+        };
+        Self {
+            sale_id: r.sale_id,
+            terminal_id: r.terminal_id,
+            seq: r.seq,
+            kind,
+            currency: r.currency,
+            total_minor: r.total_minor,
+            tax_minor: r.tax_minor,
+            discount_minor: r.discount_minor,
+            body: r.body,
+            voided: r.voided,
+        }
+    }
 }
 
 /// New rows in column-major form, ready to bind as `unnest` arrays.
@@ -70,7 +94,7 @@ pub async fn find_related(
     seqs: &[i64],
 ) -> Result<Vec<StoredSale>, DbError> {
     let rows = sqlx::query_as!(
-        StoredSale,
+        RelatedRow,
         r#"with related as (
                select s.* from unnest($2::uuid[]) as wanted(sale_id)
                 cross join lateral (
@@ -102,7 +126,7 @@ pub async fn find_related(
     )
     .fetch_all(conn)
     .await?;
-    Ok(rows)
+    Ok(rows.into_iter().map(StoredSale::from).collect())
 }
 
 /// Inserts the rows in one statement. Rows that collide with a sale committed

@@ -1,4 +1,6 @@
-//! Per-terminal sync state: what the server holds from each till.
+//! Per-terminal sync state: what the server holds from each till. Ingest
+//! locks, walks and saves it inside a batch's transaction; `view` reads it
+//! for `GET /v1/sync`.
 //!
 //! `terminal_sync` is kept current by ingest in the batch's own transaction,
 //! so reading it is one row; only the gap list and the day check look at
@@ -22,6 +24,7 @@ pub struct SyncState {
     pub last_batch_at: Option<DateTime<Utc>>,
 }
 
+/// Count and net of one currency on one business day.
 #[derive(Debug, Clone)]
 pub struct DayTotal {
     pub currency: String,
@@ -97,7 +100,45 @@ pub async fn save(
     Ok(())
 }
 
-pub async fn state(
+/// What the server holds from a till, as the till asks for it.
+#[derive(Debug, Clone)]
+pub struct SyncView {
+    pub state: SyncState,
+    /// The first gaps above the contiguous prefix, inclusive `[from, to]`,
+    /// at most `MAX_MISSING_RANGES` of them.
+    pub missing_seq_ranges: Vec<[i64; 2]>,
+    /// The day check: per currency on the business day asked for, if any.
+    pub day_totals: Option<Vec<DayTotal>>,
+}
+
+/// The till's sync state, its gaps and (when a business date is given) that
+/// day's totals. The gaps are looked for only when the state says there are
+/// some, so a till that is up to date costs one row.
+pub async fn view(
+    conn: &mut PgConnection,
+    merchant_id: Uuid,
+    terminal_id: Uuid,
+    business_date: Option<NaiveDate>,
+) -> Result<SyncView, DbError> {
+    let state = current(conn, merchant_id, terminal_id).await?;
+    let missing_seq_ranges = if state.highest_seq > state.contiguous_through_seq {
+        missing_ranges(conn, merchant_id, terminal_id, state.contiguous_through_seq).await?
+    } else {
+        Vec::new()
+    };
+    let day_totals = match business_date {
+        Some(date) => Some(day_totals(conn, merchant_id, terminal_id, date).await?),
+        None => None,
+    };
+    Ok(SyncView {
+        state,
+        missing_seq_ranges,
+        day_totals,
+    })
+}
+
+/// The sync row as it is, without locking it.
+async fn current(
     conn: &mut PgConnection,
     merchant_id: Uuid,
     terminal_id: Uuid,
@@ -115,7 +156,7 @@ pub async fn state(
 }
 
 /// The first gaps above the contiguous prefix, as inclusive `[from, to]` ranges.
-pub async fn missing_ranges(
+async fn missing_ranges(
     conn: &mut PgConnection,
     merchant_id: Uuid,
     terminal_id: Uuid,
@@ -145,7 +186,7 @@ pub async fn missing_ranges(
 /// Count and net per currency of this till's sales on one business day, with
 /// the report definitions: voided sales and voids count nowhere in net,
 /// refunds subtract.
-pub async fn day_totals(
+async fn day_totals(
     conn: &mut PgConnection,
     merchant_id: Uuid,
     terminal_id: Uuid,

@@ -5,6 +5,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::DbError;
+use crate::domain::terminal::Terminal;
 use crate::domain::token::TokenHash;
 
 #[derive(Debug, Clone)]
@@ -23,15 +24,6 @@ pub struct TerminalRow {
     pub name: String,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
-}
-
-/// What a terminal token resolves to: enough to authorise and to compute
-/// business dates without another query.
-#[derive(Debug, Clone)]
-pub struct TerminalIdentity {
-    pub terminal_id: Uuid,
-    pub store_id: Uuid,
-    pub timezone: String,
 }
 
 pub async fn insert_merchant(
@@ -72,13 +64,14 @@ pub async fn admin_token_exists(
     Ok(found.is_some())
 }
 
+/// The terminal a token belongs to, unless it is unknown or revoked: enough
+/// to authorise and to compute business dates without another query.
 pub async fn find_terminal_by_token(
     conn: &mut PgConnection,
     merchant_id: Uuid,
     token: &TokenHash,
-) -> Result<Option<TerminalIdentity>, DbError> {
-    let row = sqlx::query_as!(
-        TerminalIdentity,
+) -> Result<Option<Terminal>, DbError> {
+    let row = sqlx::query!(
         r#"select t.terminal_id, t.store_id, s.timezone
              from terminals t
              join stores s on s.merchant_id = t.merchant_id and s.store_id = t.store_id
@@ -88,7 +81,7 @@ pub async fn find_terminal_by_token(
     )
     .fetch_optional(conn)
     .await?;
-    Ok(row)
+    Ok(row.map(|r| Terminal::from_stored(merchant_id, r.terminal_id, r.store_id, &r.timezone)))
 }
 
 pub async fn insert_store(
@@ -123,6 +116,21 @@ pub async fn store_exists(
         "select 1 as found from stores where merchant_id = $1 and store_id = $2",
         merchant_id,
         store_id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.is_some())
+}
+
+pub async fn terminal_exists(
+    conn: &mut PgConnection,
+    merchant_id: Uuid,
+    terminal_id: Uuid,
+) -> Result<bool, DbError> {
+    let found = sqlx::query_scalar!(
+        "select 1 as found from terminals where merchant_id = $1 and terminal_id = $2",
+        merchant_id,
+        terminal_id
     )
     .fetch_optional(conn)
     .await?;

@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::DbError;
-use crate::ingest::totals::Deltas;
+use crate::domain::totals::{Deltas, Measures};
 
 /// Column-major copies of a measure set, ready to bind as arrays.
 #[derive(Default)]
@@ -23,7 +23,7 @@ struct Columns {
 }
 
 impl Columns {
-    fn push(&mut self, m: &crate::ingest::totals::Measures) {
+    fn push(&mut self, m: &Measures) {
         self.sales_count.push(m.sales_count);
         self.refunds_count.push(m.refunds_count);
         self.voids_count.push(m.voids_count);

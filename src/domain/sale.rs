@@ -1,4 +1,5 @@
-//! A sale as a till sends it, and the rules a sale must satisfy on its own.
+//! A sale as a till sends it, the rules a sale must satisfy on its own, and
+//! what a stored sale offers to check new ones against.
 //!
 //! Rules that need stored data (duplicates, seq conflicts, what a void names)
 //! live in `crate::ingest`; here is only what one sale says about itself.
@@ -69,6 +70,25 @@ pub struct Sale {
     pub discount_minor: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refers_to_sale_id: Option<Uuid>,
+}
+
+/// A sale already stored, as much of it as a new sale is classified against:
+/// whose it is and its seq, what a void of it must mirror, and the payload
+/// that tells a resent sale from a different one under the same id.
+#[derive(Debug, Clone)]
+pub struct StoredSale {
+    pub sale_id: Uuid,
+    pub terminal_id: Uuid,
+    pub seq: i64,
+    pub kind: SaleKind,
+    pub currency: String,
+    pub total_minor: i64,
+    pub tax_minor: i64,
+    pub discount_minor: i64,
+    /// The sale as the till sent it.
+    pub body: serde_json::Value,
+    /// Whether a void already names this sale.
+    pub voided: bool,
 }
 
 /// Why a sale was rejected: a stable `code` for machines and a `detail` for people.

@@ -28,10 +28,10 @@ use uuid::Uuid;
 use super::AppState;
 use super::arrival::Arrived;
 use crate::db::{Database, DbError, tenancy};
+use crate::domain::terminal::Terminal;
 use crate::domain::token::{self, PresentedToken, TokenHash, TokenKind};
 use crate::error::{ApiError, ProblemCode};
 use crate::health::{Gate, Priority};
-use crate::ingest::Pusher;
 
 /// Enough entries for every till of a large fleet; each is a few hundred bytes.
 const CACHE_CAPACITY: u64 = 200_000;
@@ -39,7 +39,7 @@ const CACHE_CAPACITY: u64 = 200_000;
 #[derive(Debug, Clone)]
 pub enum Principal {
     MerchantAdmin { merchant_id: Uuid },
-    Terminal(Pusher),
+    Terminal(Terminal),
 }
 
 #[derive(Clone)]
@@ -130,18 +130,7 @@ impl Authenticator {
             TokenKind::Terminal => {
                 tenancy::find_terminal_by_token(&mut conn, presented.merchant_id, &presented.hash)
                     .await?
-                    .map(|t| {
-                        let timezone = t.timezone.parse().unwrap_or_else(|_| {
-                            tracing::error!(terminal.id = %t.terminal_id, "store has an unknown time zone; using UTC");
-                            chrono_tz::UTC
-                        });
-                        Principal::Terminal(Pusher {
-                            merchant_id: presented.merchant_id,
-                            terminal_id: t.terminal_id,
-                            store_id: t.store_id,
-                            timezone,
-                        })
-                    })
+                    .map(Principal::Terminal)
             }
         };
         Ok(principal)
@@ -211,14 +200,12 @@ impl<S: Send + Sync> FromRequestParts<S> for MerchantAdmin {
 }
 
 /// The caller is a terminal (till).
-pub struct TerminalCaller(pub Pusher);
-
-impl<S: Send + Sync> FromRequestParts<S> for TerminalCaller {
+impl<S: Send + Sync> FromRequestParts<S> for Terminal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         match principal(parts)? {
-            Principal::Terminal(pusher) => Ok(TerminalCaller(pusher.clone())),
+            Principal::Terminal(terminal) => Ok(terminal.clone()),
             Principal::MerchantAdmin { .. } => Err(wrong_kind("terminal")),
         }
     }

@@ -13,9 +13,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::AppState;
-use super::auth::TerminalCaller;
 use super::extract::body_rejection;
 use crate::domain::sale::{Rejection, Sale};
+use crate::domain::terminal::Terminal;
 use crate::error::{ApiError, ProblemCode};
 use crate::ingest::{self, Counts, IngestError, Item, Pushed};
 
@@ -26,7 +26,7 @@ const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-repl
 
 pub async fn push(
     State(state): State<AppState>,
-    TerminalCaller(pusher): TerminalCaller,
+    terminal: Terminal,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -37,7 +37,7 @@ pub async fn push(
 
     match ingest::push_batch(
         &state.db,
-        &pusher,
+        &terminal,
         key,
         &request_sha256,
         &items,

@@ -16,7 +16,6 @@ mod batches;
 mod conflicts;
 mod cursor;
 mod extract;
-mod fleet;
 mod observe;
 mod ops;
 mod params;
@@ -110,7 +109,7 @@ pub fn router(state: AppState) -> Router {
     let reports = Router::new()
         .route("/v1/conflicts", get(conflicts::list))
         .route("/v1/sales", get(sales::list))
-        .route("/v1/terminals", get(fleet::list))
+        .route("/v1/terminals", get(terminals::list))
         .route_layer(from_fn_with_state(state.clone(), admission::report))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
 

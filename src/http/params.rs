@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::db::{reports, tenancy};
+use crate::db::tenancy;
 use crate::error::{ApiError, ProblemCode};
 
 pub fn date(name: &str, raw: &str) -> Result<NaiveDate, ApiError> {
@@ -43,7 +43,7 @@ pub async fn check_owned(
         }
     }
     if let Some(terminal_id) = terminal_id {
-        if !reports::terminal_exists(conn, merchant_id, terminal_id).await? {
+        if !tenancy::terminal_exists(conn, merchant_id, terminal_id).await? {
             return Err(ApiError::new(
                 ProblemCode::TerminalNotFound,
                 "no such terminal",

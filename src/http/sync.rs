@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::AppState;
-use super::auth::TerminalCaller;
 use super::extract::QueryParams;
 use crate::db::sync::{self, DayTotal};
+use crate::domain::terminal::Terminal;
 use crate::error::{ApiError, ProblemCode};
 
 #[derive(Deserialize)]
@@ -20,7 +20,7 @@ pub struct SyncQuery {
 }
 
 #[derive(Serialize)]
-pub struct SyncView {
+pub struct SyncResponse {
     terminal_id: Uuid,
     highest_seq: i64,
     contiguous_through_seq: i64,
@@ -57,53 +57,45 @@ impl From<DayTotal> for CurrencyTotal {
 
 pub async fn get(
     State(state): State<AppState>,
-    TerminalCaller(till): TerminalCaller,
+    terminal: Terminal,
     QueryParams(query): QueryParams<SyncQuery>,
-) -> Result<Json<SyncView>, ApiError> {
+) -> Result<Json<SyncResponse>, ApiError> {
     let business_date = query
         .business_date
-        .map(|raw| {
-            NaiveDate::parse_from_str(&raw, "%Y-%m-%d").map_err(|_| {
-                ApiError::new(
-                    ProblemCode::InvalidBusinessDate,
-                    "business_date must be YYYY-MM-DD",
-                )
-            })
-        })
+        .as_deref()
+        .map(parse_business_date)
         .transpose()?;
-
     let mut conn = state.db.acquire().await?;
-    let held = sync::state(&mut conn, till.merchant_id, till.terminal_id).await?;
-    let missing = if held.highest_seq > held.contiguous_through_seq {
-        sync::missing_ranges(
-            &mut conn,
-            till.merchant_id,
-            till.terminal_id,
-            held.contiguous_through_seq,
-        )
-        .await?
-    } else {
-        Vec::new()
-    };
-    let business_day = match business_date {
-        Some(date) => {
-            let totals =
-                sync::day_totals(&mut conn, till.merchant_id, till.terminal_id, date).await?;
-            Some(BusinessDay {
-                business_date: date,
-                sales_count: totals.iter().map(|t| t.sales_count).sum(),
-                totals: totals.into_iter().map(CurrencyTotal::from).collect(),
-            })
-        }
-        None => None,
-    };
-    Ok(Json(SyncView {
-        terminal_id: till.terminal_id,
-        highest_seq: held.highest_seq,
-        contiguous_through_seq: held.contiguous_through_seq,
-        missing_seq_ranges: missing,
-        sales_stored: held.sales_stored,
-        last_batch_at: held.last_batch_at,
+    let view = sync::view(
+        &mut conn,
+        terminal.merchant_id,
+        terminal.terminal_id,
+        business_date,
+    )
+    .await?;
+    let business_day = business_date
+        .zip(view.day_totals)
+        .map(|(date, totals)| BusinessDay {
+            business_date: date,
+            sales_count: totals.iter().map(|t| t.sales_count).sum(),
+            totals: totals.into_iter().map(CurrencyTotal::from).collect(),
+        });
+    Ok(Json(SyncResponse {
+        terminal_id: terminal.terminal_id,
+        highest_seq: view.state.highest_seq,
+        contiguous_through_seq: view.state.contiguous_through_seq,
+        missing_seq_ranges: view.missing_seq_ranges,
+        sales_stored: view.state.sales_stored,
+        last_batch_at: view.state.last_batch_at,
         business_day,
     }))
+}
+
+fn parse_business_date(raw: &str) -> Result<NaiveDate, ApiError> {
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| {
+        ApiError::new(
+            ProblemCode::InvalidBusinessDate,
+            "business_date must be YYYY-MM-DD",
+        )
+    })
 }

@@ -1,5 +1,7 @@
-//! `POST /v1/terminals` and `POST /v1/terminals/{id}/revoke`: a merchant
-//! admin provisions tills and withdraws their tokens.
+//! The terminals resource, for a merchant admin: `POST /v1/terminals`
+//! provisions a till, `POST /v1/terminals/{id}/revoke` withdraws its token,
+//! and `GET /v1/terminals` is the fleet view: per till what the server holds
+//! and when it last pushed, so an admin sees which tills are behind.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -10,7 +12,9 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::MerchantAdmin;
-use super::extract::JsonBody;
+use super::extract::{JsonBody, QueryParams};
+use super::params;
+use crate::db::reports::{self, FleetRow};
 use crate::db::{DbError, tenancy};
 use crate::domain::store::parse_name;
 use crate::domain::token::{self, TokenKind};
@@ -50,6 +54,7 @@ fn terminal_not_found() -> ApiError {
     ApiError::new(ProblemCode::TerminalNotFound, "no such terminal")
 }
 
+/// `POST /v1/terminals`: the till's token is in this answer only.
 pub async fn create(
     State(state): State<AppState>,
     admin: MerchantAdmin,
@@ -79,6 +84,8 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+/// `POST /v1/terminals/{id}/revoke`: idempotent; the token stops working
+/// here at once and on other instances within the auth cache TTL.
 pub async fn revoke(
     State(state): State<AppState>,
     admin: MerchantAdmin,
@@ -98,5 +105,62 @@ pub async fn revoke(
         created_at: row.created_at,
         revoked: row.revoked_at.is_some(),
         revoked_at: row.revoked_at,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct FleetQuery {
+    store_id: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct Fleet {
+    terminals: Vec<TerminalStatus>,
+}
+
+#[derive(Serialize)]
+struct TerminalStatus {
+    terminal_id: Uuid,
+    store_id: Uuid,
+    name: String,
+    /// When the till last pushed a batch.
+    last_seen_at: Option<DateTime<Utc>>,
+    highest_seq: i64,
+    contiguous_through_seq: i64,
+    /// Seqs at or below `highest_seq` the server does not hold.
+    missing_count: i64,
+    sales_stored: i64,
+    revoked: bool,
+}
+
+impl From<FleetRow> for TerminalStatus {
+    fn from(r: FleetRow) -> Self {
+        Self {
+            terminal_id: r.terminal_id,
+            store_id: r.store_id,
+            name: r.name,
+            last_seen_at: r.last_seen_at,
+            highest_seq: r.highest_seq,
+            contiguous_through_seq: r.contiguous_through_seq,
+            // Stored seqs are distinct and within 1..=highest_seq.
+            missing_count: r.highest_seq - r.sales_stored,
+            sales_stored: r.sales_stored,
+            revoked: r.revoked_at.is_some(),
+        }
+    }
+}
+
+/// `GET /v1/terminals[?store_id=...]`: the fleet view.
+pub async fn list(
+    State(state): State<AppState>,
+    admin: MerchantAdmin,
+    QueryParams(query): QueryParams<FleetQuery>,
+) -> Result<Json<Fleet>, ApiError> {
+    let store_id = params::uuid("store_id", query.store_id.as_deref())?;
+    let mut conn = state.db.acquire().await?;
+    params::check_owned(&mut conn, admin.merchant_id, store_id, None).await?;
+    let rows = reports::fleet(&mut conn, admin.merchant_id, store_id).await?;
+    Ok(Json(Fleet {
+        terminals: rows.into_iter().map(TerminalStatus::from).collect(),
     }))
 }

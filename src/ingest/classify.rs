@@ -1,16 +1,16 @@
 //! Decides, for each sale of a batch, whether it is new, a duplicate or a
 //! conflict, given what is already stored. Pure: the caller fetches the
-//! stored rows and writes the outcome.
+//! stored sales and acts on the verdicts.
 
 use std::collections::{HashMap, HashSet};
 
 use uuid::Uuid;
 
-use crate::db::sales::StoredSale;
-use crate::domain::sale::{Rejection, Sale, SaleKind};
+use crate::domain::sale::{Rejection, Sale, SaleKind, StoredSale};
 
+/// What the classifier decides about one sale.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum Verdict {
     /// New: to be inserted.
     Accept,
     /// Already stored with the same content.
@@ -47,7 +47,7 @@ struct Target {
 
 /// Classifies `sales` in order. Earlier sales of the batch count as stored
 /// for later ones, so a batch may carry a sale and its void.
-pub fn classify(terminal_id: Uuid, sales: &[&Sale], stored: &Stored) -> Vec<Outcome> {
+pub fn classify(terminal_id: Uuid, sales: &[&Sale], stored: &Stored) -> Vec<Verdict> {
     let mut accepted: HashMap<Uuid, &Sale> = HashMap::new();
     let mut seqs_taken: HashSet<i64> = HashSet::new();
     let mut voided_now: HashSet<Uuid> = HashSet::new();
@@ -55,7 +55,7 @@ pub fn classify(terminal_id: Uuid, sales: &[&Sale], stored: &Stored) -> Vec<Outc
     sales
         .iter()
         .map(|&sale| {
-            let outcome = classify_one(
+            let verdict = classify_one(
                 terminal_id,
                 sale,
                 stored,
@@ -63,14 +63,14 @@ pub fn classify(terminal_id: Uuid, sales: &[&Sale], stored: &Stored) -> Vec<Outc
                 &seqs_taken,
                 &voided_now,
             );
-            if outcome == Outcome::Accept {
+            if verdict == Verdict::Accept {
                 accepted.insert(sale.sale_id, sale);
                 seqs_taken.insert(sale.seq);
                 if let (SaleKind::Void, Some(target)) = (sale.kind, sale.refers_to_sale_id) {
                     voided_now.insert(target);
                 }
             }
-            outcome
+            verdict
         })
         .collect()
 }
@@ -82,25 +82,25 @@ fn classify_one(
     accepted: &HashMap<Uuid, &Sale>,
     seqs_taken: &HashSet<i64>,
     voided_now: &HashSet<Uuid>,
-) -> Outcome {
+) -> Verdict {
     if let Some(row) = stored.by_id.get(&sale.sale_id) {
         let same = row.terminal_id == terminal_id
             && serde_json::from_value::<Sale>(row.body.clone()).is_ok_and(|s| s == *sale);
         return if same {
-            Outcome::Duplicate
+            Verdict::Duplicate
         } else {
             sale_id_conflict()
         };
     }
     if let Some(earlier) = accepted.get(&sale.sale_id) {
         return if *earlier == sale {
-            Outcome::Duplicate
+            Verdict::Duplicate
         } else {
             sale_id_conflict()
         };
     }
     if stored.seq_owner.contains_key(&sale.seq) || seqs_taken.contains(&sale.seq) {
-        return Outcome::Reject(Rejection::new(
+        return Verdict::Reject(Rejection::new(
             "seq_conflict",
             format!(
                 "seq {} is already held by another sale of this terminal",
@@ -114,14 +114,14 @@ fn classify_one(
             .expect("validated: a void names its target");
         let target = find_target(target_id, terminal_id, stored, accepted, voided_now);
         if let Err(rejection) = check_void(terminal_id, sale, target) {
-            return Outcome::Reject(rejection);
+            return Verdict::Reject(rejection);
         }
     }
-    Outcome::Accept
+    Verdict::Accept
 }
 
-fn sale_id_conflict() -> Outcome {
-    Outcome::Reject(Rejection::new(
+fn sale_id_conflict() -> Verdict {
+    Verdict::Reject(Rejection::new(
         "sale_id_conflict",
         "a different sale with this sale_id is already stored; the payload is kept for review",
     ))
@@ -136,14 +136,9 @@ fn find_target(
     voided_now: &HashSet<Uuid>,
 ) -> Option<Target> {
     if let Some(row) = stored.by_id.get(&id) {
-        let kind = match row.kind.as_str() {
-            "sale" => SaleKind::Sale,
-            "refund" => SaleKind::Refund,
-            _ => SaleKind::Void,
-        };
         return Some(Target {
             terminal_id: row.terminal_id,
-            kind,
+            kind: row.kind,
             currency: row.currency.clone(),
             amounts: [row.total_minor, row.tax_minor, row.discount_minor],
             voided: row.voided || voided_now.contains(&id),
@@ -222,7 +217,7 @@ mod tests {
             sale_id: s.sale_id,
             terminal_id,
             seq: s.seq,
-            kind: s.kind.as_str().into(),
+            kind: s.kind,
             currency: s.currency.clone(),
             total_minor: s.total_minor,
             tax_minor: s.tax_minor,
@@ -232,13 +227,13 @@ mod tests {
         }
     }
 
-    fn codes(outcomes: &[Outcome]) -> Vec<&str> {
-        outcomes
+    fn codes(verdicts: &[Verdict]) -> Vec<&str> {
+        verdicts
             .iter()
             .map(|o| match o {
-                Outcome::Accept => "accept",
-                Outcome::Duplicate => "duplicate",
-                Outcome::Reject(r) => r.code,
+                Verdict::Accept => "accept",
+                Verdict::Duplicate => "duplicate",
+                Verdict::Reject(r) => r.code,
             })
             .collect()
     }

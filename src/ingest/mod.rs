@@ -1,27 +1,28 @@
 //! Ingest of one sale batch: one transaction that claims the
-//! Idempotency-Key, serialises the till's batches, classifies every sale
-//! against what is stored, inserts the new ones in one statement, keeps
-//! conflicting payloads, advances the till's sync state and stores the
-//! response for replay. A 200 is sent only after that commit.
+//! Idempotency-Key, serialises the till's batches, stores the sales
+//! (`store`: classified against what is stored, the new ones inserted in one
+//! statement, conflicting payloads kept), adds to the report totals,
+//! advances the till's sync state (`progress`) and stores the response
+//! (`response`) for replay. A 200 is sent only after that commit.
+//!
+//! This module owns the transaction and its order of steps; each step is a
+//! function named for what it does, so `try_push_batch` reads as the list.
 
 pub mod classify;
 mod progress;
-pub mod totals;
+mod response;
+mod store;
 
-use std::collections::{HashMap, HashSet};
-
-use serde::Serialize;
 use uuid::Uuid;
 
 use crate::db::idempotency::{self, KeyState, StoredResponse};
-use crate::db::sales::{self, NewSales};
-use crate::db::{Database, DbError, conflicts, sync, totals as totals_db};
+use crate::db::{Database, DbError, sync, totals};
 use crate::domain::sale::{Rejection, Sale};
-use classify::{Outcome, Stored, classify};
+use crate::domain::terminal::Terminal;
+use crate::domain::totals::Deltas;
+pub use response::Counts;
+use store::StoredSales;
 
-/// Collisions with a concurrent transaction are resolved by classifying again;
-/// this bounds how often, so a pathological race ends in a retryable error.
-const MAX_CLASSIFY_ROUNDS: usize = 3;
 /// Deadlocks and serialization failures are retried this often before the
 /// client is asked to retry.
 const MAX_TRANSACTION_ATTEMPTS: usize = 3;
@@ -33,20 +34,21 @@ pub struct Item {
     pub sale: Result<Sale, Rejection>,
 }
 
+impl Item {
+    /// The sale of an item known to be valid: only those are classified,
+    /// inserted and counted.
+    fn valid_sale(&self) -> &Sale {
+        self.sale
+            .as_ref()
+            .expect("only parsed sales are classified")
+    }
+}
+
 /// How a batch is written.
 #[derive(Debug, Clone, Copy)]
 pub struct IngestOptions {
     /// Keep the report totals current (off only to measure what they cost).
     pub maintain_totals: bool,
-}
-
-/// Who pushes: a terminal of a merchant, with its store's time zone.
-#[derive(Debug, Clone)]
-pub struct Pusher {
-    pub merchant_id: Uuid,
-    pub terminal_id: Uuid,
-    pub store_id: Uuid,
-    pub timezone: chrono_tz::Tz,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,35 +68,9 @@ pub enum Pushed {
     Replayed { body: Vec<u8> },
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Counts {
-    pub accepted: usize,
-    pub duplicates: usize,
-    pub rejected: usize,
-}
-
-#[derive(Serialize)]
-struct BatchResponse<'a> {
-    batch_id: Uuid,
-    results: Vec<SaleResult<'a>>,
-    #[serde(flatten)]
-    counts: Counts,
-    contiguous_through_seq: i64,
-}
-
-#[derive(Serialize)]
-struct SaleResult<'a> {
-    sale_id: Option<Uuid>,
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    code: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<&'a str>,
-}
-
 pub async fn push_batch(
     db: &Database,
-    pusher: &Pusher,
+    terminal: &Terminal,
     key: Uuid,
     request_sha256: &[u8],
     items: &[Item],
@@ -102,9 +78,9 @@ pub async fn push_batch(
 ) -> Result<Pushed, IngestError> {
     let mut attempt = 1;
     loop {
-        match try_push_batch(db, pusher, key, request_sha256, items, options).await {
+        match try_push_batch(db, terminal, key, request_sha256, items, options).await {
             Err(IngestError::Db(DbError::Contention(e))) if attempt < MAX_TRANSACTION_ATTEMPTS => {
-                tracing::debug!(terminal.id = %pusher.terminal_id, error = %e, attempt, "batch collided, retrying");
+                tracing::debug!(terminal.id = %terminal.terminal_id, error = %e, attempt, "batch collided, retrying");
                 attempt += 1;
             }
             result => return result,
@@ -114,59 +90,44 @@ pub async fn push_batch(
 
 async fn try_push_batch(
     db: &Database,
-    pusher: &Pusher,
+    terminal: &Terminal,
     key: Uuid,
     request_sha256: &[u8],
     items: &[Item],
     options: IngestOptions,
 ) -> Result<Pushed, IngestError> {
-    let (merchant_id, terminal_id) = (pusher.merchant_id, pusher.terminal_id);
+    let (merchant_id, terminal_id) = (terminal.merchant_id, terminal.terminal_id);
     let mut tx = db.begin().await?;
-    match idempotency::claim(&mut tx, merchant_id, terminal_id, key).await? {
-        KeyState::Busy => return Err(IngestError::InProgress),
-        KeyState::Held {
-            stored: Some(stored),
-        } if stored.request_sha256 == request_sha256 => {
-            return Ok(Pushed::Replayed { body: stored.body });
-        }
-        KeyState::Held { stored: Some(_) } => return Err(IngestError::KeyReused),
-        KeyState::Held { stored: None } => {}
+    if let Some(replay) = claim_key(&mut tx, terminal, key, request_sha256).await? {
+        return Ok(replay);
     }
     let held = sync::lock(&mut tx, merchant_id, terminal_id).await?;
 
     let batch_id = Uuid::now_v7();
-    let stored = store_sales(&mut tx, pusher, batch_id, items).await?;
-    let (outcomes, inserted) = (stored.outcomes, stored.inserted);
-    save_conflicts(&mut tx, pusher, batch_id, items, &outcomes).await?;
+    let stored = store::store_sales(&mut tx, terminal, batch_id, items).await?;
+    store::save_conflicts(&mut tx, terminal, batch_id, items, &stored.verdicts).await?;
     if options.maintain_totals {
-        let new_sales: Vec<&Sale> = inserted.iter().map(|&i| sale_of(items, i)).collect();
-        let deltas = totals::Deltas::of(&new_sales, pusher.timezone, |id| {
-            new_sales
-                .iter()
-                .copied()
-                .find(|s| s.sale_id == id)
-                .or_else(|| stored.void_targets.get(&id))
-        });
-        totals_db::apply(
-            &mut tx,
-            merchant_id,
-            terminal_id,
-            pusher.store_id,
-            batch_id,
-            &deltas,
-        )
-        .await?;
+        add_to_totals(&mut tx, terminal, batch_id, items, &stored).await?;
     }
-    let inserted_seqs: Vec<i64> = inserted.iter().map(|&i| sale_of(items, i).seq).collect();
-    let state = progress::advance(&mut tx, pusher, held, &inserted_seqs).await?;
+    let inserted_seqs: Vec<i64> = stored
+        .inserted
+        .iter()
+        .map(|&i| items[i].valid_sale().seq)
+        .collect();
+    let state = progress::advance(&mut tx, terminal, held, &inserted_seqs).await?;
 
-    let (body, counts) = response_body(batch_id, items, &outcomes, state.contiguous_through_seq);
-    let stored = StoredResponse {
+    let (body, counts) = response::body(
+        batch_id,
+        items,
+        &stored.verdicts,
+        state.contiguous_through_seq,
+    );
+    let response = StoredResponse {
         request_sha256: request_sha256.to_vec(),
         status: 200,
         body,
     };
-    idempotency::store(&mut tx, merchant_id, terminal_id, key, &stored).await?;
+    idempotency::store(&mut tx, merchant_id, terminal_id, key, &response).await?;
     tx.commit().await.map_err(DbError::from)?;
     tracing::info!(
         terminal.id = %terminal_id, batch.id = %batch_id,
@@ -174,216 +135,61 @@ async fn try_push_batch(
         "stored batch {batch_id} from terminal {terminal_id}"
     );
     Ok(Pushed::Fresh {
-        body: stored.body,
+        body: response.body,
         counts,
     })
 }
 
-fn sale_of(items: &[Item], index: usize) -> &Sale {
-    items[index]
-        .sale
-        .as_ref()
-        .expect("only parsed sales are classified")
-}
-
-/// What storing a batch's sales came to.
-struct StoredSales {
-    /// Every item's outcome, in input order.
-    outcomes: Vec<Outcome>,
-    /// The indexes of the items this transaction inserted.
-    inserted: Vec<usize>,
-    /// Stored sales that voids of this batch name, for the totals.
-    void_targets: HashMap<Uuid, Sale>,
-}
-
-/// Classifies and inserts the valid sales.
-async fn store_sales(
+/// Takes the Idempotency-Key for this transaction. `Some` is the answer
+/// when the key was used before: the first response again for the same
+/// body; a different body or a request still running are errors.
+async fn claim_key(
     tx: &mut sqlx::PgConnection,
-    pusher: &Pusher,
+    terminal: &Terminal,
+    key: Uuid,
+    request_sha256: &[u8],
+) -> Result<Option<Pushed>, IngestError> {
+    match idempotency::claim(tx, terminal.merchant_id, terminal.terminal_id, key).await? {
+        KeyState::Busy => Err(IngestError::InProgress),
+        KeyState::Held {
+            stored: Some(stored),
+        } if stored.request_sha256 == request_sha256 => {
+            Ok(Some(Pushed::Replayed { body: stored.body }))
+        }
+        KeyState::Held { stored: Some(_) } => Err(IngestError::KeyReused),
+        KeyState::Held { stored: None } => Ok(None),
+    }
+}
+
+/// Adds what the inserted sales change to the report totals. A void takes
+/// its sale out, so that sale is looked up among this batch's and among the
+/// stored ones the classification fetched.
+async fn add_to_totals(
+    tx: &mut sqlx::PgConnection,
+    terminal: &Terminal,
     batch_id: Uuid,
     items: &[Item],
-) -> Result<StoredSales, DbError> {
-    let mut outcomes: Vec<Outcome> = items
-        .iter()
-        .map(|item| match &item.sale {
-            Ok(_) => Outcome::Accept,
-            Err(rejection) => Outcome::Reject(rejection.clone()),
-        })
-        .collect();
-    let mut pending: Vec<usize> = (0..items.len())
-        .filter(|&i| items[i].sale.is_ok())
-        .collect();
-    let mut inserted: Vec<usize> = Vec::new();
-    let mut void_targets: HashMap<Uuid, Sale> = HashMap::new();
-
-    for _round in 0..MAX_CLASSIFY_ROUNDS {
-        if pending.is_empty() {
-            break;
-        }
-        let sales: Vec<&Sale> = pending.iter().map(|&i| sale_of(items, i)).collect();
-        let ids: Vec<Uuid> = sales
-            .iter()
-            .flat_map(|s| std::iter::once(s.sale_id).chain(s.refers_to_sale_id))
-            .collect();
-        let seqs: Vec<i64> = sales.iter().map(|s| s.seq).collect();
-        let rows =
-            sales::find_related(tx, pusher.merchant_id, pusher.terminal_id, &ids, &seqs).await?;
-        let targets: HashSet<Uuid> = sales.iter().filter_map(|s| s.refers_to_sale_id).collect();
-        for row in rows.iter().filter(|r| targets.contains(&r.sale_id)) {
-            if let Ok(target) = serde_json::from_value::<Sale>(row.body.clone()) {
-                void_targets.insert(row.sale_id, target);
-            }
-        }
-        let round = classify(
-            pusher.terminal_id,
-            &sales,
-            &Stored::new(pusher.terminal_id, &rows),
-        );
-
-        let new_rows = new_rows(pusher, &sales, &round);
-        let stored_now: HashSet<Uuid> = if new_rows.is_empty() {
-            HashSet::new()
-        } else {
-            sales::insert(
-                tx,
-                pusher.merchant_id,
-                pusher.terminal_id,
-                pusher.store_id,
-                batch_id,
-                &new_rows,
-            )
-            .await?
-            .into_iter()
-            .collect()
-        };
-
-        // A sale that was new but not inserted collided with a transaction
-        // that committed meanwhile: everything not yet stored is classified
-        // again against the rows that now exist.
-        let collided = round
-            .iter()
-            .zip(&sales)
-            .any(|(o, s)| *o == Outcome::Accept && !stored_now.contains(&s.sale_id));
-        let mut still_pending = Vec::new();
-        for (index, outcome) in pending.iter().copied().zip(round) {
-            if outcome == Outcome::Accept && stored_now.contains(&sale_of(items, index).sale_id) {
-                inserted.push(index);
-                outcomes[index] = Outcome::Accept;
-            } else if collided {
-                still_pending.push(index);
-            } else {
-                outcomes[index] = outcome;
-            }
-        }
-        pending = still_pending;
-    }
-    if pending.is_empty() {
-        Ok(StoredSales {
-            outcomes,
-            inserted,
-            void_targets,
-        })
-    } else {
-        Err(DbError::Contention(sqlx::Error::Protocol(
-            "sales kept colliding with concurrent batches".into(),
-        )))
-    }
-}
-
-fn new_rows(pusher: &Pusher, sales: &[&Sale], outcomes: &[Outcome]) -> NewSales {
-    let mut rows = NewSales::default();
-    for (sale, _) in sales
-        .iter()
-        .zip(outcomes)
-        .filter(|(_, o)| **o == Outcome::Accept)
-    {
-        rows.sale_id.push(sale.sale_id);
-        rows.seq.push(sale.seq);
-        rows.kind.push(sale.kind.as_str().to_owned());
-        rows.occurred_at.push(sale.occurred_at.to_utc());
-        rows.business_date.push(sale.business_date(pusher.timezone));
-        rows.currency.push(sale.currency.clone());
-        rows.total_minor.push(sale.total_minor);
-        rows.tax_minor.push(sale.tax_minor);
-        rows.discount_minor.push(sale.discount_minor);
-        rows.refers_to_sale_id.push(sale.refers_to_sale_id);
-        rows.body
-            .push(serde_json::to_value(sale).expect("a sale always serializes"));
-    }
-    rows
-}
-
-async fn save_conflicts(
-    tx: &mut sqlx::PgConnection,
-    pusher: &Pusher,
-    batch_id: Uuid,
-    items: &[Item],
-    outcomes: &[Outcome],
+    stored: &StoredSales,
 ) -> Result<(), DbError> {
-    let conflicting: Vec<&Sale> = items
+    let new_sales: Vec<&Sale> = stored
+        .inserted
         .iter()
-        .zip(outcomes)
-        .filter(|(_, o)| matches!(o, Outcome::Reject(r) if r.code == "sale_id_conflict"))
-        .filter_map(|(item, _)| item.sale.as_ref().ok())
+        .map(|&i| items[i].valid_sale())
         .collect();
-    if conflicting.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<Uuid> = conflicting.iter().map(|s| s.sale_id).collect();
-    let payloads: Vec<serde_json::Value> = conflicting
-        .iter()
-        .map(|s| serde_json::to_value(s).expect("a sale always serializes"))
-        .collect();
-    conflicts::insert(
+    let deltas = Deltas::of(&new_sales, terminal.timezone, |id| {
+        new_sales
+            .iter()
+            .copied()
+            .find(|s| s.sale_id == id)
+            .or_else(|| stored.void_targets.get(&id))
+    });
+    totals::apply(
         tx,
-        pusher.merchant_id,
-        pusher.terminal_id,
+        terminal.merchant_id,
+        terminal.terminal_id,
+        terminal.store_id,
         batch_id,
-        &ids,
-        &payloads,
+        &deltas,
     )
     .await
-}
-
-fn response_body(
-    batch_id: Uuid,
-    items: &[Item],
-    outcomes: &[Outcome],
-    contiguous_through_seq: i64,
-) -> (Vec<u8>, Counts) {
-    let mut counts = Counts::default();
-    let results = items
-        .iter()
-        .zip(outcomes)
-        .map(|(item, outcome)| {
-            let (status, rejection) = match outcome {
-                Outcome::Accept => {
-                    counts.accepted += 1;
-                    ("accepted", None)
-                }
-                Outcome::Duplicate => {
-                    counts.duplicates += 1;
-                    ("duplicate", None)
-                }
-                Outcome::Reject(r) => {
-                    counts.rejected += 1;
-                    ("rejected", Some(r))
-                }
-            };
-            SaleResult {
-                sale_id: item.sale_id,
-                status,
-                code: rejection.map(|r| r.code),
-                detail: rejection.map(|r| r.detail.as_str()),
-            }
-        })
-        .collect();
-    let response = BatchResponse {
-        batch_id,
-        results,
-        counts,
-        contiguous_through_seq,
-    };
-    let body = serde_json::to_vec(&response).expect("a batch response always serializes");
-    (body, counts)
 }

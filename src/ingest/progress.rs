@@ -12,14 +12,14 @@ use sqlx::PgConnection;
 
 use crate::db::DbError;
 use crate::db::sync::{self, SyncState};
-use crate::ingest::Pusher;
+use crate::domain::terminal::Terminal;
 
 /// Stored seqs read per round trip while walking the prefix forward.
 const WALK_CHUNK: i64 = 1000;
 
 pub async fn advance(
     conn: &mut PgConnection,
-    pusher: &Pusher,
+    terminal: &Terminal,
     mut state: SyncState,
     inserted_seqs: &[i64],
 ) -> Result<SyncState, DbError> {
@@ -35,8 +35,8 @@ pub async fn advance(
         loop {
             let seqs = sync::seqs_above(
                 conn,
-                pusher.merchant_id,
-                pusher.terminal_id,
+                terminal.merchant_id,
+                terminal.terminal_id,
                 state.contiguous_through_seq,
                 chunk,
             )
@@ -52,7 +52,7 @@ pub async fn advance(
             chunk = WALK_CHUNK;
         }
     }
-    sync::save(conn, pusher.merchant_id, pusher.terminal_id, &state).await?;
+    sync::save(conn, terminal.merchant_id, terminal.terminal_id, &state).await?;
     Ok(state)
 }
 

@@ -381,7 +381,7 @@ mod tests {
 
     use super::*;
     use crate::domain::sale::Sale;
-    use crate::ingest::classify::{Outcome, Stored, classify};
+    use crate::ingest::classify::{Stored, Verdict, classify};
 
     fn generate(seed: u64, count: usize) -> Vec<Generated> {
         let mut generator = SaleGenerator::new(seed);
@@ -405,7 +405,7 @@ mod tests {
         let refs: Vec<&Sale> = sales.iter().collect();
         let outcomes = classify(till, &refs, &Stored::new(till, &[]));
         assert!(
-            outcomes.iter().all(|o| *o == Outcome::Accept),
+            outcomes.iter().all(|o| *o == Verdict::Accept),
             "{outcomes:?}"
         );
     }

@@ -1,6 +1,7 @@
 //! What a batch adds to the report totals: per (business date, hour,
-//! currency) of the till, and per tender method. Pure: the caller writes the
-//! deltas in the batch's transaction.
+//! currency) of the till, and per tender method. Pure: ingest computes the
+//! deltas of the sales it inserted and `db::totals` writes them in the
+//! batch's transaction.
 //!
 //! A void adds to `voids_count` on its own business day and takes the sale
 //! it voids out of that sale's own day, whenever that was.
