@@ -92,7 +92,12 @@ impl Application {
                 stopping.cancel();
             }
         };
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(signal);
+        let server = http::server::serve(
+            self.listener,
+            self.router,
+            self.args.client.header_timeout,
+            signal,
+        );
         let grace = self.args.shutdown_grace;
         tokio::select! {
             result = server => result.context("server failed")?,

@@ -130,10 +130,30 @@ pub struct ServeArgs {
     pub stale_report_ttl: Duration,
 
     #[command(flatten)]
+    pub client: ClientArgs,
+
+    #[command(flatten)]
     pub database: DatabaseArgs,
 
     #[command(flatten)]
     pub health: HealthArgs,
+}
+
+/// What one client connection may cost: slow clients hold only their own
+/// socket, never anything another request needs.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// How long a client has to send a request's headers, counted from the
+    /// connection opening or the previous response; the same clock closes
+    /// idle keep-alive connections (hyper times both with one timer).
+    #[arg(long, env = "TILLSYNC_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub header_timeout: Duration,
+
+    /// How long a client has to send a request's body, counted from its
+    /// headers; beyond, 408 `request_timeout`. Bodies are read whole before
+    /// the request takes a database slot.
+    #[arg(long, env = "TILLSYNC_BODY_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    pub body_timeout: Duration,
 }
 
 /// The database health layer: deadlines, probing, admission, rate limits.
@@ -204,6 +224,11 @@ pub struct HealthArgs {
     #[arg(long, env = "TILLSYNC_TERMINAL_RATE", default_value_t = 20)]
     pub terminal_rate: u32,
 
+    /// Requests one terminal may have in flight at once (a till pushes its
+    /// batches one at a time); beyond, 429 `rate_limited`.
+    #[arg(long, env = "TILLSYNC_TERMINAL_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub terminal_concurrency: u32,
+
     /// Requests a terminal may make in a burst above its rate.
     #[arg(long, env = "TILLSYNC_TERMINAL_BURST", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
     pub terminal_burst: u32,
@@ -223,6 +248,14 @@ impl Switch {
 
 fn parse_duration(raw: &str) -> Result<Duration, String> {
     humantime::parse_duration(raw).map_err(|e| format!("{e} (examples: 500ms, 5s, 7d)"))
+}
+
+fn parse_positive_duration(raw: &str) -> Result<Duration, String> {
+    let duration = parse_duration(raw)?;
+    if duration.is_zero() {
+        return Err("must be more than 0".into());
+    }
+    Ok(duration)
 }
 
 fn parse_auth_cache_ttl(raw: &str) -> Result<Duration, String> {

@@ -61,6 +61,7 @@ problem_codes! {
     StoreNotFound => "store_not_found", NOT_FOUND;
     TerminalNotFound => "terminal_not_found", NOT_FOUND;
     MethodNotAllowed => "method_not_allowed", METHOD_NOT_ALLOWED;
+    RequestTimeout => "request_timeout", REQUEST_TIMEOUT;
     RequestInProgress => "request_in_progress", CONFLICT;
     PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE;
     UnsupportedMediaType => "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE;

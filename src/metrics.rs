@@ -37,7 +37,10 @@ pub fn handle() -> PrometheusHandle {
                 })
                 .expect("bucket lists are not empty")
                 .install_recorder()
-                .inspect(|_| describe())
+                .inspect(|_| {
+                    describe();
+                    export_known_series();
+                })
                 .expect("no other metrics recorder is installed")
         })
         .clone()
@@ -58,7 +61,7 @@ fn describe() {
     );
     describe_counter!(
         "tillsync_requests_shed_total",
-        "Requests refused before they touched the database, by reason (database_unavailable, overloaded, expired_in_queue, rate_limited) and priority"
+        "Requests refused before they touched the database, by reason (database_unavailable, overloaded, expired_in_queue, rate_limited, terminal_concurrency) and priority"
     );
     describe_gauge!(
         "tillsync_db_state",
@@ -113,6 +116,30 @@ fn describe() {
         Unit::Count,
         "Sales per committed batch"
     );
+}
+
+/// Puts every counter whose labels are known in advance on the page at 0,
+/// so an alert on `rate(...)` or `increase(...)` has a series to read on a
+/// healthy service, before the first refusal or failure ever happens.
+fn export_known_series() {
+    use crate::health::Priority;
+    for reason in ["database_unavailable", "overloaded", "expired_in_queue"] {
+        for priority in Priority::ALL {
+            metrics::counter!("tillsync_requests_shed_total", "reason" => reason, "priority" => priority.as_str())
+                .increment(0);
+        }
+    }
+    for reason in ["rate_limited", "terminal_concurrency"] {
+        metrics::counter!("tillsync_requests_shed_total", "reason" => reason, "priority" => "ingest")
+            .increment(0);
+    }
+    for state in [LinkState::Ok, LinkState::Degraded, LinkState::Unavailable] {
+        metrics::counter!("tillsync_db_state_changes_total", "to" => state.as_str()).increment(0);
+    }
+    metrics::counter!("tillsync_db_probe_failures_total").increment(0);
+    for result in ["accepted", "duplicate", "rejected"] {
+        metrics::counter!("tillsync_sales_total", "result" => result).increment(0);
+    }
 }
 
 /// Renders the exposition, refreshing the gauges read from live state first.

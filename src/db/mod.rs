@@ -205,9 +205,15 @@ pub async fn create_and_migrate(options: &PgConnectOptions) -> anyhow::Result<()
         tracing::debug!(error = %e, "closing the maintenance connection failed: {e}");
     }
 
+    // Postgres reports "relation _sqlx_migrations already exists, skipping"
+    // as a NOTICE on every run after the first: not news, and sqlx would
+    // log it at INFO next to what the command prints.
+    let quiet = options
+        .clone()
+        .options([("client_min_messages", "warning")]);
     let pool = PgPoolOptions::new()
         .max_connections(1)
-        .connect_with(options.clone())
+        .connect_with(quiet)
         .await?;
     MIGRATOR.run(&pool).await?;
     pool.close().await;

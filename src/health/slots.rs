@@ -47,6 +47,14 @@ pub enum Priority {
 }
 
 impl Priority {
+    pub const ALL: [Priority; 5] = [
+        Priority::Auth,
+        Priority::Ingest,
+        Priority::Admin,
+        Priority::Report,
+        Priority::Background,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Priority::Auth => "auth",

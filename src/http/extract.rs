@@ -55,10 +55,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
 /// A body that could not be read: too large, or the connection broke.
 pub fn body_rejection(e: BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            ProblemCode::PayloadTooLarge,
-            format!("the body exceeds {} bytes", super::MAX_BODY_BYTES),
-        )
+        super::body::too_large()
     } else {
         ApiError::new(ProblemCode::UnreadableBody, e.body_text())
     }

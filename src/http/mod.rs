@@ -2,17 +2,19 @@
 //! One file per resource below; handlers stay short and call domain, ingest
 //! and db code.
 //!
-//! A request to a database-bound route passes, in this order: arrival stamp
-//! -> request id and trace -> metrics -> Retry-After advice -> auth ->
-//! (terminals) rate limit -> admission (the health layer's `Gate::run`: fail
-//! fast, concurrency limit, deadline) -> handler -> repository -> Postgres. Operations routes (`/healthz`, `/readyz`,
-//! `/v1/status`, `/metrics`, the `/status` page) skip auth and admission:
-//! they must answer while the database does not.
+//! A request to a database-bound route passes, in this order: request id
+//! and trace -> metrics -> body read whole -> arrival stamp -> Retry-After
+//! advice -> auth -> (terminals) rate and concurrency limit -> admission
+//! (the health layer's `Gate::run`: fail fast, concurrency limit, deadline)
+//! -> handler -> repository -> Postgres. Operations routes (`/healthz`,
+//! `/readyz`, `/v1/status`, `/metrics`, the `/status` page) skip auth and
+//! admission: they must answer while the database does not.
 
 mod admission;
 mod arrival;
 pub mod auth;
 mod batches;
+mod body;
 mod conflicts;
 mod cursor;
 mod extract;
@@ -23,6 +25,7 @@ mod ratelimit;
 mod reports;
 mod retry_after;
 mod sales;
+pub mod server;
 mod status_page;
 mod stores;
 mod sync;
@@ -45,7 +48,7 @@ use crate::error::ApiError;
 use crate::health::Gate;
 use crate::ingest::IngestOptions;
 use auth::Authenticator;
-pub use ratelimit::TerminalRateLimit;
+pub use ratelimit::{TerminalConcurrency, TerminalRateLimit};
 
 /// Largest request body accepted (a batch of 500 rich sales fits easily).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -58,9 +61,11 @@ pub struct AppState {
     pub gate: Gate,
     pub auth: Authenticator,
     pub rate_limit: TerminalRateLimit,
+    pub terminal_concurrency: TerminalConcurrency,
     pub metrics: PrometheusHandle,
     pub ingest: IngestOptions,
     pub stale_totals: reports::StaleCopies,
+    pub body_timeout: body::BodyTimeout,
 }
 
 impl AppState {
@@ -76,11 +81,13 @@ impl AppState {
                 args.health.terminal_rate,
                 args.health.terminal_burst,
             ),
+            terminal_concurrency: TerminalConcurrency::new(args.health.terminal_concurrency),
             metrics: crate::metrics::handle(),
             ingest: IngestOptions {
                 maintain_totals: args.report_totals.is_on(),
             },
             stale_totals: reports::StaleCopies::new(args.stale_report_ttl),
+            body_timeout: body::BodyTimeout(args.client.body_timeout),
             db,
             gate,
         }
@@ -136,17 +143,17 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(state.clone());
 
-    // Outermost first: the arrival is stamped before anything can make the
-    // request wait (deadlines count from it), each request gets an id (the
-    // client's, or a new UUID) before anything logs, the trace span carries
-    // it and one line is logged per answer, the id goes back to the client,
-    // every answer (refusals included) is counted and timed, every
-    // database-related 503 gets its Retry-After from the health layer, a
-    // panic becomes a problem document instead of a dropped connection, and
-    // bodies are capped before any handler buffers them.
+    // Outermost first: each request gets an id (the client's, or a new
+    // UUID) before anything logs, the trace span carries it and one line is
+    // logged per answer, the id goes back to the client, every answer
+    // (refusals included) is counted and timed, the body is read whole
+    // before anything shared is taken (a slow upload costs only its own
+    // socket), the arrival is stamped once the request is all here
+    // (deadlines count from it), every database-related 503 gets its
+    // Retry-After from the health layer, and a panic becomes a problem
+    // document instead of a dropped connection.
     routes.layer(
         ServiceBuilder::new()
-            .layer(axum::middleware::from_fn(arrival::stamp))
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
             .layer(
                 TraceLayer::new_for_http()
@@ -158,6 +165,8 @@ pub fn router(state: AppState) -> Router {
             )
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(axum::middleware::from_fn(observe::count_and_time))
+            .layer(from_fn_with_state(state.clone(), body::read_whole))
+            .layer(axum::middleware::from_fn(arrival::stamp))
             .layer(from_fn_with_state(state, retry_after::advise))
             .layer(CatchPanicLayer::custom(|_| {
                 tracing::error!("handler panicked");

@@ -149,6 +149,24 @@ fn help_of_every_command_documents_every_setting_and_its_environment_variable() 
 
 /// Bootstraps a merchant on a database that does not exist yet: the command
 /// creates it and migrates it first.
+/// Postgres's notices about migrations already applied are not news to a
+/// user bootstrapping a merchant: stderr stays quiet beside the token.
+#[test]
+fn create_merchant_on_a_migrated_database_writes_nothing_to_stderr() {
+    let name = format!("tillsync_test_{}", Uuid::new_v4().simple());
+    let url = format!("{}/{name}", server_url());
+    create_merchant(&url);
+    let output = tillsync()
+        .args(["admin", "create-merchant", "--name", "Second Shop"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    drop_database(&name);
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.trim().is_empty(), "stderr: {stderr}");
+}
+
 #[test]
 fn create_merchant_creates_the_database_and_prints_a_token() {
     let name = format!("tillsync_test_cli_{}", Uuid::new_v4().simple());

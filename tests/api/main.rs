@@ -2,6 +2,7 @@
 //! Postgres. Every test gets its own database, so they run in parallel.
 
 mod cli;
+mod clients;
 mod deploy;
 mod fault_proxy;
 mod health;
