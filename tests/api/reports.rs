@@ -7,9 +7,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::proxy::Fault;
-use crate::support::sales::{refund_of, sale, sale_of, void_of, with};
-use crate::support::{TestApp, assert_problem, spawn_app, spawn_app_behind_proxy};
+use tillsync_testkit::proxy::Fault;
+use tillsync_testkit::sales::{refund_of, sale, sale_of, void_of, with};
+use tillsync_testkit::{TestApp, assert_problem, spawn_app, spawn_app_behind_proxy};
 
 async fn totals(app: &TestApp, query: &str) -> Value {
     let response = app

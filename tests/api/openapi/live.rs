@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support::contract::{Contract, Seen};
-use crate::support::proxy::Fault;
-use crate::support::sales::{sale, with};
-use crate::support::{TestApp, spawn_app_behind_proxy};
+use tillsync_testkit::proxy::Fault;
+use tillsync_testkit::sales::{sale, with};
+use tillsync_testkit::{TestApp, spawn_app_behind_proxy};
 
 /// A totals query answered before the outage and again, stale, during it.
 const STALE_TOTALS: &str = "/v1/reports/totals?from=2026-11-20&to=2026-11-20&group_by=day";
@@ -418,7 +418,7 @@ async fn reports(
 /// Stalls the database link and checks the answers of an outage.
 async fn outage(
     d: &mut Driver<'_>,
-    proxy: &crate::support::proxy::FaultProxy,
+    proxy: &tillsync_testkit::proxy::FaultProxy,
     admin: &str,
     till: &str,
     revoke: &str,
