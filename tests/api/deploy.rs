@@ -222,10 +222,17 @@ fn the_docker_build_has_every_file_cargo_needs() {
         .collect();
     let members = workspace_members();
     assert!(members.len() >= 3, "members: {members:?}");
-    let needed = ["Cargo.toml", "Cargo.lock", ".cargo", ".sqlx", "migrations", "src"]
-        .into_iter()
-        .map(str::to_owned)
-        .chain(members);
+    let needed = [
+        "Cargo.toml",
+        "Cargo.lock",
+        ".cargo",
+        ".sqlx",
+        "migrations",
+        "src",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .chain(members);
     for path in needed {
         assert!(
             copied
