@@ -18,6 +18,8 @@ use crate::app::Merchant;
 /// How long `serve` may take to answer `/healthz` (creating and migrating
 /// its database included).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// What the line saying where the server listens contains, before the address.
+const LISTENING: &str = "listening on http://";
 
 /// The `tillsync` binary.
 #[derive(Debug, Clone)]
@@ -95,7 +97,7 @@ impl Binary {
     /// As [`serve`](Self::serve), for benchmarks, whose figures must not pay
     /// for request logs: the server logs at `level` (e.g. `warn`) and above,
     /// plus the line saying where it listens (logged by `tillsync::app`), and
-    /// its lines are copied to this process's stderr as they come.
+    /// its other lines are copied to this process's stderr as they come.
     pub fn serve_quietly(&self, level: &str, env: &[(&str, &str)]) -> Served {
         let filter = format!("{level},tillsync::app=info");
         let mut env = env.to_vec();
@@ -132,7 +134,7 @@ impl Served {
                     .lines()
                     .map_while(Result::ok)
                 {
-                    if echo {
+                    if echo && !line.contains(LISTENING) {
                         eprintln!("{line}");
                     }
                     lines.lock().unwrap().push(line);
@@ -152,7 +154,7 @@ impl Served {
     }
 
     fn wait_for_address(&mut self, started: Instant) -> String {
-        const MARK: &str = "listening on http://";
+        const MARK: &str = LISTENING;
         loop {
             let found = self.lines.lock().unwrap().iter().find_map(|line| {
                 let at = line.find(MARK)? + MARK.len();
