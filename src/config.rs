@@ -1,20 +1,18 @@
-//! Every setting of the binary, as one clap tree. Each flag also reads an
-//! environment variable, so `--help` is the complete list of settings with
-//! their defaults. Values are checked here, at start, never later.
+//! Every setting of the server, as one clap tree (the binary adds the fleet
+//! simulator's). Each flag also reads an environment variable, so `--help`
+//! is the complete list of settings with their defaults. Values are checked
+//! here, at start, never later.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use sqlx::postgres::PgConnectOptions;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "tillsync",
-    version,
-    about = "Cloud sync backend for fleets of point-of-sale terminals"
-)]
-pub struct Cli {
+/// The settings every command shares: how it logs. Global, so they may be
+/// given before or after the command's name.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
     /// Log filter, in `tracing` EnvFilter syntax (e.g. `info,tillsync=debug`).
     #[arg(long = "log", env = "RUST_LOG", default_value = "info", global = true)]
     pub log_filter: String,
@@ -22,9 +20,6 @@ pub struct Cli {
     /// Log line format.
     #[arg(long, env = "TILLSYNC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
-
-    #[command(subcommand)]
-    pub command: Command,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -33,12 +28,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// The server's commands. The binary (`src/main.rs`) puts them at the top
+/// of its command line, beside `loadtest`, the fleet simulator, which is not
+/// part of the server.
 #[derive(Debug, Subcommand)]
 #[expect(
     clippy::large_enum_variant,
     reason = "parsed once at start; boxing buys nothing"
 )]
-pub enum Command {
+pub enum ServerCommand {
     /// Run the HTTP API (creates the database and applies migrations first, unless --no-migrate).
     Serve(ServeArgs),
     /// Create the database if missing, apply migrations, and exit.
@@ -46,9 +44,6 @@ pub enum Command {
     /// Administrative commands that talk to the database directly.
     #[command(subcommand)]
     Admin(AdminCommand),
-    /// Simulate a fleet of tills against a running API, then verify that every
-    /// sale is stored exactly once (see docs/loadtest.md). Exits non-zero on a failed verdict.
-    Loadtest(crate::loadtest::LoadtestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -278,11 +273,22 @@ fn parse_database_url(raw: &str) -> Result<PgConnectOptions, String> {
 
 #[cfg(test)]
 mod tests {
+    use clap::{CommandFactory, Parser};
+
     use super::*;
+
+    /// The server's part of the binary's command line.
+    #[derive(Debug, Parser)]
+    #[command(name = "tillsync")]
+    struct Cli {
+        #[command(flatten)]
+        log: LogArgs,
+        #[command(subcommand)]
+        command: ServerCommand,
+    }
 
     #[test]
     fn the_clap_tree_is_consistent() {
-        use clap::CommandFactory;
         Cli::command().debug_assert();
     }
 
@@ -290,7 +296,6 @@ mod tests {
     /// does not leak into the test) are the ones the contract names.
     #[test]
     fn defaults_need_no_settings() {
-        use clap::CommandFactory;
         let cli = Cli::command();
         let serve = cli.find_subcommand("serve").unwrap();
         let default = |id: &str| {

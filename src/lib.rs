@@ -20,6 +20,5 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod ingest;
-pub mod loadtest;
 pub mod metrics;
 pub mod telemetry;

@@ -1,14 +1,44 @@
 //! The `tillsync` binary: parse settings, start logging, run one command.
+//! Its command line is the server's commands (`tillsync::config`) and the
+//! fleet simulator's `loadtest` (the `tillsync-loadtest` crate), which the
+//! server's library knows nothing of.
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
-use tillsync::config::{AdminCommand, Cli, Command};
-use tillsync::{admin, app, db, loadtest, telemetry};
+use clap::{Parser, Subcommand};
+use tillsync::config::{AdminCommand, LogArgs, ServerCommand};
+use tillsync::{admin, app, db, telemetry};
 
 /// Exit code for a bad setting, as for any usage error.
 const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tillsync",
+    version,
+    about = "Cloud sync backend for fleets of point-of-sale terminals"
+)]
+struct Cli {
+    #[command(flatten)]
+    log: LogArgs,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; boxing buys nothing"
+)]
+enum Command {
+    #[command(flatten)]
+    Server(ServerCommand),
+    /// Simulate a fleet of tills against a running API, then verify that every
+    /// sale is stored exactly once (see docs/loadtest.md). Exits non-zero on a failed verdict.
+    Loadtest(tillsync_loadtest::LoadtestArgs),
+}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -29,7 +59,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    if let Err(e) = telemetry::init(cli.log_format, &cli.log_filter) {
+    if let Err(e) = telemetry::init(cli.log.log_format, &cli.log.log_filter) {
         eprintln!("tillsync: invalid value for RUST_LOG (--log): {e}");
         return ExitCode::from(EXIT_USAGE);
     }
@@ -65,20 +95,32 @@ fn one_line(message: &str) -> String {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => {
+        Command::Server(ServerCommand::Serve(args)) => {
             let application = app::Application::build(args).await?;
             application.run_until(app::shutdown_signal()).await
         }
-        Command::Migrate(database) => {
+        Command::Server(ServerCommand::Migrate(database)) => {
             db::create_and_migrate(&database.database_url).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::Admin(AdminCommand::CreateMerchant { name, database }) => {
+        Command::Server(ServerCommand::Admin(AdminCommand::CreateMerchant { name, database })) => {
             let created = admin::create_merchant(&database, &name).await?;
             println!("{created}");
             Ok(())
         }
-        Command::Loadtest(args) => loadtest::command(args).await,
+        Command::Loadtest(args) => tillsync_loadtest::command(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_clap_tree_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

@@ -5,13 +5,16 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::support::binary::{Served, create_merchant, drop_database, tillsync};
-use crate::support::proxy::Fault;
-use crate::support::{proxy_to_postgres, server_url};
+use tillsync_testkit::database::{drop_database, fresh_name};
+use tillsync_testkit::proxy::Fault;
+use tillsync_testkit::{proxy_to_postgres, server_url};
+
+use crate::support::tillsync;
 
 #[test]
 fn a_bad_setting_is_one_line_naming_it_and_exit_code_2() {
     let output = tillsync()
+        .command()
         .args(["serve", "--listen", "not-an-address"])
         .output()
         .unwrap();
@@ -21,6 +24,7 @@ fn a_bad_setting_is_one_line_naming_it_and_exit_code_2() {
     assert!(stderr.contains("--listen"), "names the setting: {stderr}");
 
     let output = tillsync()
+        .command()
         .arg("serve")
         .env("TILLSYNC_DB_ACQUIRE_TIMEOUT", "soon")
         .output()
@@ -29,6 +33,7 @@ fn a_bad_setting_is_one_line_naming_it_and_exit_code_2() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("db-acquire-timeout"));
 
     let output = tillsync()
+        .command()
         .args(["admin", "create-merchant"])
         .output()
         .unwrap();
@@ -59,6 +64,7 @@ fn every_kind_of_bad_setting_is_one_line_naming_it_and_exit_code_2() {
         ("RUST_LOG", "tillsync=loud", "RUST_LOG"),
     ] {
         let output = tillsync()
+            .command()
             .arg("serve")
             .env(variable, value)
             .output()
@@ -83,7 +89,11 @@ fn every_kind_of_bad_setting_is_one_line_naming_it_and_exit_code_2() {
 
 #[test]
 fn help_documents_every_setting_with_its_environment_variable() {
-    let output = tillsync().args(["serve", "--help"]).output().unwrap();
+    let output = tillsync()
+        .command()
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
     for variable in [
@@ -98,6 +108,41 @@ fn help_documents_every_setting_with_its_environment_variable() {
     assert!(help.contains("127.0.0.1:8080"), "defaults are shown");
 }
 
+/// The binary's command line, made of the same parts as in `src/main.rs`
+/// (whose own type tests cannot reach). The test below checks that the
+/// binary lists exactly these commands, so the two cannot drift apart.
+#[derive(clap::Parser)]
+#[command(name = "tillsync")]
+struct Cli {
+    #[command(flatten)]
+    log: tillsync::config::LogArgs,
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(clap::Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "as in src/main.rs: parsed once; boxing buys nothing"
+)]
+enum Commands {
+    #[command(flatten)]
+    Server(tillsync::config::ServerCommand),
+    Loadtest(tillsync_loadtest::LoadtestArgs),
+}
+
+/// The names under "Commands:" in a `--help`, `help` aside.
+fn commands_in_help(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Every command's `--help` names, for each of its settings, what it does
 /// and its environment variable. The list of settings comes from the clap
 /// tree, so a new setting without an env var or a description fails here.
@@ -106,7 +151,14 @@ fn help_of_every_command_documents_every_setting_and_its_environment_variable() 
     use clap::CommandFactory;
     // Inputs of one command, not settings: no environment variable.
     const INPUTS: &[&str] = &["name"];
-    let root = tillsync::config::Cli::command();
+    let root = Cli::command();
+    let output = tillsync().command().arg("--help").output().unwrap();
+    let listed = commands_in_help(&String::from_utf8(output.stdout).unwrap());
+    let known: Vec<String> = root
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .collect();
+    assert_eq!(listed, known, "the binary's commands are the ones checked");
     let mut commands = vec![(Vec::<String>::new(), root.clone())];
     let mut checked = 0;
     while let Some((path, command)) = commands.pop() {
@@ -118,7 +170,12 @@ fn help_of_every_command_documents_every_setting_and_its_environment_variable() 
         if command.has_subcommands() {
             continue;
         }
-        let output = tillsync().args(&path).arg("--help").output().unwrap();
+        let output = tillsync()
+            .command()
+            .args(&path)
+            .arg("--help")
+            .output()
+            .unwrap();
         assert!(output.status.success(), "{path:?} --help");
         let help = String::from_utf8(output.stdout).unwrap();
         let settings = command.get_arguments().chain(root.get_arguments());
@@ -153,10 +210,11 @@ fn help_of_every_command_documents_every_setting_and_its_environment_variable() 
 /// user bootstrapping a merchant: stderr stays quiet beside the token.
 #[test]
 fn create_merchant_on_a_migrated_database_writes_nothing_to_stderr() {
-    let name = format!("tillsync_test_{}", Uuid::new_v4().simple());
+    let name = fresh_name("tillsync_test_cli");
     let url = format!("{}/{name}", server_url());
-    create_merchant(&url);
+    tillsync().create_merchant(&url, "Corner Shop");
     let output = tillsync()
+        .command()
         .args(["admin", "create-merchant", "--name", "Second Shop"])
         .env("DATABASE_URL", &url)
         .output()
@@ -169,9 +227,10 @@ fn create_merchant_on_a_migrated_database_writes_nothing_to_stderr() {
 
 #[test]
 fn create_merchant_creates_the_database_and_prints_a_token() {
-    let name = format!("tillsync_test_cli_{}", Uuid::new_v4().simple());
+    let name = fresh_name("tillsync_test_cli");
     let url = format!("{}/{name}", server_url());
     let output = tillsync()
+        .command()
         .args(["admin", "create-merchant", "--name", "Corner Shop"])
         .env("DATABASE_URL", &url)
         .output()
@@ -198,8 +257,9 @@ fn create_merchant_creates_the_database_and_prints_a_token() {
 
 #[test]
 fn serve_logs_its_address_and_stops_cleanly_on_sigterm() {
-    let name = format!("tillsync_test_cli_{}", Uuid::new_v4().simple());
+    let name = fresh_name("tillsync_test_cli");
     let mut child = tillsync()
+        .command()
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("DATABASE_URL", format!("{}/{name}", server_url()))
         .stderr(Stdio::piped())
@@ -235,9 +295,10 @@ fn serve_logs_its_address_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn migrate_creates_the_database_and_is_a_no_op_the_second_time() {
-    let name = format!("tillsync_test_cli_{}", Uuid::new_v4().simple());
+    let name = fresh_name("tillsync_test_cli");
     for _ in 0..2 {
         let output = tillsync()
+            .command()
             .arg("migrate")
             .env("DATABASE_URL", format!("{}/{name}", server_url()))
             .output()
@@ -271,12 +332,14 @@ fn migrate_creates_the_database_and_is_a_no_op_the_second_time() {
 /// link is not refused as unavailable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_an_in_flight_request_finish_and_then_exits_0() {
-    let name = format!("tillsync_test_cli_{}", Uuid::new_v4().simple());
-    let admin_token = create_merchant(&format!("{}/{name}", server_url()));
+    let name = fresh_name("tillsync_test_cli");
+    let admin_token = tillsync()
+        .create_merchant(&format!("{}/{name}", server_url()), "Corner Shop")
+        .token;
     let proxy = proxy_to_postgres().await;
     let through_proxy = format!("postgres://postgres@{}/{name}", proxy.address());
     let served = tokio::task::spawn_blocking(move || {
-        Served::start(&[
+        tillsync().serve(&[
             ("DATABASE_URL", through_proxy.as_str()),
             ("TILLSYNC_DB_PROBE_TIMEOUT", "30s"),
             ("TILLSYNC_DB_DEGRADED_LATENCY", "30s"),

@@ -11,9 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use uuid::Uuid;
 
-use crate::support::proxy::Fault;
-use crate::support::sales::sale;
-use crate::support::{TestApp, spawn_app_behind_proxy, spawn_app_with};
+use tillsync_testkit::proxy::Fault;
+use tillsync_testkit::sales::sale;
+use tillsync_testkit::{TestApp, spawn_app_behind_proxy, spawn_app_with};
 
 async fn connect(app: &TestApp) -> TcpStream {
     let address = app.address.trim_start_matches("http://");

@@ -2,7 +2,8 @@
 //! names what it must (Postgres with a healthcheck and a volume, tillsync
 //! built from this directory, started once Postgres is healthy, healthy
 //! itself by `/readyz`), and the image is a small multi-stage build that
-//! runs as a user other than root and can build from the files it copies.
+//! runs as a user other than root and can build from the files it copies
+//! (the whole workspace).
 //! (No Docker here: these tests read the files, they do not run them.)
 
 use std::time::Duration;
@@ -153,9 +154,38 @@ fn the_dockerfile_is_multi_stage_and_runs_as_a_user_other_than_root() {
     );
 }
 
+/// The workspace's members, as the root manifest names them (`crates/*`
+/// expanded to the folders that hold a Cargo.toml).
+fn workspace_members() -> Vec<String> {
+    let manifest = std::fs::read_to_string("Cargo.toml").unwrap();
+    let line = manifest
+        .lines()
+        .find(|l| l.trim_start().starts_with("members = ["))
+        .expect("the root manifest names its workspace members");
+    let mut members = Vec::new();
+    for pattern in line.split('"').skip(1).step_by(2) {
+        match pattern.strip_suffix("/*") {
+            Some(folder) => {
+                for entry in std::fs::read_dir(folder).unwrap() {
+                    let path = entry.unwrap().path();
+                    if path.join("Cargo.toml").is_file() {
+                        members.push(path.display().to_string());
+                    }
+                }
+            }
+            None => members.push(pattern.to_owned()),
+        }
+    }
+    members.sort();
+    members
+}
+
 /// Every file the build copies exists and is not left out by
-/// .dockerignore, and every target file the manifest names is there when
-/// cargo first reads it (cargo refuses a manifest with a missing target).
+/// .dockerignore, and everything cargo reads is copied before it first
+/// runs: the manifest and lock, its settings (.cargo: offline query
+/// checks), the query metadata, the migrations compiled in, the sources,
+/// and every workspace member whole (cargo reads each member's manifest and
+/// refuses one whose target files are missing).
 #[test]
 fn the_docker_build_has_every_file_cargo_needs() {
     let lines = dockerfile();
@@ -177,21 +207,38 @@ fn the_docker_build_has_every_file_cargo_needs() {
         }
     }
 
-    let manifest = std::fs::read_to_string("Cargo.toml").unwrap();
     let first_build = lines
         .iter()
         .position(|l| l.contains("cargo build"))
         .unwrap();
-    let before_first_build = lines[..=first_build].join("\n");
-    for section in manifest.split("[[bench]]").skip(1) {
-        let name = section
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("name = "))
-            .unwrap()
-            .trim_matches('"');
+    let copied: Vec<&str> = lines[..first_build]
+        .iter()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from="))
+        .flat_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words[1..words.len() - 1].to_vec()
+        })
+        .map(|source| source.trim_end_matches('/'))
+        .collect();
+    let members = workspace_members();
+    assert!(members.len() >= 3, "members: {members:?}");
+    let needed = [
+        "Cargo.toml",
+        "Cargo.lock",
+        ".cargo",
+        ".sqlx",
+        "migrations",
+        "src",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .chain(members);
+    for path in needed {
         assert!(
-            before_first_build.contains(&format!("benches/{name}.rs")),
-            "bench {name} has no file when the Dockerfile first runs cargo"
+            copied
+                .iter()
+                .any(|source| path == *source || path.starts_with(&format!("{source}/"))),
+            "{path} is not copied before the Dockerfile first runs cargo (copied: {copied:?})"
         );
     }
 }

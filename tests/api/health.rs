@@ -10,9 +10,9 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::support::proxy::Fault;
-use crate::support::sales::sale;
-use crate::support::{TestApp, Till, spawn_app_behind_proxy, spawn_app_with};
+use tillsync_testkit::proxy::Fault;
+use tillsync_testkit::sales::sale;
+use tillsync_testkit::{TestApp, Till, spawn_app_behind_proxy, spawn_app_with};
 
 async fn status(app: &TestApp) -> String {
     let body: Value = app.get("/v1/status", "").await.json().await.unwrap();

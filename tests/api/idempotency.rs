@@ -4,8 +4,8 @@
 use reqwest::StatusCode;
 use uuid::Uuid;
 
-use crate::support::sales::sale;
-use crate::support::{assert_problem, spawn_app};
+use tillsync_testkit::sales::sale;
+use tillsync_testkit::{assert_problem, spawn_app};
 
 #[tokio::test]
 async fn replaying_a_batch_returns_the_first_response_byte_for_byte() {

@@ -4,8 +4,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::support::sales::{refund_of, sale, sale_of, void_of, with};
-use crate::support::{assert_problem, spawn_app, statuses};
+use tillsync_testkit::sales::{refund_of, sale, sale_of, void_of, with};
+use tillsync_testkit::{assert_problem, spawn_app, statuses};
 
 #[tokio::test]
 async fn a_batch_is_committed_when_the_answer_is_200() {

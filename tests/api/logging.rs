@@ -9,9 +9,11 @@ use serde_json::{Value, json};
 use tillsync::domain::token::{self, TokenKind};
 use uuid::Uuid;
 
-use crate::support::binary::{Served, create_merchant, drop_database};
-use crate::support::sales::with;
-use crate::support::server_url;
+use tillsync_testkit::database::{drop_database, fresh_name};
+use tillsync_testkit::sales::with;
+use tillsync_testkit::server_url;
+
+use crate::support::tillsync;
 
 /// What the test sent, to look for in the logs afterwards.
 struct Sent {
@@ -48,7 +50,7 @@ async fn traffic(address: &str, admin_token: &str) -> Sent {
     // A payload with a recognisable sku, to make sure bodies stay out.
     let sku = format!("SKU-{}", Uuid::new_v4().simple());
     let sale = with(
-        crate::support::sales::sale(1),
+        tillsync_testkit::sales::sale(1),
         json!({"lines": [{"sku": sku, "quantity": 1, "amount_minor": 1250}]}),
     );
     let batch_request_id = format!("log-test-batch-{}", Uuid::new_v4().simple());
@@ -84,11 +86,13 @@ async fn traffic(address: &str, admin_token: &str) -> Sent {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_log_lines_carry_the_request_id_and_never_a_token_or_a_payload() {
-    let name = format!("tillsync_test_logs_{}", Uuid::new_v4().simple());
+    let name = fresh_name("tillsync_test_logs");
     let database_url = format!("{}/{name}", server_url());
-    let admin_token = create_merchant(&database_url);
+    let admin_token = tillsync()
+        .create_merchant(&database_url, "Corner Shop")
+        .token;
     let served = tokio::task::spawn_blocking(move || {
-        Served::start(&[
+        tillsync().serve(&[
             ("DATABASE_URL", database_url.as_str()),
             ("TILLSYNC_LOG_FORMAT", "json"),
             // Debug too: a token must not appear at any level.

@@ -12,9 +12,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::support::proxy::Fault;
-use crate::support::sales::{sale, with};
-use crate::support::{TestApp, spawn_app_behind_proxy, spawn_app_with};
+use tillsync_testkit::proxy::Fault;
+use tillsync_testkit::sales::{sale, with};
+use tillsync_testkit::{TestApp, spawn_app_behind_proxy, spawn_app_with};
 
 /// The buckets every `_seconds` histogram must have (src/metrics.rs).
 const LATENCY_BUCKETS: &[&str] = &[

@@ -6,8 +6,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::sales::sale;
-use crate::support::{assert_problem, spawn_app};
+use tillsync_testkit::sales::sale;
+use tillsync_testkit::{assert_problem, spawn_app};
 
 #[tokio::test]
 async fn a_provisioned_till_can_push_with_its_token() {

@@ -3,8 +3,8 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::sales::{refund_of, sale, sale_of, void_of, with};
-use crate::support::{assert_problem, spawn_app};
+use tillsync_testkit::sales::{refund_of, sale, sale_of, void_of, with};
+use tillsync_testkit::{assert_problem, spawn_app};
 
 #[tokio::test]
 async fn sync_reports_the_contiguous_prefix_and_the_gaps() {

@@ -14,7 +14,7 @@ use tokio::runtime::{Builder, Runtime};
 
 /// The generator threads' name, which `cpu.rs` counts them by.
 pub const THREAD_NAME: &str = "load-generator";
-const NICE: libc::c_int = 19;
+const NICE: i32 = 19;
 
 pub fn runtime() -> Runtime {
     Builder::new_multi_thread()
@@ -23,11 +23,8 @@ pub fn runtime() -> Runtime {
         .on_thread_start(|| {
             // On Linux the nice value is per thread, so this lowers only the
             // generator's threads, not the proxy's.
-            // SAFETY: plain system calls on the calling thread.
-            let lowered = unsafe {
-                libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, NICE)
-            };
-            if lowered != 0 {
+            let thread = rustix::thread::gettid();
+            if rustix::process::setpriority_process(Some(thread), NICE).is_err() {
                 eprintln!("warning: the load generator runs at normal CPU priority");
             }
         })

@@ -77,7 +77,7 @@ pub async fn drive(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadtest::verify::TerminalToken;
+    use crate::verify::TerminalToken;
 
     fn tills(n: usize) -> Vec<Arc<Till>> {
         (0..n)

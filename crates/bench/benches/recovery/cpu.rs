@@ -41,7 +41,7 @@ impl CpuSeconds {
             };
             let seconds = ticks as f64 / ticks_per_second();
             own += seconds;
-            if name == super::generator::THREAD_NAME {
+            if name == crate::generator::THREAD_NAME {
                 generator += seconds;
             }
         }
@@ -124,7 +124,8 @@ fn parse(stat: &str) -> Option<(String, u64)> {
 }
 
 fn ticks_per_second() -> f64 {
-    // SAFETY: sysconf only reads a constant of the system.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 { ticks as f64 } else { 100.0 }
+    match rustix::param::clock_ticks_per_second() {
+        0 => 100.0,
+        ticks => ticks as f64,
+    }
 }

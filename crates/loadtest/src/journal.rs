@@ -275,8 +275,8 @@ fn seq_index(seq: i64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadtest::client::SaleResult;
-    use crate::loadtest::generator::Kind;
+    use crate::client::SaleResult;
+    use crate::generator::Kind;
 
     fn journal_with(sales: usize) -> Journal {
         let mut journal = Journal::new(1);

@@ -6,7 +6,8 @@
 //! The wire format is written here, not borrowed from the server's domain
 //! types: the simulator is a client of the public API and may run from
 //! another machine. The unit tests check every generated sale against the
-//! server's own rules, so the two cannot drift apart unnoticed.
+//! server's own rules (the server crate is a dev-dependency of this one, for
+//! that alone), so the two cannot drift apart unnoticed.
 
 use std::collections::VecDeque;
 
@@ -379,9 +380,11 @@ impl Basket {
 mod tests {
     use std::collections::HashSet;
 
+    // The server, as a dev-dependency only: its own rules judge the sales.
+    use tillsync::domain::sale::Sale;
+    use tillsync::ingest::classify::{Stored, Verdict, classify};
+
     use super::*;
-    use crate::domain::sale::Sale;
-    use crate::ingest::classify::{Stored, Verdict, classify};
 
     fn generate(seed: u64, count: usize) -> Vec<Generated> {
         let mut generator = SaleGenerator::new(seed);

@@ -3,7 +3,8 @@
 //! `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING` per 100 rows,
 //! in the same run on the same Postgres. Prints both and their ratio.
 //!
-//! Run: `scripts/bench-ingest` (or `cargo bench --bench ingest`).
+//! Run: `scripts/bench-ingest` (or, with the release binary built,
+//! `cargo bench -p tillsync-bench --bench ingest`).
 //! Settings (environment): BENCH_TILLS (default 8, one batch in flight per
 //! till, so also the number of HTTP connections and of raw-insert
 //! connections), BENCH_SECONDS (default 20 per phase), BENCH_BATCH (100),
@@ -13,35 +14,19 @@
 //! service and Postgres; the raw phase has the same competition for the
 //! cores from its own client.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
 use tillsync::db::sales::{self, NewSales};
+use tillsync_bench::setting;
+use tillsync_testkit::api;
+use tillsync_testkit::binary::{Binary, Served};
+use tillsync_testkit::database::{drop_database, server_url};
 use uuid::Uuid;
-
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Server {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn sale_json(seq: i64) -> String {
     let total = 1000 + seq % 500;
@@ -59,57 +44,24 @@ fn batch_body(first_seq: i64, batch: i64) -> String {
     format!(r#"{{"sales":[{}]}}"#, sales.join(","))
 }
 
-async fn start_server(database_url: &str) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_tillsync"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "warn")
-        // Each bench till pushes tens of batches a second, far above what
-        // the per-till rate limit lets a real till do.
-        .env("TILLSYNC_TERMINAL_RATE", "0")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("tillsync starts");
-    // From here on, Drop kills and reaps the child whatever happens.
-    let server = Server {
-        child,
-        address: format!("http://127.0.0.1:{port}"),
-    };
-    let client = reqwest::Client::new();
-    for _ in 0..100 {
-        if client
-            .get(format!("{}/healthz", server.address))
-            .send()
-            .await
-            .is_ok()
-        {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("tillsync did not start");
-}
-
-async fn post(client: &reqwest::Client, url: &str, token: &str, body: Value) -> Value {
-    let response = client
-        .post(url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
-    response.json().await.unwrap()
+/// The release binary serving this database, logging warnings only.
+fn start_server(binary: &Binary, database_url: &str) -> Served {
+    tokio::task::block_in_place(|| {
+        binary.serve_quietly(
+            "warn",
+            &[
+                ("DATABASE_URL", database_url),
+                // Each bench till pushes tens of batches a second, far above
+                // what the per-till rate limit lets a real till do.
+                ("TILLSYNC_TERMINAL_RATE", "0"),
+            ],
+        )
+    })
 }
 
 /// Phase 1: tills push batches over HTTP as fast as they get answers.
 async fn http_phase(
-    server: &Server,
+    server: &Served,
     admin_token: &str,
     tills: u64,
     batch: i64,
@@ -119,24 +71,15 @@ async fn http_phase(
         .pool_max_idle_per_host(tills as usize)
         .build()
         .unwrap();
-    let store = post(
+    let provisioned = api::create_tills(
         &client,
-        &format!("{}/v1/stores", server.address),
+        &server.address,
         admin_token,
-        json!({"name": "Bench", "timezone": "Europe/Berlin", "currency": "EUR"}),
+        "Europe/Berlin",
+        tills as usize,
     )
     .await;
-    let mut tokens = Vec::new();
-    for i in 0..tills {
-        let till = post(
-            &client,
-            &format!("{}/v1/terminals", server.address),
-            admin_token,
-            json!({"store_id": store["store_id"], "name": format!("Till {i}")}),
-        )
-        .await;
-        tokens.push(till["token"].as_str().unwrap().to_owned());
-    }
+    let tokens = provisioned.into_iter().map(|till| till.token);
     let accepted = Arc::new(AtomicU64::new(0));
     let warmup = Duration::from_secs(2);
     let started = Instant::now();
@@ -197,9 +140,15 @@ fn new_rows(first_seq: i64, batch: i64) -> NewSales {
 /// Phase 2: the same kind of rows, straight into the same table of a fresh
 /// database, one statement per batch, from as many connections as there
 /// were tills.
-async fn raw_phase(database_url: &str, tills: u64, batch: i64, seconds: u64) -> f64 {
-    let created = create_merchant(database_url);
-    let merchant_id: Uuid = created["merchant_id"].as_str().unwrap().parse().unwrap();
+async fn raw_phase(
+    binary: &Binary,
+    database_url: &str,
+    tills: u64,
+    batch: i64,
+    seconds: u64,
+) -> f64 {
+    // Creates the database (through the binary, as an operator would).
+    let merchant_id = binary.create_merchant(database_url, "Bench").merchant_id;
     let pool = PgPoolOptions::new()
         .max_connections(tills as u32)
         .connect(database_url)
@@ -251,24 +200,13 @@ async fn raw_phase(database_url: &str, tills: u64, batch: i64, seconds: u64) -> 
     inserted.load(Ordering::Relaxed) as f64 / seconds as f64
 }
 
-/// Creates the database (through the binary, as an operator would) and a merchant in it.
-fn create_merchant(database_url: &str) -> Value {
-    let created = Command::new(env!("CARGO_BIN_EXE_tillsync"))
-        .args(["admin", "create-merchant", "--name", "Bench"])
-        .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    serde_json::from_slice(&created.stdout).expect("merchant created")
-}
-
 #[tokio::main]
 async fn main() {
-    let tills = setting("BENCH_TILLS", 8);
-    let seconds = setting("BENCH_SECONDS", 20);
-    let batch = setting("BENCH_BATCH", 100) as i64;
-    let server_url = std::env::var("TILLSYNC_TEST_SERVER_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let tills: u64 = setting("BENCH_TILLS", 8);
+    let seconds: u64 = setting("BENCH_SECONDS", 20);
+    let batch: i64 = setting("BENCH_BATCH", 100);
+    let server_url = server_url();
+    let binary = Binary::release();
     // Each phase starts on an empty database of its own on the same server,
     // so neither inserts into indexes the other has grown.
     let run = Uuid::new_v4().simple().to_string();
@@ -279,19 +217,13 @@ async fn main() {
         "ingest benchmark: {tills} tills/connections, batches of {batch}, {seconds} s per phase after 2 s warm-up"
     );
     let http_url = format!("{server_url}/{http_database}");
-    let server = start_server(&http_url).await;
-    let created = create_merchant(&http_url);
-    let http = http_phase(
-        &server,
-        created["admin_token"].as_str().unwrap(),
-        tills,
-        batch,
-        seconds,
-    )
-    .await;
+    let server = start_server(&binary, &http_url);
+    let admin = binary.create_merchant(&http_url, "Bench");
+    let http = http_phase(&server, &admin.token, tills, batch, seconds).await;
     println!("  HTTP end to end (POST /v1/sales/batches): {http:>9.0} sales/s");
     drop(server);
     let raw = raw_phase(
+        &binary,
         &format!("{server_url}/{raw_database}"),
         tills,
         batch,
@@ -304,17 +236,7 @@ async fn main() {
         http / raw
     );
 
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&format!("{server_url}/postgres"))
-        .await
-        .unwrap();
     for database in [http_database, raw_database] {
-        sqlx::query(&format!(
-            "drop database if exists \"{database}\" with (force)"
-        ))
-        .execute(&admin)
-        .await
-        .unwrap();
+        drop_database(&database);
     }
 }

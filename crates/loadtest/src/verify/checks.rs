@@ -9,8 +9,8 @@ use chrono::NaiveDate;
 use uuid::Uuid;
 
 use super::{Discrepancy, ExpectedSale, ExpectedTill};
-use crate::loadtest::client::{BusinessDay, SyncView};
-use crate::loadtest::generator::Kind;
+use crate::client::{BusinessDay, SyncView};
+use crate::generator::Kind;
 
 /// What the checks found about one till.
 #[derive(Debug, Default)]
@@ -140,8 +140,8 @@ impl Findings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadtest::client::CurrencyTotal;
-    use crate::loadtest::verify::TerminalToken;
+    use crate::client::CurrencyTotal;
+    use crate::verify::TerminalToken;
 
     fn date() -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()

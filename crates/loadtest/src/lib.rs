@@ -4,10 +4,13 @@
 //! that the server holds every sale exactly once with the generated totals.
 //!
 //! It is a client of the public API only, so it can run from another
-//! machine. The run, top to bottom: `provision` -> one `till` task per
-//! till and the `arrivals` scheduler feeding their queues -> drain ->
-//! [`verify`] -> [`report`]. Tests call [`run`] directly and can verify
-//! again after changing the database ([`Report::verify_again`]).
+//! machine, and it depends on nothing of the server: the `tillsync` binary
+//! links it for its `loadtest` command, the recovery benchmark drives it
+//! through [`run_observed`]. The run, top to bottom: `provision` -> one
+//! `till` task per till and the `arrivals` scheduler feeding their queues
+//! -> drain -> [`verify`] -> the [`report`], assembled from what they measured. Tests call [`run`] directly and
+//! can verify again after changing the database ([`Report::verify_again`]).
+#![forbid(unsafe_code)]
 
 mod args;
 mod arrivals;
@@ -35,9 +38,10 @@ pub use verify::Verification;
 
 use client::Api;
 use progress::Progress;
-use report::{Drain, Latency, Requests, Sales, Settings, Verdict, VerifyTarget};
-use stats::{Percentiles, TillStats};
+use report::{Load, Run};
+use stats::TillStats;
 use till::{Phase, Till, TillSettings};
+use uuid::Uuid;
 use verify::{ExpectedTill, VerifyLimits};
 
 /// The command: run, print the summary, write the JSON report if asked, and
@@ -72,8 +76,33 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
 pub async fn run_observed(args: LoadtestArgs, live: Arc<LiveCounters>) -> anyhow::Result<Report> {
     let seed = args.seed.unwrap_or_else(rand::random);
     let api = Api::new(&args.url, args.request_timeout, args.terminals as usize)?;
+    let (store_id, tills) = provision_fleet(&api, &args, seed).await?;
+    let load = load_and_drain(&api, &args, &tills, seed, &live).await?;
+    let fleet: Arc<[ExpectedTill]> = tills.iter().map(|t| t.expected()).collect();
+    let limits = VerifyLimits {
+        backoff_cap: args.backoff_cap,
+        timeout: args.verify_timeout,
+    };
+    let verification = verify::verify(&api, fleet.clone(), limits).await;
+    let run = Run {
+        store_id,
+        seed,
+        acknowledged: LiveCounters::get(&live.acknowledged),
+        load,
+        limits,
+        fleet,
+    };
+    Ok(Report::assemble(args, run, verification))
+}
+
+/// Creates the run's store and its tills, each with its own seed.
+async fn provision_fleet(
+    api: &Api,
+    args: &LoadtestArgs,
+    seed: u64,
+) -> anyhow::Result<(Uuid, Vec<Arc<Till>>)> {
     let provisioned = provision::provision(
-        &api,
+        api,
         args.admin_token.expose(),
         args.terminals,
         args.backoff_cap,
@@ -86,7 +115,18 @@ pub async fn run_observed(args: LoadtestArgs, live: Arc<LiveCounters>) -> anyhow
         .map(|(number, t)| Arc::new(Till::new(t.terminal_id, t.token, till_seed(seed, number))))
         .collect();
     tracing::debug!(store.id = %provisioned.store_id, tills = tills.len(), "provisioned store {}", provisioned.store_id);
+    Ok((provisioned.store_id, tills))
+}
 
+/// The load phase (arrivals for `args.duration`) and then the drain, until
+/// every till has stopped: what the tills did, merged.
+async fn load_and_drain(
+    api: &Api,
+    args: &LoadtestArgs,
+    tills: &[Arc<Till>],
+    seed: u64,
+    live: &Arc<LiveCounters>,
+) -> anyhow::Result<Load> {
     let (phase, phase_seen) = watch::channel(Phase::Load);
     let progress = Progress::start(live.clone(), args.rate, phase_seen.clone());
     let settings = TillSettings {
@@ -108,7 +148,7 @@ pub async fn run_observed(args: LoadtestArgs, live: Arc<LiveCounters>) -> anyhow
         .collect();
 
     let generated =
-        arrivals::drive(&tills, args.rate, args.arrivals, args.duration, seed, &live).await;
+        arrivals::drive(tills, args.rate, args.arrivals, args.duration, seed, live).await;
     let acknowledged_during_load = LiveCounters::get(&live.acknowledged);
 
     let drain_started = Instant::now();
@@ -123,63 +163,12 @@ pub async fn run_observed(args: LoadtestArgs, live: Arc<LiveCounters>) -> anyhow
     if let Some(progress) = progress {
         progress.finish().await;
     }
-    let undelivered: u64 = tills.iter().map(|t| t.undelivered()).sum();
-
-    let fleet: Arc<[ExpectedTill]> = tills.iter().map(|t| t.expected()).collect();
-    let limits = VerifyLimits {
-        backoff_cap: args.backoff_cap,
-        timeout: args.verify_timeout,
-    };
-    let verification = verify::verify(&api, fleet.clone(), limits).await;
-
-    let load_s = args.duration.as_secs_f64();
-    Ok(Report {
-        settings: Settings {
-            url: report::shown_url(&args.url),
-            store_id: provisioned.store_id,
-            terminals: args.terminals,
-            offered_per_s: args.rate,
-            batch_size: args.batch_size,
-            duration_s: load_s,
-            drain_timeout_s: args.drain_timeout.as_secs_f64(),
-            request_timeout_s: args.request_timeout.as_secs_f64(),
-            verify_timeout_s: args.verify_timeout.as_secs_f64(),
-            arrivals: args.arrivals,
-            seed,
-        },
-        sales: Sales {
-            generated,
-            generated_per_s: generated as f64 / load_s,
-            acknowledged: LiveCounters::get(&live.acknowledged),
-            acknowledged_during_load,
-            achieved_per_s: acknowledged_during_load as f64 / load_s,
-            undelivered,
-            resent: stats.resent,
-            rejected: stats.rejected.clone(),
-        },
-        requests: Requests {
-            batches_sent: stats.requests,
-            retries: stats.retries,
-            status_counts: stats.status_counts.clone(),
-            sync_failures: stats.sync_failures,
-        },
-        latency: Latency {
-            request: Percentiles::of(&stats.request_latency_us),
-            sale: Percentiles::of(&stats.sale_latency_us),
-            accepted: Percentiles::of(&stats.accepted_latency_us),
-            refused: Percentiles::of(&stats.refused_latency_us),
-        },
-        drain: Drain {
-            seconds: drain_elapsed.as_secs_f64(),
-            completed: undelivered == 0 && drain_elapsed < args.drain_timeout,
-        },
-        verdict: Verdict::new(stats.rejected_total(), verification),
-        target: VerifyTarget {
-            url: args.url,
-            request_timeout: args.request_timeout,
-            limits,
-            fleet,
-        },
+    Ok(Load {
+        generated,
+        acknowledged_during_load,
+        undelivered: tills.iter().map(|t| t.undelivered()).sum(),
+        drain_elapsed,
+        stats,
     })
 }
 

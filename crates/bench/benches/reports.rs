@@ -3,7 +3,8 @@
 //! grouped by day and (2) the whole merchant over 31 days grouped by store,
 //! end to end over HTTP against the release binary.
 //!
-//! Run: `scripts/bench-reports` (or `cargo bench --bench reports`).
+//! Run: `scripts/bench-reports` (or, with the release binary built,
+//! `cargo bench -p tillsync-bench --bench reports`).
 //! The data set is generated once into the database `tillsync_bench_reports`
 //! and reused (BENCH_REGENERATE=1 makes it anew): sales are written with
 //! `generate_series` (60 days, one sale in 20 a refund, one in 50 a void of
@@ -12,12 +13,14 @@
 //! against the totals ingest keeps. Settings: BENCH_SALES_PER_TILL (10000),
 //! BENCH_CALLS (100), TILLSYNC_TEST_SERVER_URL.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool};
+use tillsync_bench::setting;
+use tillsync_testkit::binary::Binary;
+use tillsync_testkit::database::server_url;
 use uuid::Uuid;
 
 const DATABASE: &str = "tillsync_bench_reports";
@@ -31,22 +34,6 @@ const TIMEZONES: [&str; 5] = [
     "Asia/Tokyo",
     "Australia/Sydney",
 ];
-
-fn setting(name: &str, default: i64) -> i64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 async fn generate(pool: &PgPool, sales_per_till: i64) -> (Uuid, String) {
     let merchant_id = Uuid::now_v7();
@@ -154,7 +141,7 @@ async fn generate(pool: &PgPool, sales_per_till: i64) -> (Uuid, String) {
         "  sales written in {:.0} s; computing totals ...",
         started.elapsed().as_secs_f64()
     );
-    let migration = include_str!("../migrations/20261121000003_report_totals.sql");
+    let migration = include_str!("../../../migrations/20261121000003_report_totals.sql");
     let rebuild = &migration[migration.find("with judged as").unwrap()..];
     pool.execute(rebuild).await.unwrap();
     pool.execute("vacuum analyze").await.unwrap();
@@ -199,10 +186,10 @@ async fn measure(
 
 #[tokio::main]
 async fn main() {
-    let sales_per_till = setting("BENCH_SALES_PER_TILL", 10_000);
-    let calls = setting("BENCH_CALLS", 100);
-    let server_url = std::env::var("TILLSYNC_TEST_SERVER_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let sales_per_till: i64 = setting("BENCH_SALES_PER_TILL", 10_000);
+    let calls: i64 = setting("BENCH_CALLS", 100);
+    let server_url = server_url();
+    let binary = Binary::release();
     let database_url = format!("{server_url}/{DATABASE}");
     let admin = PgPoolOptions::new()
         .max_connections(1)
@@ -266,32 +253,17 @@ async fn main() {
     .await
     .unwrap();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_tillsync"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--no-migrate",
-        ])
-        .env("DATABASE_URL", &database_url)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _server = Server(child);
-    let base = format!("http://127.0.0.1:{port}");
+    let server = tokio::task::block_in_place(|| {
+        binary.serve_quietly(
+            "warn",
+            &[
+                ("DATABASE_URL", &database_url),
+                ("TILLSYNC_NO_MIGRATE", "true"),
+            ],
+        )
+    });
+    let base = &server.address;
     let client = reqwest::Client::new();
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let to = chrono::Utc::now().date_naive() - chrono::Duration::days(1);
     let from = to - chrono::Duration::days(30);
     let one_store =

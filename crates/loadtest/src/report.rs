@@ -10,9 +10,9 @@ use reqwest::Url;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::args::Arrivals;
+use super::args::{Arrivals, LoadtestArgs};
 use super::client::Api;
-use super::stats::Percentiles;
+use super::stats::{Percentiles, TillStats};
 use super::verify::{self, ExpectedTill, Verification, VerifyLimits};
 
 #[derive(Debug, Serialize)]
@@ -119,7 +119,90 @@ impl Verdict {
     }
 }
 
+/// What the load phase and the drain measured.
+pub(super) struct Load {
+    pub generated: u64,
+    pub acknowledged_during_load: u64,
+    /// Sales still unacknowledged when the drain ended.
+    pub undelivered: u64,
+    pub drain_elapsed: Duration,
+    pub stats: TillStats,
+}
+
+/// Everything a run gathered besides its settings and verification.
+pub(super) struct Run {
+    pub store_id: Uuid,
+    pub seed: u64,
+    /// Distinct sales acknowledged by the end of the drain.
+    pub acknowledged: u64,
+    pub load: Load,
+    pub limits: VerifyLimits,
+    pub fleet: Arc<[ExpectedTill]>,
+}
+
 impl Report {
+    /// The report of a run: its settings, the figures, and the verdict.
+    pub(super) fn assemble(args: LoadtestArgs, run: Run, verification: Verification) -> Self {
+        let Run {
+            store_id,
+            seed,
+            acknowledged,
+            load,
+            limits,
+            fleet,
+        } = run;
+        let stats = &load.stats;
+        let load_s = args.duration.as_secs_f64();
+        Report {
+            settings: Settings {
+                url: shown_url(&args.url),
+                store_id,
+                terminals: args.terminals,
+                offered_per_s: args.rate,
+                batch_size: args.batch_size,
+                duration_s: load_s,
+                drain_timeout_s: args.drain_timeout.as_secs_f64(),
+                request_timeout_s: args.request_timeout.as_secs_f64(),
+                verify_timeout_s: args.verify_timeout.as_secs_f64(),
+                arrivals: args.arrivals,
+                seed,
+            },
+            sales: Sales {
+                generated: load.generated,
+                generated_per_s: load.generated as f64 / load_s,
+                acknowledged,
+                acknowledged_during_load: load.acknowledged_during_load,
+                achieved_per_s: load.acknowledged_during_load as f64 / load_s,
+                undelivered: load.undelivered,
+                resent: stats.resent,
+                rejected: stats.rejected.clone(),
+            },
+            requests: Requests {
+                batches_sent: stats.requests,
+                retries: stats.retries,
+                status_counts: stats.status_counts.clone(),
+                sync_failures: stats.sync_failures,
+            },
+            latency: Latency {
+                request: Percentiles::of(&stats.request_latency_us),
+                sale: Percentiles::of(&stats.sale_latency_us),
+                accepted: Percentiles::of(&stats.accepted_latency_us),
+                refused: Percentiles::of(&stats.refused_latency_us),
+            },
+            drain: Drain {
+                seconds: load.drain_elapsed.as_secs_f64(),
+                completed: load.undelivered == 0 && load.drain_elapsed < args.drain_timeout,
+            },
+            verdict: Verdict::new(stats.rejected_total(), verification),
+            target: VerifyTarget {
+                url: args.url,
+                request_timeout: args.request_timeout,
+                limits,
+                fleet,
+            },
+        }
+    }
+
     /// No sale lost, duplicated or rejected, every total as generated.
     pub fn passed(&self) -> bool {
         self.verdict.passed

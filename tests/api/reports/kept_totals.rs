@@ -1,0 +1,97 @@
+//! The totals kept at ingest against the sales themselves: rebuilt by the
+//! migration's statement, and unchanged by folding store deltas.
+
+use serde_json::json;
+use tillsync_testkit::sales::{refund_of, sale_of, void_of, with};
+use tillsync_testkit::spawn_app;
+
+use super::{at, totals};
+
+/// The totals kept at ingest equal the totals the migration computes from
+/// the sales themselves (the same code path existing deployments get).
+#[tokio::test]
+async fn totals_kept_at_ingest_equal_totals_rebuilt_from_the_sales() {
+    let app = spawn_app().await;
+    let till = app.create_till().await;
+    let other = app.create_till().await;
+    let sold = with(
+        sale_of(1, 1000),
+        json!({"tenders": [{"method": "voucher", "amount_minor": 1000}]}),
+    );
+    let late = with(sale_of(2, 800), at("2026-11-20T23:45:00+01:00"));
+    app.push_ok(
+        &till,
+        &[sold.clone(), late.clone(), refund_of(3, 200, Some(&sold))],
+    )
+    .await;
+    app.push_ok(
+        &till,
+        &[with(void_of(4, &late), at("2026-11-21T08:00:00+01:00"))],
+    )
+    .await;
+    app.push_ok(&other, &[with(sale_of(1, 50), json!({"currency": "USD"}))])
+        .await;
+
+    let queries: Vec<String> = ["none", "day", "hour", "store", "terminal", "tender"]
+        .iter()
+        .map(|g| format!("from=2026-11-19&to=2026-11-22&group_by={g}"))
+        .collect();
+    let mut kept = Vec::new();
+    for q in &queries {
+        kept.push(totals(&app, q).await["rows"].clone());
+    }
+    let migration = std::fs::read_to_string("migrations/20261121000003_report_totals.sql").unwrap();
+    let rebuild = &migration[migration.find("with judged as").unwrap()..];
+    let stores = std::fs::read_to_string("migrations/20261121000004_store_day_totals.sql").unwrap();
+    let rebuild_stores = &stores[stores.find("insert into store_day_totals").unwrap()..];
+    sqlx::query(
+        "truncate sales_day_totals, sales_hour_totals, tender_day_totals, store_day_totals, store_day_deltas",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::raw_sql(rebuild).execute(&app.db).await.unwrap();
+    sqlx::raw_sql(rebuild_stores)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    for (q, before) in queries.iter().zip(kept) {
+        assert_eq!(totals(&app, q).await["rows"], before, "{q}");
+    }
+}
+
+/// Store totals are kept as deltas appended by each batch and folded into
+/// the store rows in the background; a report must be the same whichever
+/// side of a fold it is asked on.
+#[tokio::test]
+async fn folding_store_deltas_changes_no_report() {
+    let app = spawn_app().await;
+    let till = app.create_till().await;
+    let neighbour = app.create_till_in(&app.merchant, till.store_id).await;
+    let voided = sale_of(2, 400);
+    app.push_ok(&till, &[sale_of(1, 1000), voided.clone()])
+        .await;
+    app.push_ok(&neighbour, &[sale_of(1, 250), refund_of(2, 50, None)])
+        .await;
+    app.push_ok(&till, &[void_of(3, &voided)]).await;
+
+    let queries = ["group_by=none", "group_by=day", "group_by=store"]
+        .map(|g| format!("from=2026-11-20&to=2026-11-20&{g}"));
+    let mut before = Vec::new();
+    for q in &queries {
+        before.push(totals(&app, q).await["rows"].clone());
+    }
+    assert_eq!(before[0][0]["net_minor"], 1000 + 250 - 50);
+    let mut conn = app.db.acquire().await.unwrap();
+    tillsync::db::totals::fold_store_deltas(&mut conn, 1_000_000)
+        .await
+        .unwrap();
+    let pending: i64 = sqlx::query_scalar("select count(*) from store_day_deltas")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(pending, 0, "every delta is folded");
+    for (q, earlier) in queries.iter().zip(before) {
+        assert_eq!(totals(&app, q).await["rows"], earlier, "{q}");
+    }
+}
