@@ -29,6 +29,9 @@ async fn the_command_prints_the_verdict_writes_json_and_exits_zero_on_a_pass() {
             "50",
             "--duration",
             "1s",
+            // Above 2^53: a reader of JSON numbers as doubles (jq) rounds it.
+            "--seed",
+            "18446744073709551557",
         ])
         .arg("--json")
         .arg(&json_path)
@@ -56,6 +59,9 @@ async fn the_command_prints_the_verdict_writes_json_and_exits_zero_on_a_pass() {
     assert_eq!(json["verdict"]["passed"], true);
     assert_eq!(json["verdict"]["lost"], 0);
     assert!(json["latency"]["sale"]["p99_9_ms"].is_number());
+    // Written as a string, so it survives any JSON reader and can be passed
+    // back to --seed as it is.
+    assert_eq!(json["settings"]["seed"], "18446744073709551557");
     assert!(
         !json.to_string().contains(&app.merchant.token),
         "no secrets in the report"

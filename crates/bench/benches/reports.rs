@@ -144,6 +144,11 @@ async fn generate(pool: &PgPool, sales_per_till: i64) -> (Uuid, String) {
     let migration = include_str!("../../../migrations/20261121000003_report_totals.sql");
     let rebuild = &migration[migration.find("with judged as").unwrap()..];
     pool.execute(rebuild).await.unwrap();
+    // Store totals from the till totals just computed, with the migration's
+    // own statement (ingest would have appended deltas that the service folds).
+    let migration = include_str!("../../../migrations/20261121000004_store_day_totals.sql");
+    let stores = &migration[migration.find("insert into store_day_totals").unwrap()..];
+    pool.execute(stores).await.unwrap();
     pool.execute("vacuum analyze").await.unwrap();
     println!(
         "  data set ready after {:.0} s",

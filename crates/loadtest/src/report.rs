@@ -42,7 +42,15 @@ pub struct Settings {
     pub request_timeout_s: f64,
     pub verify_timeout_s: f64,
     pub arrivals: Arrivals,
+    /// Written as a string: a 64-bit seed is beyond what JSON readers that
+    /// hold numbers as doubles (jq, JavaScript) read exactly, and the point
+    /// of the seed is to be passed back to `--seed` as it is.
+    #[serde(serialize_with = "as_string")]
     pub seed: u64,
+}
+
+fn as_string<S: serde::Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
 #[derive(Debug, Serialize)]
