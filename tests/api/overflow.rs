@@ -1,0 +1,71 @@
+//! Hostile numbers already stored (before the edge bounded them, or planted
+//! by a bug) never turn into a wrong number or a 500 that lasts forever, and
+//! one tenant's unrepresentable totals never stop work for another.
+//!
+//! The edge refuses huge `seq`s and amounts, so these tests plant the
+//! hostile rows with SQL through the test's own pool.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::support::sales::sale;
+use crate::support::{TestApp, Till, spawn_app, statuses};
+
+async fn sync_of(app: &TestApp, till: &Till, query: &str) -> Value {
+    let response = app.get(&format!("/v1/sync{query}"), &till.token).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+async fn plant(app: &TestApp, sql: &str, id: Uuid) {
+    sqlx::query(sql).bind(id).execute(&app.db).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_till_holding_the_largest_bigint_seq_still_gets_its_gaps() {
+    let app = spawn_app().await;
+    let till = app.create_till().await;
+    app.push_ok(&till, &[sale(1), sale(3)]).await;
+    plant(
+        &app,
+        "update sales set seq = 9223372036854775807 where terminal_id = $1 and seq = 3",
+        till.terminal_id,
+    )
+    .await;
+    plant(
+        &app,
+        "update terminal_sync set highest_seq = 9223372036854775807 where terminal_id = $1",
+        till.terminal_id,
+    )
+    .await;
+
+    let held = sync_of(&app, &till, "").await;
+    assert_eq!(held["highest_seq"], i64::MAX);
+    assert_eq!(held["missing_seq_ranges"], json!([[2, i64::MAX - 1]]));
+
+    let body = app.push_ok(&till, &[sale(2)]).await;
+    assert_eq!(statuses(&body), ["accepted"]);
+    assert_eq!(body["contiguous_through_seq"], 2);
+    let held = sync_of(&app, &till, "").await;
+    assert_eq!(held["missing_seq_ranges"], json!([[3, i64::MAX - 1]]));
+}
+
+#[tokio::test]
+async fn a_till_whose_prefix_is_stored_at_the_largest_bigint_can_still_push() {
+    let app = spawn_app().await;
+    let till = app.create_till().await;
+    app.push_ok(&till, &[sale(5)]).await;
+    plant(
+        &app,
+        "update terminal_sync set highest_seq = 9223372036854775807,
+                contiguous_through_seq = 9223372036854775807 where terminal_id = $1",
+        till.terminal_id,
+    )
+    .await;
+    let body = app.push_ok(&till, &[sale(7)]).await;
+    assert_eq!(statuses(&body), ["accepted"]);
+    assert_eq!(body["contiguous_through_seq"], i64::MAX);
+    let held = sync_of(&app, &till, "").await;
+    assert_eq!(held["missing_seq_ranges"], json!([]));
+}
