@@ -219,7 +219,7 @@ impl From<DbError> for ApiError {
                 )
                 .retry_after(1)
             }
-            DbError::Other(source) => {
+            DbError::OutOfRange(source) | DbError::Other(source) => {
                 tracing::error!(error = %source, "database error");
                 ApiError::internal()
             }

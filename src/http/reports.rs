@@ -295,7 +295,7 @@ async fn fresh(
         Ok(Err(ComputeError::Request(e))) => Err(Failure::Request(e)),
         Ok(Err(ComputeError::Db(e))) => Err(match e {
             DbError::Unavailable(_) | DbError::Contention(_) => Failure::Unusable(e.into()),
-            DbError::Other(_) => Failure::Request(e.into()),
+            DbError::OutOfRange(_) | DbError::Other(_) => Failure::Request(e.into()),
         }),
     }
 }

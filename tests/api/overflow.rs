@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::support::sales::sale;
+use crate::support::sales::{sale, sale_of, with};
 use crate::support::{TestApp, Till, spawn_app, statuses};
 
 async fn sync_of(app: &TestApp, till: &Till, query: &str) -> Value {
@@ -68,4 +68,63 @@ async fn a_till_whose_prefix_is_stored_at_the_largest_bigint_can_still_push() {
     assert_eq!(body["contiguous_through_seq"], i64::MAX);
     let held = sync_of(&app, &till, "").await;
     assert_eq!(held["missing_seq_ranges"], json!([]));
+}
+
+#[tokio::test]
+async fn a_sale_that_would_push_a_till_total_out_of_range_is_rejected_alone() {
+    let app = spawn_app().await;
+    let till = app.create_till().await;
+    app.push_ok(&till, &[sale_of(1, 1000)]).await;
+    plant(
+        &app,
+        "update sales_day_totals set gross_minor = 9223372036854775807 - 500
+          where terminal_id = $1",
+        till.terminal_id,
+    )
+    .await;
+
+    // 1000 more does not fit the day's gross; 400 does.
+    let body = app
+        .push_ok(&till, &[sale_of(2, 1000), sale_of(3, 400)])
+        .await;
+    assert_eq!(statuses(&body), ["rejected:total_out_of_range", "accepted"]);
+    let seqs: Vec<i64> =
+        sqlx::query_scalar("select seq from sales where terminal_id = $1 order by seq")
+            .bind(till.terminal_id)
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(seqs, [1, 3], "the rejected sale is not stored");
+    let gross: i64 =
+        sqlx::query_scalar("select gross_minor from sales_day_totals where terminal_id = $1")
+            .bind(till.terminal_id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(gross, i64::MAX - 100);
+
+    // The till keeps working: its sync state, and sales on other days.
+    assert_eq!(
+        sync_of(&app, &till, "").await["missing_seq_ranges"],
+        json!([[2, 2]])
+    );
+    let next_day = with(
+        sale_of(4, 1000),
+        json!({"occurred_at": "2026-11-21T10:00:00+01:00"}),
+    );
+    assert_eq!(
+        statuses(&app.push_ok(&till, &[next_day]).await),
+        ["accepted"]
+    );
+
+    // The same for a tender total: card money of the day is full.
+    plant(
+        &app,
+        "update tender_day_totals set gross_minor = 9223372036854775807 - 10
+          where terminal_id = $1 and method = 'card'",
+        till.terminal_id,
+    )
+    .await;
+    let body = app.push_ok(&till, &[sale_of(5, 1000)]).await;
+    assert_eq!(statuses(&body), ["rejected:total_out_of_range"]);
 }
