@@ -190,7 +190,8 @@ async fn missing_ranges(
 
 /// Count and net per currency of this till's sales on one business day, with
 /// the report definitions: voided sales and voids count nowhere in net,
-/// refunds subtract.
+/// refunds subtract. Added up in numeric; a net beyond `i64` fails the cast
+/// back (`DbError::OutOfRange`), never wraps.
 async fn day_totals(
     conn: &mut PgConnection,
     merchant_id: Uuid,
@@ -206,8 +207,8 @@ async fn day_totals(
                                     where v.merchant_id = s.merchant_id
                                       and v.refers_to_sale_id = s.sale_id
                                       and v.kind = 'void') then 0
-                      when s.kind = 'sale' then s.total_minor
-                      when s.kind = 'refund' then -s.total_minor
+                      when s.kind = 'sale' then s.total_minor::numeric
+                      when s.kind = 'refund' then -(s.total_minor::numeric)
                       else 0 end), 0)::int8 as "net_minor!"
              from sales s
             where s.merchant_id = $1 and s.terminal_id = $2 and s.business_date = $3

@@ -9,6 +9,8 @@
 //! No sum here wraps: every addition is checked, and a sale whose share
 //! would take a delta, or a stored total plus its delta, beyond `i64` is
 //! refused with `OutOfRange` and adds nothing (ingest rejects it alone).
+//! A total is answered only if every JSON reader reads it exactly
+//! (`exact`, `net`).
 
 mod measures;
 mod share;
@@ -21,6 +23,25 @@ pub use measures::{CheckedSum, Measures, OutOfRange, TenderMeasures};
 use share::Share;
 
 use crate::domain::sale::Sale;
+
+/// The largest magnitude a total is answered with: 2^53 - 1, the largest
+/// integer every JSON reader (an IEEE-754 double) holds exactly. Beyond it a
+/// dashboard would show a rounded number, so the answer is a refusal.
+pub const MAX_EXACT_TOTAL: i64 = (1 << 53) - 1;
+
+/// `value`, if every JSON reader reads it exactly.
+pub fn exact(value: i64) -> Result<i64, OutOfRange> {
+    if (-MAX_EXACT_TOTAL..=MAX_EXACT_TOTAL).contains(&value) {
+        Ok(value)
+    } else {
+        Err(OutOfRange)
+    }
+}
+
+/// Net money: `gross - refunds`, exact or refused.
+pub fn net(gross: i64, refunds: i64) -> Result<i64, OutOfRange> {
+    exact(gross.checked_sub(refunds).ok_or(OutOfRange)?)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HourKey {
@@ -248,6 +269,20 @@ mod tests {
             .unwrap()
             .1;
         assert_eq!((card.sales_count, card.gross_minor), (1, 1000));
+    }
+
+    #[test]
+    fn a_net_is_exact_or_refused() {
+        assert_eq!(net(1000, 300), Ok(700));
+        assert_eq!(net(MAX_EXACT_TOTAL, 0), Ok(MAX_EXACT_TOTAL));
+        assert_eq!(net(-MAX_EXACT_TOTAL, 0), Ok(-MAX_EXACT_TOTAL));
+        assert_eq!(
+            net(MAX_EXACT_TOTAL, -1),
+            Err(OutOfRange),
+            "exact in i64, not for JSON"
+        );
+        assert_eq!(net(i64::MAX, -1), Err(OutOfRange), "beyond i64");
+        assert_eq!(net(0, i64::MIN), Err(OutOfRange));
     }
 
     fn day(deltas: &Deltas) -> Measures {

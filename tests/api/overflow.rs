@@ -10,12 +10,19 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support::sales::{sale, sale_of, with};
-use crate::support::{TestApp, Till, spawn_app, statuses};
+use crate::support::{Merchant, TestApp, Till, assert_problem, spawn_app, statuses};
+
+const DAY: &str = "from=2026-11-20&to=2026-11-20";
 
 async fn sync_of(app: &TestApp, till: &Till, query: &str) -> Value {
     let response = app.get(&format!("/v1/sync{query}"), &till.token).await;
     assert_eq!(response.status(), StatusCode::OK);
     response.json().await.unwrap()
+}
+
+async fn report_as(app: &TestApp, merchant: &Merchant, query: &str) -> reqwest::Response {
+    app.get(&format!("/v1/reports/totals?{query}"), &merchant.token)
+        .await
 }
 
 async fn plant(app: &TestApp, sql: &str, id: Uuid) {
@@ -127,4 +134,97 @@ async fn a_sale_that_would_push_a_till_total_out_of_range_is_rejected_alone() {
     .await;
     let body = app.push_ok(&till, &[sale_of(5, 1000)]).await;
     assert_eq!(statuses(&body), ["rejected:total_out_of_range"]);
+}
+
+#[tokio::test]
+async fn the_day_check_refuses_a_net_it_cannot_represent_and_plain_sync_answers() {
+    let app = spawn_app().await;
+    let till = app.create_till().await;
+    app.push_ok(&till, &[sale_of(1, 1000), sale_of(2, 1000)])
+        .await;
+    plant(
+        &app,
+        "update sales set total_minor = 9223372036854775807 where terminal_id = $1 and seq = 1",
+        till.terminal_id,
+    )
+    .await;
+    let response = app
+        .get("/v1/sync?business_date=2026-11-20", &till.token)
+        .await;
+    assert_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "total_out_of_range",
+    )
+    .await;
+    assert_eq!(sync_of(&app, &till, "").await["contiguous_through_seq"], 2);
+}
+
+#[tokio::test]
+async fn reports_refuse_a_total_they_cannot_represent_exactly() {
+    let app = spawn_app().await;
+    let till = app.create_till().await;
+    let neighbour = app.create_till_in(&app.merchant, till.store_id).await;
+    app.push_ok(&till, &[sale_of(1, 1000)]).await;
+    app.push_ok(&neighbour, &[sale_of(1, 1000)]).await;
+
+    // Each till's day fits a JSON number exactly (2^52); the two together do not.
+    plant(
+        &app,
+        "update sales_day_totals set gross_minor = 4503599627370496 where merchant_id = $1",
+        app.merchant.merchant_id,
+    )
+    .await;
+    let per_till = report_as(&app, &app.merchant, &format!("{DAY}&group_by=terminal")).await;
+    assert_eq!(per_till.status(), StatusCode::OK);
+    let rows: Value = per_till.json().await.unwrap();
+    assert_eq!(rows["rows"][0]["gross_minor"], 4503599627370496_i64);
+    let both = report_as(
+        &app,
+        &app.merchant,
+        &format!("{DAY}&terminal_id={}&group_by=day", till.terminal_id),
+    )
+    .await;
+    assert_eq!(both.status(), StatusCode::OK, "one till alone fits");
+
+    // Beyond a bigint: two store deltas of 2^62 each.
+    for _ in 0..2 {
+        sqlx::query(
+            "insert into store_day_deltas values ($1, $2, $3, '2026-11-20', 'EUR', 1, 0, 0,
+                    4611686018427387904, 0, 0, 0)",
+        )
+        .bind(app.merchant.merchant_id)
+        .bind(Uuid::new_v4())
+        .bind(till.store_id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    }
+    for group_by in ["none", "day", "store"] {
+        let response = report_as(&app, &app.merchant, &format!("{DAY}&group_by={group_by}")).await;
+        let problem = assert_problem(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "total_out_of_range",
+        )
+        .await;
+        assert!(problem["detail"].as_str().unwrap().contains("narrow"));
+    }
+    // Between 2^53 and a bigint: exact in the database, not for every JSON reader.
+    plant(
+        &app,
+        "update sales_day_totals set gross_minor = 9007199254740992 where merchant_id = $1",
+        app.merchant.merchant_id,
+    )
+    .await;
+    let response = report_as(&app, &app.merchant, &format!("{DAY}&group_by=terminal")).await;
+    assert_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "total_out_of_range",
+    )
+    .await;
+    // The hours were not touched: still answered.
+    let hours = report_as(&app, &app.merchant, &format!("{DAY}&group_by=hour")).await;
+    assert_eq!(hours.status(), StatusCode::OK);
 }

@@ -259,6 +259,8 @@ async fn every_documented_operation_answers_as_documented() {
     )
     .await;
 
+    out_of_range(&mut d, &admin_token).await;
+
     // Neither a route nor a method of one.
     let responses = d.contract.doc["components"]["responses"].clone();
     let seen = Seen::from(
@@ -413,6 +415,36 @@ async fn reports(
     d.refused(&url, admin, "store_not_found").await;
     d.get("/v1/terminals", None, 401).await;
     d.get("/v1/terminals", till, 403).await;
+}
+
+/// Drives the answers for totals that cannot be given exactly, on a till
+/// and a business day of their own, with a hostile amount planted in the
+/// database (the edge refuses one that large).
+async fn out_of_range(d: &mut Driver<'_>, admin: &str) {
+    let till = d.app.create_till().await;
+    let day = json!({"occurred_at": "2026-11-25T10:00:00+01:00"});
+    let body = batch(&[with(sale(1), day)]);
+    d.push(&till.token, Some(&new_key()), &body, 200).await;
+    for plant in [
+        "update sales set total_minor = 9223372036854775807 where terminal_id = $1",
+        "update sales_day_totals set gross_minor = 9007199254740992 where terminal_id = $1",
+    ] {
+        sqlx::query(plant)
+            .bind(till.terminal_id)
+            .execute(&d.app.db)
+            .await
+            .unwrap();
+    }
+    let sync = d
+        .get("/v1/sync?business_date=2026-11-25", Some(&till.token), 422)
+        .await;
+    assert_eq!(sync.json()["code"], "total_out_of_range");
+    let url = format!(
+        "/v1/reports/totals?from=2026-11-25&to=2026-11-25&terminal_id={}",
+        till.terminal_id
+    );
+    let report = d.get(&url, Some(admin), 422).await;
+    assert_eq!(report.json()["code"], "total_out_of_range");
 }
 
 /// Stalls the database link and checks the answers of an outage.
