@@ -105,6 +105,10 @@ pub async fn push_batch(
     }
 }
 
+/// One attempt, in one transaction. A failed attempt is rolled back before
+/// it returns, not whenever the pool gets to it: the next attempt of this
+/// same request runs on another connection and would find its own key's
+/// advisory lock still held (a 409 to a request that is not running twice).
 async fn try_push_batch(
     db: &Database,
     terminal: &Terminal,
@@ -112,27 +116,83 @@ async fn try_push_batch(
     request_sha256: &[u8],
     items: &[Item],
     options: IngestOptions,
-    mut check: TotalsCheck,
+    check: TotalsCheck,
 ) -> Result<Pushed, IngestError> {
-    let (merchant_id, terminal_id) = (terminal.merchant_id, terminal.terminal_id);
     let mut tx = db.begin().await?;
-    if let Some(replay) = claim_key(&mut tx, terminal, key, request_sha256).await? {
-        return Ok(replay);
+    let written = write_batch(
+        &mut tx,
+        terminal,
+        key,
+        request_sha256,
+        items,
+        options,
+        check,
+    )
+    .await;
+    match written {
+        // Nothing was written: the transaction only held the key.
+        Ok(Written::Replayed(replay)) => Ok(replay),
+        Ok(Written::Fresh {
+            batch_id,
+            body,
+            counts,
+        }) => {
+            tx.commit().await.map_err(DbError::from)?;
+            let terminal_id = terminal.terminal_id;
+            tracing::info!(
+                terminal.id = %terminal_id, batch.id = %batch_id,
+                accepted = counts.accepted, duplicates = counts.duplicates, rejected = counts.rejected,
+                "stored batch {batch_id} from terminal {terminal_id}"
+            );
+            Ok(Pushed::Fresh { body, counts })
+        }
+        Err(e) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::debug!(error = %rollback, "rolling back a failed batch failed; the pool closes its connection");
+            }
+            Err(e)
+        }
     }
-    let held = sync::lock(&mut tx, merchant_id, terminal_id).await?;
+}
+
+/// What a transaction wrote, before its commit.
+enum Written {
+    Replayed(Pushed),
+    Fresh {
+        batch_id: Uuid,
+        body: Vec<u8>,
+        counts: Counts,
+    },
+}
+
+/// The steps of a batch, in order, inside its transaction.
+async fn write_batch(
+    tx: &mut sqlx::PgConnection,
+    terminal: &Terminal,
+    key: Uuid,
+    request_sha256: &[u8],
+    items: &[Item],
+    options: IngestOptions,
+    mut check: TotalsCheck,
+) -> Result<Written, IngestError> {
+    let (merchant_id, terminal_id) = (terminal.merchant_id, terminal.terminal_id);
+    if let Some(replay) = claim_key(tx, terminal, key, request_sha256).await? {
+        return Ok(Written::Replayed(replay));
+    }
+    let held = sync::lock(tx, merchant_id, terminal_id).await?;
 
     let batch_id = Uuid::now_v7();
-    let stored = store::store_sales(&mut tx, terminal, batch_id, items, &mut check).await?;
-    store::save_conflicts(&mut tx, terminal, batch_id, items, &stored.verdicts).await?;
+    let stored = store::store_sales(tx, terminal, batch_id, items, &mut check).await?;
+    store::save_conflicts(tx, terminal, batch_id, items, &stored.verdicts).await?;
     if options.maintain_totals {
-        add_to_totals(&mut tx, terminal, batch_id, &stored).await?;
+        add_to_totals(tx, terminal, batch_id, &stored).await?;
     }
     let inserted_seqs: Vec<i64> = stored
         .inserted
         .iter()
         .map(|&i| items[i].valid_sale().seq)
         .collect();
-    let state = progress::advance(&mut tx, terminal, held, &inserted_seqs).await?;
+    let state = progress::advance(tx, terminal, held, &inserted_seqs).await?;
 
     let (body, counts) = response::body(
         batch_id,
@@ -145,14 +205,9 @@ async fn try_push_batch(
         status: 200,
         body,
     };
-    idempotency::store(&mut tx, merchant_id, terminal_id, key, &response).await?;
-    tx.commit().await.map_err(DbError::from)?;
-    tracing::info!(
-        terminal.id = %terminal_id, batch.id = %batch_id,
-        accepted = counts.accepted, duplicates = counts.duplicates, rejected = counts.rejected,
-        "stored batch {batch_id} from terminal {terminal_id}"
-    );
-    Ok(Pushed::Fresh {
+    idempotency::store(tx, merchant_id, terminal_id, key, &response).await?;
+    Ok(Written::Fresh {
+        batch_id,
         body: response.body,
         counts,
     })
