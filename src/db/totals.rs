@@ -2,8 +2,9 @@
 //! till-hour and tender tables (rows only this till's batches touch, and
 //! those are serialised) and appended to the store deltas, in one statement
 //! inside the batch's transaction; and the background fold of store deltas
-//! into store totals. Ingest reads a till's stored totals only to check a
-//! batch whose totals the database refused as out of range.
+//! into store totals, by chunk or one store at a time (`crate::fold` says
+//! which). Ingest reads a till's stored totals only to check a batch whose
+//! totals the database refused as out of range.
 
 use chrono::NaiveDate;
 use sqlx::PgConnection;
@@ -259,15 +260,84 @@ pub async fn stored_on(
     Ok(stored)
 }
 
-/// Moves up to `limit` store deltas into the store totals in one statement
-/// (so a report never sees them in both places or in neither). Deltas
-/// locked by another instance's fold are skipped, not waited for. Returns
-/// how many deltas were moved.
-pub async fn fold_store_deltas(conn: &mut PgConnection, limit: i64) -> Result<u64, DbError> {
+/// A store, as the fold names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreKey {
+    pub merchant_id: Uuid,
+    pub store_id: Uuid,
+}
+
+/// Column-major copies of store keys, to bind as arrays.
+fn columns(stores: &[StoreKey]) -> (Vec<Uuid>, Vec<Uuid>) {
+    stores.iter().map(|s| (s.merchant_id, s.store_id)).unzip()
+}
+
+/// Moves up to `limit` store deltas of every store but those in `skip`
+/// into the store totals, in one statement. Returns how many were moved.
+pub async fn fold_store_deltas(
+    conn: &mut PgConnection,
+    limit: i64,
+    skip: &[StoreKey],
+) -> Result<u64, DbError> {
+    fold(conn, limit, skip, None).await
+}
+
+/// Moves up to `limit` deltas of one store, in a statement of its own: a
+/// store whose totals cannot take its deltas fails alone.
+pub async fn fold_deltas_of(
+    conn: &mut PgConnection,
+    store: StoreKey,
+    limit: i64,
+) -> Result<u64, DbError> {
+    fold(conn, limit, &[], Some(store)).await
+}
+
+/// The stores that have deltas among the first `limit` not in `skip` (the
+/// ones a chunk of the fold would take), each once.
+pub async fn stores_with_deltas(
+    conn: &mut PgConnection,
+    limit: i64,
+    skip: &[StoreKey],
+) -> Result<Vec<StoreKey>, DbError> {
+    let (skip_merchants, skip_stores) = columns(skip);
+    let stores = sqlx::query_as!(
+        StoreKey,
+        r#"select distinct merchant_id as "merchant_id!", store_id as "store_id!"
+             from (select merchant_id, store_id
+                     from store_day_deltas
+                    where (merchant_id, store_id) not in
+                          (select * from unnest($2::uuid[], $3::uuid[]))
+                    order by merchant_id, batch_id
+                    limit $1) pending
+            order by 1, 2"#,
+        limit,
+        &skip_merchants,
+        &skip_stores
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(stores)
+}
+
+/// Moves up to `limit` store deltas (of `only`, or of every store not in
+/// `skip`) into the store totals in one statement, so a report never sees
+/// them in both places or in neither. Deltas locked by another instance's
+/// fold are skipped, not waited for. A total that cannot take its deltas
+/// fails the statement (`DbError::OutOfRange`), never wraps.
+async fn fold(
+    conn: &mut PgConnection,
+    limit: i64,
+    skip: &[StoreKey],
+    only: Option<StoreKey>,
+) -> Result<u64, DbError> {
+    let (skip_merchants, skip_stores) = columns(skip);
     let moved = sqlx::query_scalar!(
         r#"with picked as (
                select merchant_id, batch_id, business_date, currency
                  from store_day_deltas
+                where (merchant_id, store_id) not in
+                      (select * from unnest($2::uuid[], $3::uuid[]))
+                  and ($4::uuid is null or (merchant_id = $4 and store_id = $5))
                 order by merchant_id, batch_id
                 limit $1
                   for update skip locked
@@ -296,7 +366,11 @@ pub async fn fold_store_deltas(conn: &mut PgConnection, limit: i64) -> Result<u6
                    tax_minor = t.tax_minor + excluded.tax_minor
            )
            select count(*) as "moved!" from moved"#,
-        limit
+        limit,
+        &skip_merchants,
+        &skip_stores,
+        only.map(|s| s.merchant_id),
+        only.map(|s| s.store_id)
     )
     .fetch_one(conn)
     .await?;

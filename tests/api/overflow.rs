@@ -5,6 +5,8 @@
 //! The edge refuses huge `seq`s and amounts, so these tests plant the
 //! hostile rows with SQL through the test's own pool.
 
+use std::time::{Duration, Instant};
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -23,6 +25,15 @@ async fn sync_of(app: &TestApp, till: &Till, query: &str) -> Value {
 async fn report_as(app: &TestApp, merchant: &Merchant, query: &str) -> reqwest::Response {
     app.get(&format!("/v1/reports/totals?{query}"), &merchant.token)
         .await
+}
+
+/// Store deltas of a merchant not folded yet.
+async fn pending_deltas(app: &TestApp, merchant_id: Uuid) -> i64 {
+    sqlx::query_scalar("select count(*) from store_day_deltas where merchant_id = $1")
+        .bind(merchant_id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
 }
 
 async fn plant(app: &TestApp, sql: &str, id: Uuid) {
@@ -227,4 +238,81 @@ async fn reports_refuse_a_total_they_cannot_represent_exactly() {
     // The hours were not touched: still answered.
     let hours = report_as(&app, &app.merchant, &format!("{DAY}&group_by=hour")).await;
     assert_eq!(hours.status(), StatusCode::OK);
+}
+
+/// The fold of store deltas used to be one statement over every merchant's
+/// deltas: one store whose total could not take its deltas failed it for
+/// everyone, every second, forever.
+#[tokio::test]
+async fn a_store_whose_totals_cannot_fold_stops_no_other_store_from_folding() {
+    let app = spawn_app().await;
+    let poisoned = app.create_till().await;
+    let sibling = app.create_till().await;
+    sqlx::query(
+        "insert into store_day_totals values ($1, $2, '2026-11-20', 'EUR', 1, 0, 0,
+                9223372036854775807 - 10, 0, 0, 0)",
+    )
+    .bind(app.merchant.merchant_id)
+    .bind(poisoned.store_id)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    app.push_ok(&poisoned, &[sale_of(1, 1000)]).await;
+    app.push_ok(&sibling, &[sale_of(1, 300)]).await;
+    let other = app.create_merchant("Other Merchant").await;
+    let store = app.create_store_as(&other, "Europe/Berlin", "EUR").await;
+    let till = app.create_till_in(&other, store).await;
+    app.push_ok(&till, &[sale_of(1, 700)]).await;
+
+    let waited = Instant::now();
+    while pending_deltas(&app, other.merchant_id).await > 0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "the other merchant's deltas are folded within seconds"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let folded: i64 = sqlx::query_scalar(
+        "select gross_minor from store_day_totals where merchant_id = $1 and store_id = $2",
+    )
+    .bind(other.merchant_id)
+    .bind(store)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(folded, 700);
+    let report: Value = report_as(&app, &other, DAY).await.json().await.unwrap();
+    assert_eq!(report["rows"][0]["gross_minor"], 700);
+
+    // The same merchant's other store folds; the poisoned one waits, and
+    // its report says why instead of showing a wrapped number.
+    let sibling_pending: i64 =
+        sqlx::query_scalar("select count(*) from store_day_deltas where store_id = $1")
+            .bind(sibling.store_id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(sibling_pending, 0);
+    assert_eq!(pending_deltas(&app, app.merchant.merchant_id).await, 1);
+    let response = report_as(&app, &app.merchant, DAY).await;
+    assert_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "total_out_of_range",
+    )
+    .await;
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let skipped = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tillsync_fold_skipped_total "))
+        .expect("the skip counter is exported");
+    assert!(skipped.parse::<f64>().unwrap() >= 1.0, "{skipped}");
 }
