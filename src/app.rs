@@ -11,15 +11,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServeArgs;
-use crate::db::{self, Database, idempotency, totals};
+use crate::db::{self, Database, idempotency};
+use crate::fold::{self, Quarantine};
 use crate::health::{Gate, Priority};
 use crate::http::{self, AppState};
 
 /// How often store deltas are folded into store totals: reports add the
 /// deltas not folded yet, so this bounds how many they read, not accuracy.
 const FOLD_INTERVAL: Duration = Duration::from_secs(1);
-/// Store deltas moved per statement.
-const FOLD_CHUNK: i64 = 5000;
 
 /// How often housekeeping runs (idempotency purge, rate-limit state).
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(600);
@@ -154,27 +153,24 @@ async fn maintain(state: AppState, retention: Duration, stopping: CancellationTo
 
 /// Folds store deltas into store totals every second, through the health
 /// layer at background priority (a sick database only delays the fold, and
-/// the limit does not learn from it).
+/// the limit does not learn from it). A store whose deltas cannot be folded
+/// is skipped for a while and the others are folded (`fold`).
 async fn fold_store_totals(state: AppState, stopping: CancellationToken) {
     let mut every = tokio::time::interval(FOLD_INTERVAL);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut quarantine = Quarantine::default();
     loop {
         tokio::select! {
             _ = every.tick() => {}
             () = stopping.cancelled() => return,
         }
-        let fold = async {
+        let tick = async {
             let mut conn = state.db.acquire().await?;
-            loop {
-                let moved = totals::fold_store_deltas(&mut conn, FOLD_CHUNK).await?;
-                if moved < FOLD_CHUNK as u64 {
-                    return Ok::<_, db::DbError>(());
-                }
-            }
+            fold::tick(&mut conn, &mut quarantine, Instant::now()).await
         };
         match state
             .gate
-            .run(Priority::Background, Instant::now(), fold)
+            .run(Priority::Background, Instant::now(), tick)
             .await
         {
             Ok(Ok(())) => {}

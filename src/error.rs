@@ -73,6 +73,7 @@ problem_codes! {
     BatchEmpty => "batch_empty", UNPROCESSABLE_ENTITY;
     BatchTooLarge => "batch_too_large", UNPROCESSABLE_ENTITY;
     IdempotencyKeyReused => "idempotency_key_reused", UNPROCESSABLE_ENTITY;
+    TotalOutOfRange => "total_out_of_range", UNPROCESSABLE_ENTITY;
     RateLimited => "rate_limited", TOO_MANY_REQUESTS;
     InternalError => "internal_error", INTERNAL_SERVER_ERROR;
     DatabaseUnavailable => "database_unavailable", SERVICE_UNAVAILABLE;
@@ -164,6 +165,12 @@ impl ApiError {
         )
     }
 
+    /// A total the stored data adds up to cannot be given exactly. Neither
+    /// the server failing nor worth a retry: the question has to change.
+    pub fn total_out_of_range(detail: impl Into<String>) -> Self {
+        Self::new(ProblemCode::TotalOutOfRange, detail)
+    }
+
     pub fn retry_after(mut self, seconds: u32) -> Self {
         self.retry_after_s = Some(seconds.max(1));
         self
@@ -219,6 +226,12 @@ impl From<DbError> for ApiError {
                     "the request collided with concurrent ones; retry it",
                 )
                 .retry_after(1)
+            }
+            DbError::OutOfRange(source) => {
+                tracing::warn!(error = %source, "a total is out of range");
+                ApiError::total_out_of_range(
+                    "a total of the stored data is beyond the range that can be represented",
+                )
             }
             DbError::Other(source) => {
                 tracing::error!(error = %source, "database error");

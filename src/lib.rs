@@ -17,6 +17,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod fold;
 pub mod health;
 pub mod http;
 pub mod ingest;

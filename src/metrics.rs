@@ -116,6 +116,12 @@ fn describe() {
         Unit::Count,
         "Sales per committed batch"
     );
+    describe_counter!(
+        "tillsync_fold_skipped_total",
+        "Times the background fold skipped a store whose totals could not take its deltas (the store is logged, and tried again after a wait)"
+    );
+    // Exported from the start, so an alert on it sees 0 before the first skip.
+    metrics::counter!("tillsync_fold_skipped_total").increment(0);
 }
 
 /// Puts every counter whose labels are known in advance on the page at 0,

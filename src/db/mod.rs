@@ -42,12 +42,19 @@ const CONTENTION_STATES: &[&str] = &[
     "40P01", // deadlock_detected
 ];
 
+/// numeric_value_out_of_range: a value (a sum cast back to int8, a total
+/// plus its delta) does not fit its type. Said by the data, not the link.
+const OUT_OF_RANGE_STATE: &str = "22003";
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
     #[error("transaction collided with another: {0}")]
     Contention(#[source] sqlx::Error),
+    /// A total the stored data adds up to cannot be represented.
+    #[error("value out of range: {0}")]
+    OutOfRange(#[source] sqlx::Error),
     #[error("database error: {0}")]
     Other(#[source] sqlx::Error),
 }
@@ -61,6 +68,7 @@ impl From<sqlx::Error> for DbError {
         match (&err, state.as_deref()) {
             (_, Some(s)) if UNAVAILABLE_STATES.contains(&s) => DbError::Unavailable(err),
             (_, Some(s)) if CONTENTION_STATES.contains(&s) => DbError::Contention(err),
+            (_, Some(OUT_OF_RANGE_STATE)) => DbError::OutOfRange(err),
             (
                 sqlx::Error::Io(_)
                 | sqlx::Error::Tls(_)

@@ -156,6 +156,11 @@ async fn current(
 }
 
 /// The first gaps above the contiguous prefix, as inclusive `[from, to]` ranges.
+///
+/// Seq arithmetic is done in `numeric`: a till may hold `i64::MAX` (stored
+/// before the edge bounded seqs), and `seq + 1` on it would fail the query
+/// for good. Where a gap exists, `seq + 1` and `next_seq - 1` lie between two
+/// stored values, so the casts back to `int8` always fit.
 async fn missing_ranges(
     conn: &mut PgConnection,
     merchant_id: Uuid,
@@ -163,14 +168,14 @@ async fn missing_ranges(
     contiguous_through_seq: i64,
 ) -> Result<Vec<[i64; 2]>, DbError> {
     let rows = sqlx::query!(
-        r#"select (seq + 1) as "from_seq!", (next_seq - 1) as "to_seq!"
+        r#"select (seq::numeric + 1)::int8 as "from_seq!", (next_seq::numeric - 1)::int8 as "to_seq!"
              from (select seq, lead(seq) over (order by seq) as next_seq
                      from (select $3::int8 as seq
                            union all
                            select seq from sales
                             where merchant_id = $1 and terminal_id = $2 and seq > $3) held
                   ) gaps
-            where next_seq > seq + 1
+            where next_seq::numeric > seq::numeric + 1
             order by seq
             limit $4"#,
         merchant_id,
@@ -185,7 +190,8 @@ async fn missing_ranges(
 
 /// Count and net per currency of this till's sales on one business day, with
 /// the report definitions: voided sales and voids count nowhere in net,
-/// refunds subtract.
+/// refunds subtract. Added up in numeric; a net beyond `i64` fails the cast
+/// back (`DbError::OutOfRange`), never wraps.
 async fn day_totals(
     conn: &mut PgConnection,
     merchant_id: Uuid,
@@ -201,8 +207,8 @@ async fn day_totals(
                                     where v.merchant_id = s.merchant_id
                                       and v.refers_to_sale_id = s.sale_id
                                       and v.kind = 'void') then 0
-                      when s.kind = 'sale' then s.total_minor
-                      when s.kind = 'refund' then -s.total_minor
+                      when s.kind = 'sale' then s.total_minor::numeric
+                      when s.kind = 'refund' then -(s.total_minor::numeric)
                       else 0 end), 0)::int8 as "net_minor!"
              from sales s
             where s.merchant_id = $1 and s.terminal_id = $2 and s.business_date = $3

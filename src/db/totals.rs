@@ -2,13 +2,18 @@
 //! till-hour and tender tables (rows only this till's batches touch, and
 //! those are serialised) and appended to the store deltas, in one statement
 //! inside the batch's transaction; and the background fold of store deltas
-//! into store totals.
+//! into store totals, by chunk or one store at a time (`crate::fold` says
+//! which). Ingest reads a till's stored totals only to check a batch whose
+//! totals the database refused as out of range.
 
+use chrono::NaiveDate;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::DbError;
-use crate::domain::totals::{Deltas, Measures};
+use crate::domain::totals::{
+    Deltas, HourKey, Measures, StoredTotals, TenderKey, TenderMeasures, method_named,
+};
 
 /// Column-major copies of a measure set, ready to bind as arrays.
 #[derive(Default)]
@@ -46,10 +51,10 @@ pub async fn apply(
         return Ok(());
     }
     let (mut day_dates, mut day_currencies, mut day) = (Vec::new(), Vec::new(), Columns::default());
-    for ((date, currency), measures) in deltas.days() {
-        day_dates.push(date);
-        day_currencies.push(currency);
-        day.push(&measures);
+    for ((date, currency), measures) in &deltas.days {
+        day_dates.push(*date);
+        day_currencies.push(currency.clone());
+        day.push(measures);
     }
     let (mut hour_dates, mut hours, mut hour_currencies, mut hour) =
         (Vec::new(), Vec::new(), Vec::new(), Columns::default());
@@ -159,15 +164,180 @@ pub async fn apply(
     Ok(())
 }
 
-/// Moves up to `limit` store deltas into the store totals in one statement
-/// (so a report never sees them in both places or in neither). Deltas
-/// locked by another instance's fold are skipped, not waited for. Returns
-/// how many deltas were moved.
-pub async fn fold_store_deltas(conn: &mut PgConnection, limit: i64) -> Result<u64, DbError> {
+/// One row of any of the till's totals tables; `hour` is set for hour
+/// rows, `method` for tender rows.
+struct StoredRow {
+    business_date: NaiveDate,
+    hour: Option<i16>,
+    currency: String,
+    method: Option<String>,
+    sales_count: i64,
+    refunds_count: i64,
+    voids_count: i64,
+    gross_minor: i64,
+    refunds_minor: i64,
+    discounts_minor: i64,
+    tax_minor: i64,
+}
+
+/// The till's stored day, hour and tender totals on these business dates,
+/// in one round trip (rows only this till's batches write, so they hold
+/// still while its sync row is locked).
+pub async fn stored_on(
+    conn: &mut PgConnection,
+    merchant_id: Uuid,
+    terminal_id: Uuid,
+    dates: &[NaiveDate],
+) -> Result<StoredTotals, DbError> {
+    let rows = sqlx::query_as!(
+        StoredRow,
+        r#"select business_date as "business_date!", null::int2 as "hour?", currency as "currency!",
+                  null::text as "method?", sales_count as "sales_count!",
+                  refunds_count as "refunds_count!", voids_count as "voids_count!",
+                  gross_minor as "gross_minor!", refunds_minor as "refunds_minor!",
+                  discounts_minor as "discounts_minor!", tax_minor as "tax_minor!"
+             from sales_day_totals
+            where merchant_id = $1 and terminal_id = $2 and business_date = any($3)
+           union all
+           select business_date, hour, currency, null, sales_count, refunds_count, voids_count,
+                  gross_minor, refunds_minor, discounts_minor, tax_minor
+             from sales_hour_totals
+            where merchant_id = $1 and terminal_id = $2 and business_date = any($3)
+           union all
+           select business_date, null, currency, method, sales_count, refunds_count, 0,
+                  gross_minor, refunds_minor, 0, 0
+             from tender_day_totals
+            where merchant_id = $1 and terminal_id = $2 and business_date = any($3)"#,
+        merchant_id,
+        terminal_id,
+        dates
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut stored = StoredTotals::default();
+    for r in rows {
+        let measures = Measures {
+            sales_count: r.sales_count,
+            refunds_count: r.refunds_count,
+            voids_count: r.voids_count,
+            gross_minor: r.gross_minor,
+            refunds_minor: r.refunds_minor,
+            discounts_minor: r.discounts_minor,
+            tax_minor: r.tax_minor,
+        };
+        match (r.hour, r.method.as_deref()) {
+            (Some(hour), _) => {
+                let key = HourKey {
+                    business_date: r.business_date,
+                    hour,
+                    currency: r.currency,
+                };
+                stored.hours.insert(key, measures);
+            }
+            (None, Some(method)) => {
+                // A method no sale can name again cannot be added to.
+                let Some(method) = method_named(method) else {
+                    continue;
+                };
+                let key = TenderKey {
+                    business_date: r.business_date,
+                    currency: r.currency,
+                    method,
+                };
+                let tender = TenderMeasures {
+                    sales_count: r.sales_count,
+                    refunds_count: r.refunds_count,
+                    gross_minor: r.gross_minor,
+                    refunds_minor: r.refunds_minor,
+                };
+                stored.tenders.insert(key, tender);
+            }
+            (None, None) => {
+                stored.days.insert((r.business_date, r.currency), measures);
+            }
+        }
+    }
+    Ok(stored)
+}
+
+/// A store, as the fold names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreKey {
+    pub merchant_id: Uuid,
+    pub store_id: Uuid,
+}
+
+/// Column-major copies of store keys, to bind as arrays.
+fn columns(stores: &[StoreKey]) -> (Vec<Uuid>, Vec<Uuid>) {
+    stores.iter().map(|s| (s.merchant_id, s.store_id)).unzip()
+}
+
+/// Moves up to `limit` store deltas of every store but those in `skip`
+/// into the store totals, in one statement. Returns how many were moved.
+pub async fn fold_store_deltas(
+    conn: &mut PgConnection,
+    limit: i64,
+    skip: &[StoreKey],
+) -> Result<u64, DbError> {
+    fold(conn, limit, skip, None).await
+}
+
+/// Moves up to `limit` deltas of one store, in a statement of its own: a
+/// store whose totals cannot take its deltas fails alone.
+pub async fn fold_deltas_of(
+    conn: &mut PgConnection,
+    store: StoreKey,
+    limit: i64,
+) -> Result<u64, DbError> {
+    fold(conn, limit, &[], Some(store)).await
+}
+
+/// The stores that have deltas among the first `limit` not in `skip` (the
+/// ones a chunk of the fold would take), each once.
+pub async fn stores_with_deltas(
+    conn: &mut PgConnection,
+    limit: i64,
+    skip: &[StoreKey],
+) -> Result<Vec<StoreKey>, DbError> {
+    let (skip_merchants, skip_stores) = columns(skip);
+    let stores = sqlx::query_as!(
+        StoreKey,
+        r#"select distinct merchant_id as "merchant_id!", store_id as "store_id!"
+             from (select merchant_id, store_id
+                     from store_day_deltas
+                    where (merchant_id, store_id) not in
+                          (select * from unnest($2::uuid[], $3::uuid[]))
+                    order by merchant_id, batch_id
+                    limit $1) pending
+            order by 1, 2"#,
+        limit,
+        &skip_merchants,
+        &skip_stores
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(stores)
+}
+
+/// Moves up to `limit` store deltas (of `only`, or of every store not in
+/// `skip`) into the store totals in one statement, so a report never sees
+/// them in both places or in neither. Deltas locked by another instance's
+/// fold are skipped, not waited for. A total that cannot take its deltas
+/// fails the statement (`DbError::OutOfRange`), never wraps.
+async fn fold(
+    conn: &mut PgConnection,
+    limit: i64,
+    skip: &[StoreKey],
+    only: Option<StoreKey>,
+) -> Result<u64, DbError> {
+    let (skip_merchants, skip_stores) = columns(skip);
     let moved = sqlx::query_scalar!(
         r#"with picked as (
                select merchant_id, batch_id, business_date, currency
                  from store_day_deltas
+                where (merchant_id, store_id) not in
+                      (select * from unnest($2::uuid[], $3::uuid[]))
+                  and ($4::uuid is null or (merchant_id = $4 and store_id = $5))
                 order by merchant_id, batch_id
                 limit $1
                   for update skip locked
@@ -196,7 +366,11 @@ pub async fn fold_store_deltas(conn: &mut PgConnection, limit: i64) -> Result<u6
                    tax_minor = t.tax_minor + excluded.tax_minor
            )
            select count(*) as "moved!" from moved"#,
-        limit
+        limit,
+        &skip_merchants,
+        &skip_stores,
+        only.map(|s| s.merchant_id),
+        only.map(|s| s.store_id)
     )
     .fetch_one(conn)
     .await?;

@@ -1,46 +1,46 @@
 //! What a batch adds to the report totals: per (business date, hour,
-//! currency) of the till, and per tender method. Pure: ingest computes the
-//! deltas of the sales it inserted and `db::totals` writes them in the
-//! batch's transaction.
+//! currency) of the till, per day, and per tender method. Pure: ingest adds
+//! each sale it accepts with `Deltas::try_add` and `db::totals` writes the
+//! deltas in the batch's transaction.
 //!
 //! A void adds to `voids_count` on its own business day and takes the sale
 //! it voids out of that sale's own day, whenever that was.
+//!
+//! No sum here wraps: every addition is checked, and a sale whose share
+//! would take a delta, or a stored total plus its delta, beyond `i64` is
+//! refused with `OutOfRange` and adds nothing (ingest rejects it alone).
+//! A total is answered only if every JSON reader reads it exactly
+//! (`exact`, `net`).
+
+mod measures;
+mod share;
 
 use std::collections::BTreeMap;
 
-use chrono::{NaiveDate, Timelike};
+use chrono::NaiveDate;
 
-use crate::domain::sale::{Sale, SaleKind, TenderMethod};
+pub use measures::{CheckedSum, Measures, OutOfRange, TenderMeasures};
+use share::Share;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Measures {
-    pub sales_count: i64,
-    pub refunds_count: i64,
-    pub voids_count: i64,
-    pub gross_minor: i64,
-    pub refunds_minor: i64,
-    pub discounts_minor: i64,
-    pub tax_minor: i64,
-}
+use crate::domain::sale::Sale;
 
-impl Measures {
-    fn add(&mut self, other: &Measures) {
-        self.sales_count += other.sales_count;
-        self.refunds_count += other.refunds_count;
-        self.voids_count += other.voids_count;
-        self.gross_minor += other.gross_minor;
-        self.refunds_minor += other.refunds_minor;
-        self.discounts_minor += other.discounts_minor;
-        self.tax_minor += other.tax_minor;
+/// The largest magnitude a total is answered with: 2^53 - 1, the largest
+/// integer every JSON reader (an IEEE-754 double) holds exactly. Beyond it a
+/// dashboard would show a rounded number, so the answer is a refusal.
+pub const MAX_EXACT_TOTAL: i64 = (1 << 53) - 1;
+
+/// `value`, if every JSON reader reads it exactly.
+pub fn exact(value: i64) -> Result<i64, OutOfRange> {
+    if (-MAX_EXACT_TOTAL..=MAX_EXACT_TOTAL).contains(&value) {
+        Ok(value)
+    } else {
+        Err(OutOfRange)
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TenderMeasures {
-    pub sales_count: i64,
-    pub refunds_count: i64,
-    pub gross_minor: i64,
-    pub refunds_minor: i64,
+/// Net money: `gross - refunds`, exact or refused.
+pub fn net(gross: i64, refunds: i64) -> Result<i64, OutOfRange> {
+    exact(gross.checked_sub(refunds).ok_or(OutOfRange)?)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,6 +50,9 @@ pub struct HourKey {
     pub currency: String,
 }
 
+/// A business date and currency.
+pub type DayKey = (NaiveDate, String);
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TenderKey {
     pub business_date: NaiveDate,
@@ -58,124 +61,109 @@ pub struct TenderKey {
 }
 
 /// The deltas of one batch, one entry per key (sorted, so writes lock rows
-/// in a stable order).
-#[derive(Debug, Default)]
+/// in a stable order). `days` is `hours` rolled up per day.
+#[derive(Debug, Clone, Default)]
 pub struct Deltas {
+    pub hours: BTreeMap<HourKey, Measures>,
+    pub days: BTreeMap<DayKey, Measures>,
+    pub tenders: BTreeMap<TenderKey, TenderMeasures>,
+}
+
+/// A till's stored totals for the keys a batch may touch, to check its
+/// deltas against before the database adds them (a key not here counts as
+/// zero).
+#[derive(Debug, Clone, Default)]
+pub struct StoredTotals {
+    pub days: BTreeMap<DayKey, Measures>,
     pub hours: BTreeMap<HourKey, Measures>,
     pub tenders: BTreeMap<TenderKey, TenderMeasures>,
 }
 
-fn method_name(method: TenderMethod) -> &'static str {
-    match method {
-        TenderMethod::Cash => "cash",
-        TenderMethod::Card => "card",
-        TenderMethod::Voucher => "voucher",
-        TenderMethod::Other => "other",
+impl StoredTotals {
+    pub fn extend(&mut self, more: StoredTotals) {
+        self.days.extend(more.days);
+        self.hours.extend(more.hours);
+        self.tenders.extend(more.tenders);
     }
 }
 
+/// The static name of a tender method as stored, if it is one.
+pub fn method_named(name: &str) -> Option<&'static str> {
+    ["cash", "card", "voucher", "other"]
+        .into_iter()
+        .find(|m| *m == name)
+}
+
 impl Deltas {
-    /// The deltas of `inserted`; `target_of` finds the sale a void names.
+    /// The deltas of `inserted`, checked against `stored`; `target_of`
+    /// finds the sale a void names.
     pub fn of<'a>(
         inserted: &[&'a Sale],
         timezone: chrono_tz::Tz,
+        stored: &StoredTotals,
         target_of: impl Fn(uuid::Uuid) -> Option<&'a Sale>,
-    ) -> Self {
+    ) -> Result<Self, OutOfRange> {
         let mut deltas = Deltas::default();
         for sale in inserted {
-            match sale.kind {
-                SaleKind::Sale | SaleKind::Refund => deltas.count(sale, timezone, 1),
-                SaleKind::Void => {
-                    let voids = Measures {
-                        voids_count: 1,
-                        ..Measures::default()
-                    };
-                    deltas.add_hour(sale, timezone, &voids);
-                    let target = sale.refers_to_sale_id.and_then(&target_of);
-                    match target {
-                        Some(target) => deltas.count(target, timezone, -1),
-                        // Ingest accepts a void only with its target at hand.
-                        None => {
-                            tracing::error!(sale.id = %sale.sale_id, "void accepted without its target; totals not reversed")
-                        }
-                    }
-                }
-            }
+            let target = sale.refers_to_sale_id.and_then(&target_of);
+            deltas.try_add(sale, target, timezone, stored)?;
         }
-        deltas
+        Ok(deltas)
     }
 
-    /// Adds (`sign` 1) or takes out (`sign` -1) a sale or refund.
-    fn count(&mut self, sale: &Sale, timezone: chrono_tz::Tz, sign: i64) {
-        let measures = match sale.kind {
-            SaleKind::Sale => Measures {
-                sales_count: sign,
-                gross_minor: sign * sale.total_minor,
-                discounts_minor: sign * sale.discount_minor,
-                tax_minor: sign * sale.tax_minor,
-                ..Measures::default()
-            },
-            SaleKind::Refund => Measures {
-                refunds_count: sign,
-                refunds_minor: sign * sale.total_minor,
-                tax_minor: -sign * sale.tax_minor,
-                ..Measures::default()
-            },
-            SaleKind::Void => return,
-        };
-        self.add_hour(sale, timezone, &measures);
-
-        let business_date = sale.business_date(timezone);
-        let mut seen_methods: Vec<&'static str> = Vec::new();
-        for tender in &sale.tenders {
-            let method = method_name(tender.method);
-            let entry = self
-                .tenders
-                .entry(TenderKey {
-                    business_date,
-                    currency: sale.currency.clone(),
-                    method,
-                })
+    /// Adds what `sale` changes (`target`: the sale a void takes out),
+    /// unless that would take a delta, or a stored total plus its delta,
+    /// beyond `i64`: then nothing is added.
+    pub fn try_add(
+        &mut self,
+        sale: &Sale,
+        target: Option<&Sale>,
+        timezone: chrono_tz::Tz,
+        stored: &StoredTotals,
+    ) -> Result<(), OutOfRange> {
+        let share = Share::of(sale, target, timezone)?;
+        let mut days: BTreeMap<DayKey, Measures> = BTreeMap::new();
+        for (key, measures) in &share.hours {
+            let day = days
+                .entry((key.business_date, key.currency.clone()))
                 .or_default();
-            let first_time = !seen_methods.contains(&method);
-            seen_methods.push(method);
-            match sale.kind {
-                SaleKind::Sale => {
-                    entry.gross_minor += sign * tender.amount_minor;
-                    entry.sales_count += if first_time { sign } else { 0 };
-                }
-                _ => {
-                    entry.refunds_minor += sign * tender.amount_minor;
-                    entry.refunds_count += if first_time { sign } else { 0 };
-                }
-            }
+            *day = day.checked_add(measures)?;
         }
-    }
-
-    fn add_hour(&mut self, sale: &Sale, timezone: chrono_tz::Tz, measures: &Measures) {
-        let local = sale.occurred_at.with_timezone(&timezone);
-        let key = HourKey {
-            business_date: local.date_naive(),
-            hour: local.hour() as i16,
-            currency: sale.currency.clone(),
-        };
-        self.hours.entry(key).or_default().add(measures);
+        let hours = sum_each(&self.hours, &share.hours, &stored.hours)?;
+        let days = sum_each(&self.days, &days, &stored.days)?;
+        let tenders = sum_each(&self.tenders, &share.tenders, &stored.tenders)?;
+        self.hours.extend(hours);
+        self.days.extend(days);
+        self.tenders.extend(tenders);
+        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
         self.hours.is_empty() && self.tenders.is_empty()
     }
+}
 
-    /// The hourly deltas rolled up per day.
-    pub fn days(&self) -> BTreeMap<(NaiveDate, String), Measures> {
-        let mut days: BTreeMap<(NaiveDate, String), Measures> = BTreeMap::new();
-        for (key, measures) in &self.hours {
-            days.entry((key.business_date, key.currency.clone()))
-                .or_default()
-                .add(measures);
-        }
-        days
-    }
+/// Each entry of `added` plus its current delta: the new deltas, each of
+/// which fits on its own and added to its stored total.
+fn sum_each<K: Ord + Clone, M: CheckedSum>(
+    current: &BTreeMap<K, M>,
+    added: &BTreeMap<K, M>,
+    stored: &BTreeMap<K, M>,
+) -> Result<Vec<(K, M)>, OutOfRange> {
+    added
+        .iter()
+        .map(|(key, measures)| {
+            let delta = current
+                .get(key)
+                .copied()
+                .unwrap_or_default()
+                .checked_add(measures)?;
+            if let Some(total) = stored.get(key) {
+                total.checked_add(&delta)?;
+            }
+            Ok((key.clone(), delta))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -220,10 +208,11 @@ mod tests {
             json!([{"method": "card", "amount_minor": 1000}]),
             Some(1),
         );
-        let deltas = Deltas::of(&[&sold, &void], tz, |id| {
+        let deltas = Deltas::of(&[&sold, &void], tz, &StoredTotals::default(), |id| {
             (id == sold.sale_id).then_some(&sold)
-        });
-        let days = deltas.days();
+        })
+        .unwrap();
+        let days = &deltas.days;
         let day_of_sale = &days[&(NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(), "EUR".into())];
         assert_eq!(
             *day_of_sale,
@@ -260,8 +249,8 @@ mod tests {
             json!([{"method": "cash", "amount_minor": 300}]),
             None,
         );
-        let deltas = Deltas::of(&[&sold, &refund], tz, |_| None);
-        let day = deltas.days()[&(NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(), "EUR".into())];
+        let deltas = Deltas::of(&[&sold, &refund], tz, &StoredTotals::default(), |_| None).unwrap();
+        let day = deltas.days[&(NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(), "EUR".into())];
         assert_eq!((day.sales_count, day.refunds_count), (1, 1));
         assert_eq!(
             (
@@ -280,5 +269,118 @@ mod tests {
             .unwrap()
             .1;
         assert_eq!((card.sales_count, card.gross_minor), (1, 1000));
+    }
+
+    #[test]
+    fn a_net_is_exact_or_refused() {
+        assert_eq!(net(1000, 300), Ok(700));
+        assert_eq!(net(MAX_EXACT_TOTAL, 0), Ok(MAX_EXACT_TOTAL));
+        assert_eq!(net(-MAX_EXACT_TOTAL, 0), Ok(-MAX_EXACT_TOTAL));
+        assert_eq!(
+            net(MAX_EXACT_TOTAL, -1),
+            Err(OutOfRange),
+            "exact in i64, not for JSON"
+        );
+        assert_eq!(net(i64::MAX, -1), Err(OutOfRange), "beyond i64");
+        assert_eq!(net(0, i64::MIN), Err(OutOfRange));
+    }
+
+    fn day(deltas: &Deltas) -> Measures {
+        deltas.days[&(NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(), "EUR".into())]
+    }
+
+    fn card(total: i64) -> serde_json::Value {
+        json!([{"method": "card", "amount_minor": total}])
+    }
+
+    #[test]
+    fn a_sale_that_would_overflow_a_delta_is_refused_and_adds_nothing() {
+        let tz = chrono_tz::UTC;
+        let stored = StoredTotals::default();
+        let mut deltas = Deltas::default();
+        let big = sale(
+            1,
+            "sale",
+            "2026-11-20T10:00:00Z",
+            i64::MAX - 100,
+            card(i64::MAX - 100),
+            None,
+        );
+        deltas.try_add(&big, None, tz, &stored).unwrap();
+        let before = deltas.clone();
+        // Another hour, so the hour delta fits: the day's roll-up does not.
+        let more = sale(2, "sale", "2026-11-20T11:00:00Z", 1000, card(1000), None);
+        assert_eq!(deltas.try_add(&more, None, tz, &stored), Err(OutOfRange));
+        assert_eq!(
+            (deltas.days, deltas.hours, deltas.tenders),
+            (before.days, before.hours, before.tenders)
+        );
+    }
+
+    #[test]
+    fn a_sale_is_refused_when_a_stored_total_plus_the_delta_would_overflow() {
+        let tz = chrono_tz::UTC;
+        let date = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+        let small = sale(1, "sale", "2026-11-20T10:00:00Z", 1000, card(1000), None);
+        let cash = sale(
+            2,
+            "sale",
+            "2026-11-20T10:00:00Z",
+            1000,
+            json!([{"method": "cash", "amount_minor": 1000}]),
+            None,
+        );
+
+        let mut full_day = StoredTotals::default();
+        full_day.days.insert(
+            (date, "EUR".into()),
+            Measures {
+                gross_minor: i64::MAX - 1500,
+                ..Measures::default()
+            },
+        );
+        let mut deltas = Deltas::default();
+        deltas.try_add(&small, None, tz, &full_day).unwrap();
+        assert_eq!(
+            deltas.try_add(&small, None, tz, &full_day),
+            Err(OutOfRange),
+            "1000 + 1000 more do not fit"
+        );
+        assert_eq!(day(&deltas).gross_minor, 1000);
+
+        let mut full_card = StoredTotals::default();
+        let key = TenderKey {
+            business_date: date,
+            currency: "EUR".into(),
+            method: "card",
+        };
+        full_card.tenders.insert(
+            key,
+            TenderMeasures {
+                gross_minor: i64::MAX,
+                ..TenderMeasures::default()
+            },
+        );
+        let mut deltas = Deltas::default();
+        assert_eq!(
+            deltas.try_add(&small, None, tz, &full_card),
+            Err(OutOfRange)
+        );
+        deltas.try_add(&cash, None, tz, &full_card).unwrap();
+        assert_eq!(day(&deltas).gross_minor, 1000, "cash money still fits");
+    }
+
+    #[test]
+    fn taking_out_a_stored_sale_of_the_smallest_amount_is_refused_not_wrapped() {
+        let tz = chrono_tz::UTC;
+        let mut odd = sale(1, "sale", "2026-11-20T10:00:00Z", 10, card(10), None);
+        odd.total_minor = i64::MIN;
+        let void = sale(2, "void", "2026-11-20T10:00:00Z", 10, card(10), Some(1));
+        let mut deltas = Deltas::default();
+        assert_eq!(
+            deltas.try_add(&void, Some(&odd), tz, &StoredTotals::default()),
+            Err(OutOfRange)
+        );
+        assert!(deltas.is_empty());
     }
 }

@@ -31,7 +31,7 @@ impl Judged for DbError {
         match self {
             DbError::Unavailable(_) => Signal::LinkFailure,
             DbError::Contention(_) => Signal::Contended,
-            DbError::Other(_) => Signal::Silent,
+            DbError::OutOfRange(_) | DbError::Other(_) => Signal::Silent,
         }
     }
 }

@@ -6,6 +6,12 @@
 //! answer (link down, overloaded, deadline passed) it serves the last good
 //! copy of the same query, marked `Warning: 110 - "Response is Stale"` with
 //! its `Age`, and answers 503 only when it has none.
+//!
+//! Sums are added up wide by Postgres (`sum(bigint)` is numeric) and cast
+//! back to `bigint`, which refuses (22003) a total beyond `i64`; each number
+//! is then answered only if every JSON reader holds it exactly (2^53 - 1).
+//! Beyond either: `422 total_out_of_range`, never a wrapped or rounded
+//! number.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +33,7 @@ use super::extract::QueryParams;
 use super::params;
 use crate::db::DbError;
 use crate::db::reports::{self, Completeness, Scope, TotalsRow};
+use crate::domain::totals::{self, MAX_EXACT_TOTAL, OutOfRange};
 use crate::error::{ApiError, ProblemCode};
 use crate::health::{Judged, Priority, Signal};
 
@@ -191,7 +198,16 @@ impl From<Completeness> for CompletenessView {
     }
 }
 
-fn row_view(row: TotalsRow, group_by: GroupBy) -> Value {
+/// A total of this report that cannot be answered exactly.
+fn out_of_range() -> ApiError {
+    ApiError::total_out_of_range(format!(
+        "a total of this report is beyond {MAX_EXACT_TOTAL} in magnitude (2^53 - 1, the largest \
+         integer every JSON reader holds exactly); narrow the query (fewer days, one store or \
+         one terminal) or group it more finely"
+    ))
+}
+
+fn row_view(row: TotalsRow, group_by: GroupBy) -> Result<Value, OutOfRange> {
     let mut group = Map::new();
     match group_by {
         GroupBy::None => {}
@@ -213,18 +229,19 @@ fn row_view(row: TotalsRow, group_by: GroupBy) -> Value {
             group.insert("method".into(), json!(row.method));
         }
     }
-    json!({
+    let exact = totals::exact;
+    Ok(json!({
         "group": group,
         "currency": row.currency,
-        "sales_count": row.sales_count,
-        "refunds_count": row.refunds_count,
-        "voids_count": row.voids_count,
-        "gross_minor": row.gross_minor,
-        "refunds_minor": row.refunds_minor,
-        "discounts_minor": row.discounts_minor,
-        "tax_minor": row.tax_minor,
-        "net_minor": row.gross_minor - row.refunds_minor,
-    })
+        "sales_count": exact(row.sales_count)?,
+        "refunds_count": exact(row.refunds_count)?,
+        "voids_count": exact(row.voids_count)?,
+        "gross_minor": exact(row.gross_minor)?,
+        "refunds_minor": exact(row.refunds_minor)?,
+        "discounts_minor": row.discounts_minor.map(exact).transpose()?,
+        "tax_minor": row.tax_minor.map(exact).transpose()?,
+        "net_minor": totals::net(row.gross_minor, row.refunds_minor)?,
+    }))
 }
 
 /// Why no fresh answer could be made.
@@ -295,6 +312,8 @@ async fn fresh(
         Ok(Err(ComputeError::Request(e))) => Err(Failure::Request(e)),
         Ok(Err(ComputeError::Db(e))) => Err(match e {
             DbError::Unavailable(_) | DbError::Contention(_) => Failure::Unusable(e.into()),
+            // The data adds up beyond i64: no copy helps, the question must change.
+            DbError::OutOfRange(_) => Failure::Request(out_of_range()),
             DbError::Other(_) => Failure::Request(e.into()),
         }),
     }
@@ -335,7 +354,8 @@ async fn compute(state: &AppState, request: &TotalsRequest) -> Result<Bytes, Com
         rows: rows
             .into_iter()
             .map(|r| row_view(r, request.group_by))
-            .collect(),
+            .collect::<Result<_, _>>()
+            .map_err(|OutOfRange| ComputeError::Request(out_of_range()))?,
         completeness: completeness.into(),
     };
     Ok(Bytes::from(

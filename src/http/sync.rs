@@ -1,6 +1,11 @@
 //! `GET /v1/sync`: what the server holds from the calling till, so it can
 //! trim its offline queue, resend what is missing, and check its end-of-day
 //! report before clearing it.
+//!
+//! The day check's net is added up in numeric; a net beyond what every JSON
+//! reader holds exactly (rows stored before amounts were bounded) is `422
+//! total_out_of_range` for that question only: the plain sync state does not
+//! depend on amounts and is always answered.
 
 use axum::Json;
 use axum::extract::State;
@@ -10,8 +15,10 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::extract::QueryParams;
+use crate::db::DbError;
 use crate::db::sync::{self, DayTotal};
 use crate::domain::terminal::Terminal;
+use crate::domain::totals::{self, MAX_EXACT_TOTAL, OutOfRange};
 use crate::error::{ApiError, ProblemCode};
 
 #[derive(Deserialize)]
@@ -45,14 +52,25 @@ struct CurrencyTotal {
     net_minor: i64,
 }
 
-impl From<DayTotal> for CurrencyTotal {
-    fn from(t: DayTotal) -> Self {
-        Self {
+impl TryFrom<DayTotal> for CurrencyTotal {
+    type Error = OutOfRange;
+
+    fn try_from(t: DayTotal) -> Result<Self, OutOfRange> {
+        Ok(Self {
             currency: t.currency,
             sales_count: t.sales_count,
-            net_minor: t.net_minor,
-        }
+            net_minor: totals::exact(t.net_minor)?,
+        })
     }
+}
+
+/// The day check cannot be answered exactly.
+fn day_out_of_range() -> ApiError {
+    ApiError::total_out_of_range(format!(
+        "this terminal's net on that business day is beyond {MAX_EXACT_TOTAL} in magnitude \
+         (2^53 - 1, the largest integer every JSON reader holds exactly); the sync state \
+         without business_date is still answered"
+    ))
 }
 
 pub async fn get(
@@ -72,14 +90,17 @@ pub async fn get(
         terminal.terminal_id,
         business_date,
     )
-    .await?;
-    let business_day = business_date
-        .zip(view.day_totals)
-        .map(|(date, totals)| BusinessDay {
-            business_date: date,
-            sales_count: totals.iter().map(|t| t.sales_count).sum(),
-            totals: totals.into_iter().map(CurrencyTotal::from).collect(),
-        });
+    .await
+    .map_err(|e| match e {
+        DbError::OutOfRange(_) => day_out_of_range(),
+        e => e.into(),
+    })?;
+    let business_day = match business_date.zip(view.day_totals) {
+        Some((date, day)) => {
+            Some(business_day(date, day).map_err(|OutOfRange| day_out_of_range())?)
+        }
+        None => None,
+    };
     Ok(Json(SyncResponse {
         terminal_id: terminal.terminal_id,
         highest_seq: view.state.highest_seq,
@@ -89,6 +110,21 @@ pub async fn get(
         last_batch_at: view.state.last_batch_at,
         business_day,
     }))
+}
+
+fn business_day(date: NaiveDate, day: Vec<DayTotal>) -> Result<BusinessDay, OutOfRange> {
+    let sales_count = day
+        .iter()
+        .try_fold(0i64, |sum, t| sum.checked_add(t.sales_count))
+        .ok_or(OutOfRange)?;
+    Ok(BusinessDay {
+        business_date: date,
+        sales_count,
+        totals: day
+            .into_iter()
+            .map(CurrencyTotal::try_from)
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 fn parse_business_date(raw: &str) -> Result<NaiveDate, ApiError> {

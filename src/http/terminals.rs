@@ -142,8 +142,10 @@ impl From<FleetRow> for TerminalStatus {
             last_seen_at: r.last_seen_at,
             highest_seq: r.highest_seq,
             contiguous_through_seq: r.contiguous_through_seq,
-            // Stored seqs are distinct and within 1..=highest_seq.
-            missing_count: r.highest_seq - r.sales_stored,
+            // Stored seqs are distinct and within 1..=highest_seq, so this
+            // is within 0..=highest_seq; rows stored against that (by hand,
+            // by an old bug) are clamped, never wrapped.
+            missing_count: r.highest_seq.saturating_sub(r.sales_stored).max(0),
             sales_stored: r.sales_stored,
             revoked: r.revoked_at.is_some(),
         }

@@ -48,6 +48,19 @@ struct Target {
 /// Classifies `sales` in order. Earlier sales of the batch count as stored
 /// for later ones, so a batch may carry a sale and its void.
 pub fn classify(terminal_id: Uuid, sales: &[&Sale], stored: &Stored) -> Vec<Verdict> {
+    classify_with(terminal_id, sales, stored, |_, _| Ok(()))
+}
+
+/// `classify`, with a last word on every sale it would accept: `admit` gets
+/// the sale (and, for a void, the sale of this batch it voids, if that is
+/// where its target is) and may still reject it. A sale it rejects counts as
+/// never sent for the sales after it, so no later verdict leans on it.
+pub fn classify_with(
+    terminal_id: Uuid,
+    sales: &[&Sale],
+    stored: &Stored,
+    mut admit: impl FnMut(&Sale, Option<&Sale>) -> Result<(), Rejection>,
+) -> Vec<Verdict> {
     let mut accepted: HashMap<Uuid, &Sale> = HashMap::new();
     let mut seqs_taken: HashSet<i64> = HashSet::new();
     let mut voided_now: HashSet<Uuid> = HashSet::new();
@@ -55,7 +68,7 @@ pub fn classify(terminal_id: Uuid, sales: &[&Sale], stored: &Stored) -> Vec<Verd
     sales
         .iter()
         .map(|&sale| {
-            let verdict = classify_one(
+            let mut verdict = classify_one(
                 terminal_id,
                 sale,
                 stored,
@@ -63,6 +76,17 @@ pub fn classify(terminal_id: Uuid, sales: &[&Sale], stored: &Stored) -> Vec<Verd
                 &seqs_taken,
                 &voided_now,
             );
+            if verdict == Verdict::Accept {
+                let batch_target = match sale.kind {
+                    SaleKind::Void => sale
+                        .refers_to_sale_id
+                        .and_then(|id| accepted.get(&id).copied()),
+                    _ => None,
+                };
+                if let Err(rejection) = admit(sale, batch_target) {
+                    verdict = Verdict::Reject(rejection);
+                }
+            }
             if verdict == Verdict::Accept {
                 accepted.insert(sale.sale_id, sale);
                 seqs_taken.insert(sale.seq);
@@ -311,6 +335,32 @@ mod tests {
                 "void_amounts_mismatch"
             ]
         );
+    }
+
+    #[test]
+    fn a_sale_admit_refuses_counts_as_never_sent_for_the_sales_after_it() {
+        let a = sale(10, 1, "sale", None);
+        let void_a = sale(11, 2, "void", Some(10));
+        let same_seq = sale(12, 1, "sale", None);
+        let mut seen_targets = Vec::new();
+        let out = classify_with(
+            TILL,
+            &[&a, &void_a, &same_seq],
+            &Stored::new(TILL, &[]),
+            |s, target| {
+                seen_targets.push(target.map(|t| t.sale_id));
+                if s.sale_id == a.sale_id {
+                    Err(Rejection::new("total_out_of_range", "full"))
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert_eq!(
+            codes(&out),
+            ["total_out_of_range", "void_target_unknown", "accept"]
+        );
+        assert_eq!(seen_targets, [None, None]);
     }
 
     #[test]

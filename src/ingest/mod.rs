@@ -5,6 +5,12 @@
 //! advances the till's sync state (`progress`) and stores the response
 //! (`response`) for replay. A 200 is sent only after that commit.
 //!
+//! A sale that would take one of the till's totals beyond `i64` is rejected
+//! alone (`total_out_of_range`): the database refuses the batch's upsert,
+//! the transaction is dropped, and the batch is pushed once more with its
+//! sales checked against the stored totals (`totals_check`). Nothing
+//! of the first attempt is kept, and a batch costs that read only then.
+//!
 //! This module owns the transaction and its order of steps; each step is a
 //! function named for what it does, so `try_push_batch` reads as the list.
 
@@ -12,6 +18,7 @@ pub mod classify;
 mod progress;
 mod response;
 mod store;
+mod totals_check;
 
 use uuid::Uuid;
 
@@ -19,9 +26,9 @@ use crate::db::idempotency::{self, KeyState, StoredResponse};
 use crate::db::{Database, DbError, sync, totals};
 use crate::domain::sale::{Rejection, Sale};
 use crate::domain::terminal::Terminal;
-use crate::domain::totals::Deltas;
 pub use response::Counts;
 use store::StoredSales;
+use totals_check::TotalsCheck;
 
 /// Deadlocks and serialization failures are retried this often before the
 /// client is asked to retry.
@@ -77,17 +84,31 @@ pub async fn push_batch(
     options: IngestOptions,
 ) -> Result<Pushed, IngestError> {
     let mut attempt = 1;
+    let mut against_stored = false;
     loop {
-        match try_push_batch(db, terminal, key, request_sha256, items, options).await {
+        let check = TotalsCheck::new(against_stored);
+        match try_push_batch(db, terminal, key, request_sha256, items, options, check).await {
             Err(IngestError::Db(DbError::Contention(e))) if attempt < MAX_TRANSACTION_ATTEMPTS => {
                 tracing::debug!(terminal.id = %terminal.terminal_id, error = %e, attempt, "batch collided, retrying");
                 attempt += 1;
+            }
+            Err(IngestError::Db(DbError::OutOfRange(e))) if !against_stored => {
+                tracing::warn!(
+                    terminal.id = %terminal.terminal_id, error = %e,
+                    "a total of terminal {} would go out of range; checking its batch sale by sale",
+                    terminal.terminal_id
+                );
+                against_stored = true;
             }
             result => return result,
         }
     }
 }
 
+/// One attempt, in one transaction. A failed attempt is rolled back before
+/// it returns, not whenever the pool gets to it: the next attempt of this
+/// same request runs on another connection and would find its own key's
+/// advisory lock still held (a 409 to a request that is not running twice).
 async fn try_push_batch(
     db: &Database,
     terminal: &Terminal,
@@ -95,26 +116,83 @@ async fn try_push_batch(
     request_sha256: &[u8],
     items: &[Item],
     options: IngestOptions,
+    check: TotalsCheck,
 ) -> Result<Pushed, IngestError> {
-    let (merchant_id, terminal_id) = (terminal.merchant_id, terminal.terminal_id);
     let mut tx = db.begin().await?;
-    if let Some(replay) = claim_key(&mut tx, terminal, key, request_sha256).await? {
-        return Ok(replay);
+    let written = write_batch(
+        &mut tx,
+        terminal,
+        key,
+        request_sha256,
+        items,
+        options,
+        check,
+    )
+    .await;
+    match written {
+        // Nothing was written: the transaction only held the key.
+        Ok(Written::Replayed(replay)) => Ok(replay),
+        Ok(Written::Fresh {
+            batch_id,
+            body,
+            counts,
+        }) => {
+            tx.commit().await.map_err(DbError::from)?;
+            let terminal_id = terminal.terminal_id;
+            tracing::info!(
+                terminal.id = %terminal_id, batch.id = %batch_id,
+                accepted = counts.accepted, duplicates = counts.duplicates, rejected = counts.rejected,
+                "stored batch {batch_id} from terminal {terminal_id}"
+            );
+            Ok(Pushed::Fresh { body, counts })
+        }
+        Err(e) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::debug!(error = %rollback, "rolling back a failed batch failed; the pool closes its connection");
+            }
+            Err(e)
+        }
     }
-    let held = sync::lock(&mut tx, merchant_id, terminal_id).await?;
+}
+
+/// What a transaction wrote, before its commit.
+enum Written {
+    Replayed(Pushed),
+    Fresh {
+        batch_id: Uuid,
+        body: Vec<u8>,
+        counts: Counts,
+    },
+}
+
+/// The steps of a batch, in order, inside its transaction.
+async fn write_batch(
+    tx: &mut sqlx::PgConnection,
+    terminal: &Terminal,
+    key: Uuid,
+    request_sha256: &[u8],
+    items: &[Item],
+    options: IngestOptions,
+    mut check: TotalsCheck,
+) -> Result<Written, IngestError> {
+    let (merchant_id, terminal_id) = (terminal.merchant_id, terminal.terminal_id);
+    if let Some(replay) = claim_key(tx, terminal, key, request_sha256).await? {
+        return Ok(Written::Replayed(replay));
+    }
+    let held = sync::lock(tx, merchant_id, terminal_id).await?;
 
     let batch_id = Uuid::now_v7();
-    let stored = store::store_sales(&mut tx, terminal, batch_id, items).await?;
-    store::save_conflicts(&mut tx, terminal, batch_id, items, &stored.verdicts).await?;
+    let stored = store::store_sales(tx, terminal, batch_id, items, &mut check).await?;
+    store::save_conflicts(tx, terminal, batch_id, items, &stored.verdicts).await?;
     if options.maintain_totals {
-        add_to_totals(&mut tx, terminal, batch_id, items, &stored).await?;
+        add_to_totals(tx, terminal, batch_id, &stored).await?;
     }
     let inserted_seqs: Vec<i64> = stored
         .inserted
         .iter()
         .map(|&i| items[i].valid_sale().seq)
         .collect();
-    let state = progress::advance(&mut tx, terminal, held, &inserted_seqs).await?;
+    let state = progress::advance(tx, terminal, held, &inserted_seqs).await?;
 
     let (body, counts) = response::body(
         batch_id,
@@ -127,14 +205,9 @@ async fn try_push_batch(
         status: 200,
         body,
     };
-    idempotency::store(&mut tx, merchant_id, terminal_id, key, &response).await?;
-    tx.commit().await.map_err(DbError::from)?;
-    tracing::info!(
-        terminal.id = %terminal_id, batch.id = %batch_id,
-        accepted = counts.accepted, duplicates = counts.duplicates, rejected = counts.rejected,
-        "stored batch {batch_id} from terminal {terminal_id}"
-    );
-    Ok(Pushed::Fresh {
+    idempotency::store(tx, merchant_id, terminal_id, key, &response).await?;
+    Ok(Written::Fresh {
+        batch_id,
         body: response.body,
         counts,
     })
@@ -161,35 +234,21 @@ async fn claim_key(
     }
 }
 
-/// Adds what the inserted sales change to the report totals. A void takes
-/// its sale out, so that sale is looked up among this batch's and among the
-/// stored ones the classification fetched.
+/// Adds what the inserted sales change to the report totals (their deltas
+/// were summed, checked, as they were accepted).
 async fn add_to_totals(
     tx: &mut sqlx::PgConnection,
     terminal: &Terminal,
     batch_id: Uuid,
-    items: &[Item],
     stored: &StoredSales,
 ) -> Result<(), DbError> {
-    let new_sales: Vec<&Sale> = stored
-        .inserted
-        .iter()
-        .map(|&i| items[i].valid_sale())
-        .collect();
-    let deltas = Deltas::of(&new_sales, terminal.timezone, |id| {
-        new_sales
-            .iter()
-            .copied()
-            .find(|s| s.sale_id == id)
-            .or_else(|| stored.void_targets.get(&id))
-    });
     totals::apply(
         tx,
         terminal.merchant_id,
         terminal.terminal_id,
         terminal.store_id,
         batch_id,
-        &deltas,
+        &stored.deltas,
     )
     .await
 }

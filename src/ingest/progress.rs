@@ -6,6 +6,10 @@
 //! forward over the seqs now stored (this batch's and earlier out-of-order
 //! ones) in index order, a chunk at a time, so a batch costs reads
 //! proportional to how far the prefix moves, never to the till's history.
+//!
+//! Seqs may be stored up to `i64::MAX` (rows older than the edge's bound):
+//! "the seq after" is computed checked, so a prefix or a seq at the top of
+//! the range ends the walk instead of overflowing.
 
 use chrono::Utc;
 use sqlx::PgConnection;
@@ -26,11 +30,15 @@ pub async fn advance(
     if let Some(&max) = inserted_seqs.iter().max() {
         state.highest_seq = state.highest_seq.max(max);
     }
-    state.sales_stored += inserted_seqs.len() as i64;
+    // A count of rows: it cannot really reach i64::MAX, so saturating only
+    // guards against a stored value that is already wrong.
+    state.sales_stored = state
+        .sales_stored
+        .saturating_add(inserted_seqs.len() as i64);
     state.last_batch_at = Some(Utc::now());
 
-    let next = state.contiguous_through_seq + 1;
-    if inserted_seqs.contains(&next) {
+    let next = state.contiguous_through_seq.checked_add(1);
+    if next.is_some_and(|next| inserted_seqs.contains(&next)) {
         let mut chunk = (inserted_seqs.len() as i64 + 1).min(WALK_CHUNK);
         loop {
             let seqs = sync::seqs_above(
@@ -59,8 +67,9 @@ pub async fn advance(
 /// How many of `seqs` (ascending) continue the run that ends at `after`.
 fn contiguous_run(after: i64, seqs: &[i64]) -> usize {
     seqs.iter()
-        .zip(after + 1..)
-        .take_while(|(seq, expected)| **seq == *expected)
+        .scan(after, |last, &seq| {
+            (last.checked_add(1) == Some(seq)).then(|| *last = seq)
+        })
         .count()
 }
 
@@ -74,5 +83,12 @@ mod tests {
         assert_eq!(contiguous_run(3, &[5, 6]), 0);
         assert_eq!(contiguous_run(0, &[]), 0);
         assert_eq!(contiguous_run(0, &[1, 2, 3]), 3);
+    }
+
+    #[test]
+    fn a_run_may_end_at_the_largest_seq_without_overflowing() {
+        assert_eq!(contiguous_run(i64::MAX - 2, &[i64::MAX - 1, i64::MAX]), 2);
+        assert_eq!(contiguous_run(i64::MAX, &[]), 0);
+        assert_eq!(contiguous_run(i64::MAX, &[1]), 0);
     }
 }

@@ -8,17 +8,25 @@
 //! our insert. The insert skips such rows instead of failing, and a round
 //! that lost one classifies what is not yet stored again, against the rows
 //! that now exist, up to `MAX_CLASSIFY_ROUNDS` times.
+//!
+//! Each sale the classifier would accept is also added to the batch's
+//! totals deltas (`TotalsCheck`), checked: one whose share would take a
+//! delta, or (when the stored totals were read) a stored total, beyond
+//! `i64` is rejected alone with `total_out_of_range`, before anything of it
+//! is stored.
 
 use std::collections::{HashMap, HashSet};
 
 use uuid::Uuid;
 
 use super::Item;
-use super::classify::{Stored, Verdict, classify};
+use super::classify::{Stored, Verdict, classify_with};
+use super::totals_check::{TotalsCheck, total_out_of_range};
 use crate::db::sales::{self, NewSales};
 use crate::db::{DbError, conflicts};
 use crate::domain::sale::{Sale, StoredSale};
 use crate::domain::terminal::Terminal;
+use crate::domain::totals::Deltas;
 
 /// Collisions with a concurrent transaction are resolved by classifying again;
 /// this bounds how often, so a pathological race ends in a retryable error.
@@ -32,6 +40,8 @@ pub(super) struct StoredSales {
     pub inserted: Vec<usize>,
     /// Stored sales that voids of this batch name, for the totals.
     pub void_targets: HashMap<Uuid, Sale>,
+    /// What the inserted sales add to the till's totals.
+    pub deltas: Deltas,
 }
 
 /// One classification of the pending sales against what is stored now.
@@ -40,6 +50,8 @@ struct Round<'a> {
     indexes: Vec<usize>,
     sales: Vec<&'a Sale>,
     verdicts: Vec<Verdict>,
+    /// The deltas so far plus those of the sales this round accepted.
+    deltas: Deltas,
 }
 
 /// Classifies and inserts the valid sales; invalid ones keep their rejection.
@@ -48,6 +60,7 @@ pub(super) async fn store_sales(
     terminal: &Terminal,
     batch_id: Uuid,
     items: &[Item],
+    check: &mut TotalsCheck,
 ) -> Result<StoredSales, DbError> {
     let mut stored = StoredSales::start(items);
     let mut pending: Vec<usize> = (0..items.len())
@@ -57,9 +70,12 @@ pub(super) async fn store_sales(
         if pending.is_empty() {
             break;
         }
-        let round = classify_round(tx, terminal, items, pending, &mut stored.void_targets).await?;
+        let round = classify_round(tx, terminal, items, pending, &mut stored, check).await?;
         let inserted_now = insert_new(tx, terminal, batch_id, &round).await?;
         pending = stored.settle(round, &inserted_now);
+        if !pending.is_empty() {
+            stored.recount(items, terminal, check)?;
+        }
     }
     if pending.is_empty() {
         Ok(stored)
@@ -85,6 +101,7 @@ impl StoredSales {
             verdicts,
             inserted: Vec::new(),
             void_targets: HashMap::new(),
+            deltas: Deltas::default(),
         }
     }
 
@@ -98,6 +115,9 @@ impl StoredSales {
             .iter()
             .zip(&round.sales)
             .any(|(v, s)| *v == Verdict::Accept && !inserted_now.contains(&s.sale_id));
+        if !collided {
+            self.deltas = round.deltas;
+        }
         let mut again = Vec::new();
         for ((index, sale), verdict) in round
             .indexes
@@ -116,17 +136,48 @@ impl StoredSales {
         }
         again
     }
+
+    /// After a collision, the deltas of what is inserted so far, again:
+    /// the round's deltas counted sales that were not inserted. A sum that
+    /// fit in a different order and no longer does is a collision too.
+    fn recount(
+        &mut self,
+        items: &[Item],
+        terminal: &Terminal,
+        check: &TotalsCheck,
+    ) -> Result<(), DbError> {
+        let inserted: Vec<&Sale> = self
+            .inserted
+            .iter()
+            .map(|&i| items[i].valid_sale())
+            .collect();
+        self.deltas = Deltas::of(&inserted, terminal.timezone, check.stored(), |id| {
+            inserted
+                .iter()
+                .copied()
+                .find(|s| s.sale_id == id)
+                .or_else(|| self.void_targets.get(&id))
+        })
+        .map_err(|_| {
+            DbError::Contention(sqlx::Error::Protocol(
+                "totals of a batch changed order after a collision".into(),
+            ))
+        })?;
+        Ok(())
+    }
 }
 
 /// Fetches, in one round trip, every stored sale the pending ones could
-/// collide with, and classifies them against it. Stored sales that a void
-/// names are kept for the totals.
+/// collide with, and classifies them against it, adding each sale it would
+/// accept to the batch's deltas (checked, see `TotalsCheck`). Stored sales
+/// that a void names are kept for the totals.
 async fn classify_round<'a>(
     tx: &mut sqlx::PgConnection,
     terminal: &Terminal,
     items: &'a [Item],
     pending: Vec<usize>,
-    void_targets: &mut HashMap<Uuid, Sale>,
+    stored: &mut StoredSales,
+    check: &mut TotalsCheck,
 ) -> Result<Round<'a>, DbError> {
     let sales: Vec<&Sale> = pending.iter().map(|&i| items[i].valid_sale()).collect();
     let ids: Vec<Uuid> = sales
@@ -136,16 +187,29 @@ async fn classify_round<'a>(
     let seqs: Vec<i64> = sales.iter().map(|s| s.seq).collect();
     let related =
         sales::find_related(tx, terminal.merchant_id, terminal.terminal_id, &ids, &seqs).await?;
-    keep_void_targets(&sales, &related, void_targets);
-    let verdicts = classify(
+    keep_void_targets(&sales, &related, &mut stored.void_targets);
+    check
+        .load(tx, terminal, &sales, &stored.void_targets)
+        .await?;
+    let mut deltas = stored.deltas.clone();
+    let verdicts = classify_with(
         terminal.terminal_id,
         &sales,
         &Stored::new(terminal.terminal_id, &related),
+        |sale, batch_target| {
+            let target = sale
+                .refers_to_sale_id
+                .and_then(|id| batch_target.or_else(|| stored.void_targets.get(&id)));
+            deltas
+                .try_add(sale, target, terminal.timezone, check.stored())
+                .map_err(|_| total_out_of_range())
+        },
     );
     Ok(Round {
         indexes: pending,
         sales,
         verdicts,
+        deltas,
     })
 }
 
@@ -265,6 +329,7 @@ mod tests {
             indexes: (0..items.len()).collect(),
             sales: items.iter().map(Item::valid_sale).collect(),
             verdicts,
+            deltas: Deltas::default(),
         }
     }
 

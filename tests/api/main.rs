@@ -12,6 +12,7 @@ mod loadtest;
 mod logging;
 mod openapi;
 mod ops;
+mod overflow;
 mod provisioning;
 mod reports;
 mod support;

@@ -160,6 +160,9 @@ async fn metrics_name_requests_sales_batches_shedding_and_the_database_after_tra
             "{gauge} has no help"
         );
     }
+    // Exported from the start (at 0 until the fold skips a store).
+    assert!(sample(&text, "tillsync_fold_skipped_total", &[]).is_some());
+    assert!(text.contains("# HELP tillsync_fold_skipped_total "));
 }
 
 #[tokio::test]

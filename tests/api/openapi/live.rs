@@ -65,6 +65,7 @@ async fn every_documented_operation_answers_as_documented() {
         &made.revoked_id,
     )
     .await;
+    reports::out_of_range(&mut d, &admin_token).await;
     refusals::not_a_route(&mut d).await;
     refusals::rate_limit(&mut d).await;
 

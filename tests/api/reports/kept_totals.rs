@@ -83,7 +83,7 @@ async fn folding_store_deltas_changes_no_report() {
     }
     assert_eq!(before[0][0]["net_minor"], 1000 + 250 - 50);
     let mut conn = app.db.acquire().await.unwrap();
-    tillsync::db::totals::fold_store_deltas(&mut conn, 1_000_000)
+    tillsync::db::totals::fold_store_deltas(&mut conn, 1_000_000, &[])
         .await
         .unwrap();
     let pending: i64 = sqlx::query_scalar("select count(*) from store_day_deltas")

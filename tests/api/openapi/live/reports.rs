@@ -1,10 +1,11 @@
 //! The report routes: totals in every grouping, sales pages, the fleet,
 //! and their refusals.
 
-use serde_json::Value;
+use serde_json::{Value, json};
+use tillsync_testkit::sales::{sale, with};
 use uuid::Uuid;
 
-use super::driver::Driver;
+use super::driver::{Driver, batch, new_key};
 
 /// Drives the report routes. The till holds seqs 1 and 4, both of
 /// 2026-11-20; `revoked_id` is a revoked terminal that never pushed.
@@ -94,4 +95,34 @@ pub async fn reports(
     d.refused(&url, admin, "store_not_found").await;
     d.get("/v1/terminals", None, 401).await;
     d.get("/v1/terminals", till, 403).await;
+}
+
+/// Drives the answers for totals that cannot be given exactly, on a till
+/// and a business day of their own, with a hostile amount planted in the
+/// database (the edge refuses one that large).
+pub async fn out_of_range(d: &mut Driver<'_>, admin: &str) {
+    let till = d.app.create_till().await;
+    let day = json!({"occurred_at": "2026-11-25T10:00:00+01:00"});
+    let body = batch(&[with(sale(1), day)]);
+    d.push(&till.token, Some(&new_key()), &body, 200).await;
+    for plant in [
+        "update sales set total_minor = 9223372036854775807 where terminal_id = $1",
+        "update sales_day_totals set gross_minor = 9007199254740992 where terminal_id = $1",
+    ] {
+        sqlx::query(plant)
+            .bind(till.terminal_id)
+            .execute(&d.app.db)
+            .await
+            .unwrap();
+    }
+    let sync = d
+        .get("/v1/sync?business_date=2026-11-25", Some(&till.token), 422)
+        .await;
+    assert_eq!(sync.json()["code"], "total_out_of_range");
+    let url = format!(
+        "/v1/reports/totals?from=2026-11-25&to=2026-11-25&terminal_id={}",
+        till.terminal_id
+    );
+    let report = d.get(&url, Some(admin), 422).await;
+    assert_eq!(report.json()["code"], "total_out_of_range");
 }
