@@ -200,7 +200,12 @@ async fn a_slow_link_is_degraded_and_then_ok_again() {
 
 #[tokio::test]
 async fn overload_is_refused_at_once_while_admitted_requests_succeed() {
+    // A deadline far beyond what the admitted pushes need: on a loaded
+    // machine one of them could otherwise run past the default 5 s and be
+    // answered `deadline_exceeded`, neither admitted-and-done nor refused.
     let (app, proxy) = spawn_app_behind_proxy(&[
+        "--ingest-deadline",
+        "30s",
         "--admission-max-limit",
         "1",
         "--admission-min-limit",
