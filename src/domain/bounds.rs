@@ -82,9 +82,15 @@ pub fn amount_in_range(amount: i64) -> bool {
     (-MAX_AMOUNT_MINOR..=MAX_AMOUNT_MINOR).contains(&amount)
 }
 
-/// `text` cut to at most `max_chars` characters, marked with "…" when cut.
+/// `text` cut to at most `max_chars` characters (at least 1), the last
+/// one "…" when it was cut.
 pub fn truncate(mut text: String, max_chars: usize) -> String {
-    if let Some((at, _)) = text.char_indices().nth(max_chars) {
+    if text.chars().nth(max_chars).is_some() {
+        let keep = max_chars.saturating_sub(1);
+        let at = text
+            .char_indices()
+            .nth(keep)
+            .map_or(text.len(), |(at, _)| at);
         text.truncate(at);
         text.push('…');
     }
@@ -130,6 +136,7 @@ mod tests {
     #[test]
     fn truncation_cuts_at_a_character_boundary() {
         assert_eq!(truncate("abc".into(), 3), "abc");
-        assert_eq!(truncate("ééé".into(), 2), "éé…");
+        assert_eq!(truncate("ééé".into(), 2), "é…");
+        assert_eq!(truncate("x".repeat(1000), 256).chars().count(), 256);
     }
 }

@@ -290,3 +290,44 @@ async fn a_lone_surrogate_rejects_that_sale_alone() {
         ["accepted", "rejected:invalid_sale", "accepted"]
     );
 }
+
+#[test]
+fn openapi_yaml_documents_the_same_bounds_the_server_enforces() {
+    let contract = crate::support::contract::Contract::load();
+    let schema = json!({"$ref": "#/components/schemas/Sale"});
+    let text_line = |sku: &str, description: &str| json!({"lines": [{"sku": sku, "description": description, "quantity": 1, "amount_minor": 1250}]});
+    let at_the_bounds = [
+        with(sale(MAX_SAFE), text_line(&"S".repeat(64), &"é".repeat(256))),
+        with(sale(1), json!({"occurred_at": "2000-01-01T00:00:00Z"})),
+        sale_of_exactly(1, MAX_SAFE),
+    ];
+    for valid in at_the_bounds {
+        assert_eq!(contract.errors(&schema, &valid), Vec::<String>::new());
+    }
+    let beyond = [
+        sale(MAX_SAFE + 1),
+        with(sale(1), text_line("S\u{0}", "d")),
+        with(sale(1), text_line("\u{0}", "d")),
+        with(sale(1), text_line("S", "d\u{0}")),
+        with(sale(1), text_line(&"S".repeat(65), "d")),
+        with(sale(1), text_line("S", &"é".repeat(257))),
+        sale_of_exactly(1, MAX_SAFE + 1),
+        with(
+            sale(1),
+            json!({"tenders": [{"method": "cash", "amount_minor": -MAX_SAFE - 1}]}),
+        ),
+    ];
+    for invalid in beyond {
+        assert!(
+            !contract.errors(&schema, &invalid).is_empty(),
+            "the schema passes {invalid}"
+        );
+    }
+    for request in ["CreateStoreRequest", "CreateTerminalRequest"] {
+        let schema = json!({"$ref": format!("#/components/schemas/{request}")});
+        for name in ["A\u{0}B".to_owned(), "x".repeat(201)] {
+            let body = json!({"name": name, "store_id": Uuid::new_v4(), "timezone": "UTC", "currency": "EUR"});
+            assert!(!contract.errors(&schema, &body).is_empty(), "{request}");
+        }
+    }
+}
