@@ -331,3 +331,70 @@ fn openapi_yaml_documents_the_same_bounds_the_server_enforces() {
         }
     }
 }
+
+#[tokio::test]
+async fn deeply_nested_json_costs_only_the_sale_it_is_in() {
+    let app = spawn_app().await;
+    let till = app.create_till().await;
+    // Far deeper than serde_json's recursion limit of 128.
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let mut with_deep_extra = sale(1).to_string();
+    with_deep_extra.insert_str(1, &format!(r#""extra": {deep}, "#));
+    let deep_lines = with(sale(2), json!({"lines": null}))
+        .to_string()
+        .replace("null", &deep);
+    let batch = format!(r#"{{"x": {deep}, "sales": [{with_deep_extra}, {deep}, {deep_lines}]}}"#);
+    let response = app
+        .push_raw(&till, &Uuid::new_v4().to_string(), batch)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    // Unknown members are skipped (without recursion) and not stored.
+    assert_eq!(
+        statuses(&body),
+        ["accepted", "rejected:invalid_sale", "rejected:invalid_sale"]
+    );
+    let stored: Value = sqlx::query_scalar("select body from sales")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored.get("extra"), None);
+
+    // The whole body nested: not an object, so not a batch.
+    let response = app.push_raw(&till, &Uuid::new_v4().to_string(), deep).await;
+    assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_batch").await;
+}
+
+#[tokio::test]
+async fn a_batch_or_a_sale_written_as_an_array_is_refused() {
+    let app = spawn_app().await;
+    let till = app.create_till().await;
+    // serde reads a struct from an array of its members in order; the API does not.
+    let members = |sale: &Value| {
+        let order = [
+            "sale_id",
+            "seq",
+            "kind",
+            "occurred_at",
+            "currency",
+            "lines",
+            "tenders",
+            "total_minor",
+            "tax_minor",
+            "discount_minor",
+        ];
+        Value::Array(order.iter().map(|m| sale[m].clone()).collect())
+    };
+    let batch = json!({"sales": [sale(1), members(&sale(2))]});
+    let response = app
+        .push_raw(&till, &Uuid::new_v4().to_string(), batch.to_string())
+        .await;
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(statuses(&body), ["accepted", "rejected:invalid_sale"]);
+    let as_array = json!([[sale(3)]]);
+    let response = app
+        .push_raw(&till, &Uuid::new_v4().to_string(), as_array.to_string())
+        .await;
+    assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_batch").await;
+    assert_eq!(app.stored_count(&till).await, 1);
+}
