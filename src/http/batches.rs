@@ -19,6 +19,9 @@ use crate::domain::terminal::Terminal;
 use crate::error::{ApiError, ProblemCode};
 use crate::ingest::{self, Counts, IngestError, Item, Pushed};
 
+#[cfg(test)]
+mod tests;
+
 pub const MAX_SALES_PER_BATCH: usize = 500;
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -126,7 +129,7 @@ fn is_object(json: &[u8]) -> bool {
 /// serde_json skips without recursing, as it skips unknown members; typed
 /// members refuse an array or object at once. So only the sale at fault is
 /// rejected, however deep its JSON goes.
-pub(crate) fn parse_batch(body: &[u8], now: DateTime<Utc>) -> Result<Vec<Item>, ApiError> {
+fn parse_batch(body: &[u8], now: DateTime<Utc>) -> Result<Vec<Item>, ApiError> {
     let not_a_batch = |e: &dyn std::fmt::Display| {
         ApiError::new(
             ProblemCode::InvalidBatch,
@@ -156,7 +159,7 @@ pub(crate) fn parse_batch(body: &[u8], now: DateTime<Utc>) -> Result<Vec<Item>, 
     }
 }
 
-pub(crate) fn parse_sale(raw: &RawValue, now: DateTime<Utc>) -> Item {
+fn parse_sale(raw: &RawValue, now: DateTime<Utc>) -> Item {
     if !is_object(raw.get().as_bytes()) {
         return Item {
             sale_id: None,
