@@ -98,8 +98,19 @@ async fn try_push_batch(
 ) -> Result<Pushed, IngestError> {
     let (merchant_id, terminal_id) = (terminal.merchant_id, terminal.terminal_id);
     let mut tx = db.begin().await?;
-    if let Some(replay) = claim_key(&mut tx, terminal, key, request_sha256).await? {
-        return Ok(replay);
+    let answered = match claim_key(&mut tx, terminal, key, request_sha256).await {
+        Ok(None) => None,
+        Ok(Some(replay)) => Some(Ok(replay)),
+        Err(e @ (IngestError::InProgress | IngestError::KeyReused)) => Some(Err(e)),
+        Err(e) => return Err(e),
+    };
+    if let Some(answer) = answered {
+        // The key's lock lives as long as this transaction, and a dropped
+        // transaction rolls back only when its connection is next used:
+        // the till's next request with this key could come first and get a
+        // 409 for a request no longer running.
+        tx.rollback().await.map_err(DbError::from)?;
+        return answer;
     }
     let held = sync::lock(&mut tx, merchant_id, terminal_id).await?;
 
