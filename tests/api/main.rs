@@ -5,6 +5,7 @@ mod bounds;
 mod cli;
 mod deploy;
 mod fault_proxy;
+mod fuzz;
 mod health;
 mod idempotency;
 mod ingest;
