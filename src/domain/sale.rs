@@ -8,8 +8,10 @@ use chrono::{DateTime, Duration, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// How far in the future `occurred_at` may lie: tills' clocks drift, but not by a day.
-const MAX_CLOCK_AHEAD_HOURS: i64 = 24;
+use super::bounds::{
+    EARLIEST_OCCURRED_AT, MAX_AMOUNT_MINOR, MAX_CLOCK_AHEAD_HOURS, MAX_DESCRIPTION_CHARS,
+    MAX_DETAIL_CHARS, MAX_SEQ, MAX_SKU_CHARS, amount_in_range, check_text, truncate,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -99,10 +101,12 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// The detail is cut to `MAX_DETAIL_CHARS`: it may quote what the till
+    /// sent, and a huge quote would only bloat the (stored) response.
     pub fn new(code: &'static str, detail: impl Into<String>) -> Self {
         Self {
             code,
-            detail: detail.into(),
+            detail: truncate(detail.into(), MAX_DETAIL_CHARS),
         }
     }
 }
@@ -110,8 +114,11 @@ impl Rejection {
 impl Sale {
     /// Checks every rule a sale must satisfy on its own, returning the first broken one.
     pub fn validate(&self, now: DateTime<Utc>) -> Result<(), Rejection> {
-        if self.seq < 1 {
-            return Err(Rejection::new("invalid_seq", "seq must be an integer >= 1"));
+        if !(1..=MAX_SEQ).contains(&self.seq) {
+            return Err(Rejection::new(
+                "invalid_seq",
+                format!("seq must be an integer from 1 to {MAX_SEQ}"),
+            ));
         }
         if iso_currency::Currency::from_code(&self.currency).is_none() {
             return Err(Rejection::new(
@@ -119,15 +126,27 @@ impl Sale {
                 format!("{:?} is not an ISO 4217 currency code", self.currency),
             ));
         }
-        if self.occurred_at.with_timezone(&Utc) > now + Duration::hours(MAX_CLOCK_AHEAD_HOURS) {
-            return Err(Rejection::new(
-                "occurred_at_in_future",
-                "occurred_at is more than 24 hours in the future",
-            ));
-        }
+        self.validate_occurred_at(now)?;
         self.validate_lines()?;
         self.validate_amounts()?;
         self.validate_reference()
+    }
+
+    fn validate_occurred_at(&self, now: DateTime<Utc>) -> Result<(), Rejection> {
+        let at = self.occurred_at.with_timezone(&Utc);
+        if at > now + Duration::hours(MAX_CLOCK_AHEAD_HOURS) {
+            return Err(Rejection::new(
+                "occurred_at_in_future",
+                format!("occurred_at is more than {MAX_CLOCK_AHEAD_HOURS} hours in the future"),
+            ));
+        }
+        if at < EARLIEST_OCCURRED_AT {
+            return Err(Rejection::new(
+                "occurred_at_too_old",
+                "occurred_at is before 2000-01-01T00:00:00Z (is the till's clock set?)",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_lines(&self) -> Result<(), Rejection> {
@@ -147,11 +166,49 @@ impl Sale {
                     format!("lines[{i}].quantity must be a number > 0"),
                 ));
             }
+            let texts = [
+                ("sku", Some(&line.sku), MAX_SKU_CHARS),
+                (
+                    "description",
+                    line.description.as_ref(),
+                    MAX_DESCRIPTION_CHARS,
+                ),
+            ];
+            for (name, text, max_chars) in texts {
+                if let Some(Err(problem)) = text.map(|t| check_text(t, max_chars)) {
+                    let detail = problem.describe(&format!("lines[{i}].{name}"));
+                    return Err(Rejection::new("invalid_text", detail));
+                }
+            }
         }
         Ok(())
     }
 
+    /// The first amount outside ±`MAX_AMOUNT_MINOR`, named by its member.
+    fn amount_out_of_range(&self) -> Option<String> {
+        let own = [
+            ("total_minor", self.total_minor),
+            ("tax_minor", self.tax_minor),
+            ("discount_minor", self.discount_minor),
+        ];
+        if let Some((name, _)) = own.iter().find(|(_, a)| !amount_in_range(*a)) {
+            return Some((*name).to_owned());
+        }
+        if let Some(i) = (self.lines.iter()).position(|l| !amount_in_range(l.amount_minor)) {
+            return Some(format!("lines[{i}].amount_minor"));
+        }
+        (self.tenders.iter())
+            .position(|t| !amount_in_range(t.amount_minor))
+            .map(|i| format!("tenders[{i}].amount_minor"))
+    }
+
     fn validate_amounts(&self) -> Result<(), Rejection> {
+        if let Some(name) = self.amount_out_of_range() {
+            return Err(Rejection::new(
+                "amount_out_of_range",
+                format!("{name} must be within ±{MAX_AMOUNT_MINOR}"),
+            ));
+        }
         if self.total_minor < 0 {
             return Err(Rejection::new(
                 "negative_total",
@@ -296,13 +353,52 @@ mod tests {
     }
 
     #[test]
-    fn an_overflowing_sum_is_a_mismatch_not_a_wraparound() {
-        let s = sale(json!({"lines": [
-            {"sku": "A", "quantity": 1, "amount_minor": i64::MAX},
-            {"sku": "B", "quantity": 1, "amount_minor": i64::MAX},
-            {"sku": "C", "quantity": 1, "amount_minor": 1002}
+    fn bounds_have_their_own_codes() {
+        let max = MAX_AMOUNT_MINOR;
+        assert_eq!(code(&sale(json!({"seq": MAX_SEQ}))), None);
+        assert_eq!(
+            code(&sale(json!({"seq": MAX_SEQ + 1}))),
+            Some("invalid_seq")
+        );
+        assert_eq!(
+            code(&sale(json!({"occurred_at": "1999-12-31T23:59:59Z"}))),
+            Some("occurred_at_too_old")
+        );
+        let line = |sku: &str, description: &str| json!({"lines": [{"sku": sku, "description": description, "quantity": 1, "amount_minor": 1000}]});
+        assert_eq!(code(&sale(line(&"S".repeat(64), &"d".repeat(256)))), None);
+        assert_eq!(code(&sale(line("S\0", "d"))), Some("invalid_text"));
+        assert_eq!(
+            code(&sale(line("S", &"d".repeat(257)))),
+            Some("invalid_text")
+        );
+        assert_eq!(
+            code(&sale(json!({"discount_minor": max + 1}))),
+            Some("amount_out_of_range")
+        );
+        let offsetting = sale(json!({"tenders": [
+            {"method": "card", "amount_minor": max + 1001},
+            {"method": "cash", "amount_minor": -max - 1}
         ]}));
+        assert_eq!(code(&offsetting), Some("amount_out_of_range"));
+        assert_eq!(
+            offsetting.validate(now()).unwrap_err().detail,
+            format!("tenders[0].amount_minor must be within ±{max}")
+        );
+    }
+
+    #[test]
+    fn a_rejection_never_carries_a_huge_detail() {
+        let r = Rejection::new("invalid_sale", "x".repeat(10_000));
+        assert_eq!(r.detail.chars().count(), MAX_DETAIL_CHARS);
+    }
+
+    #[test]
+    fn an_overflowing_sum_is_a_mismatch_not_a_wraparound() {
+        // Each amount within its bound, the 1025 of them beyond an i64.
+        let line = json!({"sku": "A", "quantity": 1, "amount_minor": MAX_AMOUNT_MINOR});
+        let s = sale(json!({"lines": vec![line; 1025]}));
         assert_eq!(code(&s), Some("lines_total_mismatch"));
+        assert_eq!(checked_sum([i64::MAX, i64::MAX, 1002].into_iter()), None);
     }
 
     #[test]

@@ -3,19 +3,16 @@
 
 use chrono_tz::Tz;
 
-const MAX_NAME_CHARS: usize = 200;
+use super::bounds::{MAX_NAME_CHARS, check_text};
 
-/// A display name: not blank, at most 200 characters, trimmed.
+/// A display name: not blank, without NUL (Postgres text cannot hold it),
+/// at most `MAX_NAME_CHARS` characters, trimmed.
 pub fn parse_name(field: &str, raw: &str) -> Result<String, String> {
     let name = raw.trim();
     if name.is_empty() {
         return Err(format!("{field} must not be empty"));
     }
-    if name.chars().count() > MAX_NAME_CHARS {
-        return Err(format!(
-            "{field} is longer than {MAX_NAME_CHARS} characters"
-        ));
-    }
+    check_text(name, MAX_NAME_CHARS).map_err(|problem| problem.describe(field))?;
     Ok(name.to_owned())
 }
 
@@ -41,6 +38,7 @@ mod tests {
         assert_eq!(parse_name("name", "  Main St  ").unwrap(), "Main St");
         assert!(parse_name("name", "   ").is_err());
         assert!(parse_name("name", &"x".repeat(201)).is_err());
+        assert!(parse_name("name", "Main\0St").is_err());
         assert_eq!(
             parse_timezone("Europe/Berlin").unwrap(),
             chrono_tz::Europe::Berlin

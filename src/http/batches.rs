@@ -19,6 +19,9 @@ use crate::domain::terminal::Terminal;
 use crate::error::{ApiError, ProblemCode};
 use crate::ingest::{self, Counts, IngestError, Item, Pushed};
 
+#[cfg(test)]
+mod tests;
+
 pub const MAX_SALES_PER_BATCH: usize = 500;
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -113,19 +116,36 @@ struct RawBatch<'a> {
     sales: Vec<&'a RawValue>,
 }
 
+/// Whether a JSON text is an object. serde's derived structs also take an
+/// array of their members in order, which the contract does not offer.
+fn is_object(json: &[u8]) -> bool {
+    json.trim_ascii_start().starts_with(b"{")
+}
+
 /// Reads the envelope strictly (a broken envelope fails the whole request)
 /// and each sale leniently (a broken sale is rejected alone, with its reason).
+///
+/// Nesting costs no stack here: the sales are kept as raw JSON, which
+/// serde_json skips without recursing, as it skips unknown members; typed
+/// members refuse an array or object at once. So only the sale at fault is
+/// rejected, however deep its JSON goes.
 fn parse_batch(body: &[u8], now: DateTime<Utc>) -> Result<Vec<Item>, ApiError> {
+    let not_a_batch = |e: &dyn std::fmt::Display| {
+        ApiError::new(
+            ProblemCode::InvalidBatch,
+            format!("expected {{\"sales\": [...]}}: {e}"),
+        )
+    };
     let batch: RawBatch = serde_json::from_slice(body).map_err(|e| {
         if e.is_data() {
-            ApiError::new(
-                ProblemCode::InvalidBatch,
-                format!("expected {{\"sales\": [...]}}: {e}"),
-            )
+            not_a_batch(&e)
         } else {
             ApiError::new(ProblemCode::InvalidJson, format!("malformed JSON: {e}"))
         }
     })?;
+    if !is_object(body) {
+        return Err(not_a_batch(&"the body is not a JSON object"));
+    }
     match batch.sales.len() {
         0 => Err(ApiError::new(
             ProblemCode::BatchEmpty,
@@ -140,6 +160,12 @@ fn parse_batch(body: &[u8], now: DateTime<Utc>) -> Result<Vec<Item>, ApiError> {
 }
 
 fn parse_sale(raw: &RawValue, now: DateTime<Utc>) -> Item {
+    if !is_object(raw.get().as_bytes()) {
+        return Item {
+            sale_id: None,
+            sale: Err(Rejection::new("invalid_sale", "a sale is a JSON object")),
+        };
+    }
     // The path names the member at fault ("lines[0].quantity: ..."), which
     // serde's own message leaves out.
     let mut reader = serde_json::Deserializer::from_str(raw.get());

@@ -130,8 +130,15 @@ async fn try_push_batch(
     )
     .await;
     match written {
-        // Nothing was written: the transaction only held the key.
-        Ok(Written::Replayed(replay)) => Ok(replay),
+        // Nothing was written: the transaction only held the key. Its lock
+        // lives as long as the transaction, and a dropped transaction rolls
+        // back only when its connection is next used: the till's next
+        // request with this key could come first and get a 409 for a
+        // request no longer running.
+        Ok(Written::Replayed(replay)) => {
+            tx.rollback().await.map_err(DbError::from)?;
+            Ok(replay)
+        }
         Ok(Written::Fresh {
             batch_id,
             body,

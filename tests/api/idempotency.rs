@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use uuid::Uuid;
 
 use tillsync_testkit::sales::sale;
-use tillsync_testkit::{assert_problem, spawn_app};
+use tillsync_testkit::{assert_problem, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn replaying_a_batch_returns_the_first_response_byte_for_byte() {
@@ -42,6 +42,24 @@ async fn a_key_reused_with_another_body_is_422_and_stores_nothing() {
     )
     .await;
     assert_eq!(app.stored_count(&till).await, 1);
+}
+
+#[tokio::test]
+async fn a_request_right_after_a_replay_or_a_refusal_finds_the_key_free() {
+    let app = spawn_app_with(&["--terminal-rate", "0"]).await;
+    let till = app.create_till().await;
+    for _ in 0..200 {
+        let key = Uuid::new_v4();
+        let sales = [sale(1)];
+        assert_eq!(app.push(&till, key, &sales).await.status(), StatusCode::OK);
+        // Nothing runs under the key any more: never 409 request_in_progress.
+        let replay = app.push(&till, key, &sales).await;
+        assert_eq!(replay.status(), StatusCode::OK);
+        let reused = app.push(&till, key, &[sale(2)]).await;
+        assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let replay = app.push(&till, key, &sales).await;
+        assert_eq!(replay.status(), StatusCode::OK);
+    }
 }
 
 #[tokio::test]

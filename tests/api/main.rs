@@ -1,10 +1,12 @@
 //! Integration tests: the real binary's router over HTTP against the real
 //! Postgres. Every test gets its own database, so they run in parallel.
 
+mod bounds;
 mod cli;
 mod clients;
 mod deploy;
 mod fault_proxy;
+mod fuzz;
 mod health;
 mod idempotency;
 mod ingest;
