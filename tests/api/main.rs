@@ -15,5 +15,7 @@ mod ops;
 mod overflow;
 mod provisioning;
 mod reports;
+mod standby;
+mod startup;
 mod support;
 mod sync;
