@@ -33,7 +33,10 @@ const UNAVAILABLE_STATES: &[&str] = &[
     "57P03", // cannot_connect_now
     "53300", // too_many_connections
     "55P03", // lock_not_available: waited lock_timeout, the database is congested
-    "08000", "08003", "08006", "08001", "08004", // connection exceptions
+    // read_only_sql_transaction: the server is a hot standby (or was
+    // demoted); the link is up but useless for writes until it points at
+    // a primary again, which is a retry later, not a bug.
+    "25006", "08000", "08003", "08006", "08001", "08004", // connection exceptions
 ];
 
 /// SQLSTATEs where the same transaction, run again, will most likely succeed.
@@ -202,7 +205,9 @@ pub async fn create_and_migrate(options: &PgConnectOptions) -> anyhow::Result<()
         match sqlx::query(&create).execute(&mut admin).await {
             Ok(_) => tracing::info!(database = %name, "created database {name}"),
             // Two instances starting at once: the other one created it.
-            Err(e) if is_duplicate_database(&e) => {}
+            Err(e) if is_duplicate_database(&e) => {
+                tracing::debug!(database = %name, "database {name} was created by another instance");
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -213,6 +218,11 @@ pub async fn create_and_migrate(options: &PgConnectOptions) -> anyhow::Result<()
         tracing::debug!(error = %e, "closing the maintenance connection failed: {e}");
     }
 
+    // Replicas migrating at once are safe: sqlx's migrator takes a
+    // session-level `pg_advisory_lock` keyed on the database name before it
+    // even creates `_sqlx_migrations`, so one applies the migrations while
+    // the others wait, then find nothing left to apply.
+    //
     // Postgres reports "relation _sqlx_migrations already exists, skipping"
     // as a NOTICE on every run after the first: not news, and sqlx would
     // log it at INFO next to what the command prints.
@@ -228,8 +238,13 @@ pub async fn create_and_migrate(options: &PgConnectOptions) -> anyhow::Result<()
     Ok(())
 }
 
+/// Whether `create database` failed because the database exists by now.
+/// 42P04 (duplicate_database) when it existed before the statement began;
+/// 23505 (unique_violation on `pg_database_datname_index`) when another
+/// session created it concurrently and committed first, which is what
+/// replicas starting together on a fresh server see.
 fn is_duplicate_database(err: &sqlx::Error) -> bool {
     err.as_database_error()
         .and_then(|e| e.code())
-        .is_some_and(|c| c == "42P04")
+        .is_some_and(|c| c == "42P04" || c == "23505")
 }

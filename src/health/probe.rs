@@ -1,7 +1,12 @@
-//! The background probe: one dedicated connection, one `select 1` at a time
+//! The background probe: one dedicated connection, one query at a time
 //! under a short timeout, every interval or at once when a real query saw
 //! link trouble. One prober per instance means no probe herd when the
 //! database comes back; it decides alone when the link is usable again.
+//!
+//! The query asks whether the server takes writes, not just whether it
+//! answers: a hot standby answers `select 1` as fast as a primary but
+//! refuses every write (SQLSTATE 25006), so a link to one is not usable
+//! and the probe fails, in the same single round trip.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,9 +43,11 @@ impl Prober {
         }
     }
 
-    /// Connects if needed and runs `select 1`, all under the probe timeout.
-    /// Any failure drops the connection (its socket closes at once): a
-    /// connection that hung once is not trusted again.
+    /// Connects if needed and asks whether the server takes writes, all
+    /// under the probe timeout. Any failure drops the connection (its socket
+    /// closes at once): a connection that hung once is not trusted again,
+    /// and a read-only server may be a former primary that a name or a
+    /// proxy no longer points at, so the next probe connects afresh.
     async fn probe_once(&self, connection: &mut Option<PgConnection>) -> ProbeResult {
         let started = Instant::now();
         let attempt = tokio::time::timeout(self.timeout, async {
@@ -48,12 +55,22 @@ impl Prober {
                 *connection = Some(self.options.connect().await?);
             }
             let conn = connection.as_mut().expect("connected above");
-            sqlx::query("select 1").execute(conn).await?;
-            Ok::<_, sqlx::Error>(())
+            // In recovery: a standby. Read-only otherwise: a primary set
+            // to `default_transaction_read_only`, whose writes fail alike.
+            let (in_recovery, read_only): (bool, String) = sqlx::query_as(
+                "select pg_is_in_recovery(), current_setting('transaction_read_only')",
+            )
+            .fetch_one(conn)
+            .await?;
+            Ok::<_, sqlx::Error>(writable(in_recovery, &read_only))
         })
         .await;
         match attempt {
-            Ok(Ok(())) => ProbeResult::Answered(started.elapsed()),
+            Ok(Ok(Ok(()))) => ProbeResult::Answered(started.elapsed()),
+            Ok(Ok(Err(why))) => {
+                *connection = None;
+                ProbeResult::Failed(why.to_owned())
+            }
             Ok(Err(e)) => {
                 *connection = None;
                 ProbeResult::Failed(e.to_string())
@@ -66,7 +83,30 @@ impl Prober {
     }
 }
 
+/// Whether a server that answered the probe takes writes; if not, why.
+fn writable(in_recovery: bool, read_only: &str) -> Result<(), &'static str> {
+    if in_recovery {
+        Err("the server is a standby (in recovery): it takes no writes")
+    } else if read_only == "on" {
+        Err("the server is read-only (transaction_read_only is on)")
+    } else {
+        Ok(())
+    }
+}
+
 /// Whether a change of state is a recovery from an outage.
 pub fn is_recovery(from: LinkState, to: LinkState) -> bool {
     from == LinkState::Unavailable && to != LinkState::Unavailable
+}
+
+#[cfg(test)]
+mod tests {
+    use super::writable;
+
+    #[test]
+    fn only_a_primary_that_takes_writes_passes_the_probe() {
+        assert_eq!(writable(false, "off"), Ok(()));
+        assert!(writable(true, "on").unwrap_err().contains("standby"));
+        assert!(writable(false, "on").unwrap_err().contains("read-only"));
+    }
 }

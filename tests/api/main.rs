@@ -17,5 +17,7 @@ mod ops;
 mod overflow;
 mod provisioning;
 mod reports;
+mod standby;
+mod startup;
 mod support;
 mod sync;

@@ -1,0 +1,42 @@
+//! Several replicas starting at once on a database that does not exist
+//! yet: every one of them creates-or-finds it and migrates, none exits.
+
+use tillsync_testkit::database::{drop_database, fresh_name, server_url};
+
+/// Drops the database when the test ends, however it ends.
+struct Dropped(String);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        drop_database(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn replicas_starting_together_on_a_fresh_database_all_create_or_find_it_and_migrate() {
+    // One round loses the race only sometimes; five make it near certain
+    // (before the fix, 2 of 3 starters failed in 6 trials of 6).
+    for round in 0..5 {
+        let name = fresh_name("tillsync_test_startup");
+        let _dropped = Dropped(name.clone());
+        let options = format!("{}/{name}", server_url()).parse().unwrap();
+        let (a, b, c) = tokio::join!(
+            tillsync::db::create_and_migrate(&options),
+            tillsync::db::create_and_migrate(&options),
+            tillsync::db::create_and_migrate(&options),
+        );
+        for (replica, result) in [a, b, c].into_iter().enumerate() {
+            if let Err(e) = result {
+                panic!("round {round}: replica {replica} failed to start: {e:#}");
+            }
+        }
+        // Migrated once, not three times over.
+        let mut conn: sqlx::PgConnection = sqlx::Connection::connect_with(&options).await.unwrap();
+        let applied: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(applied as usize, tillsync::db::MIGRATOR.iter().count());
+        let _ = sqlx::Connection::close(conn).await;
+    }
+}
