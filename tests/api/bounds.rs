@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use tillsync_testkit::sales::{sale, sale_of, with};
-use tillsync_testkit::{TestApp, assert_problem, spawn_app, statuses};
+use tillsync_testkit::{assert_problem, spawn_app, statuses};
 
 /// 2^53 - 1: the largest integer every JSON reader holds exactly.
 const MAX_SAFE: i64 = 9_007_199_254_740_991;
@@ -31,17 +31,6 @@ fn line(sku: &str, description: Option<&str>) -> Value {
         line["description"] = json!(description);
     }
     json!([line])
-}
-
-async fn totals_of_the_day(app: &TestApp) -> Value {
-    let response = app
-        .get(
-            "/v1/reports/totals?from=2026-11-20&to=2026-11-20",
-            &app.merchant.token,
-        )
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.unwrap()
 }
 
 #[tokio::test]
