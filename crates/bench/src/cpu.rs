@@ -13,7 +13,8 @@
 //! and go (a timed-out query discards its connection, a benchmark closes its
 //! pool), so the live processes alone would miss the ones that exited; the
 //! postmaster reaps every backend, and the kernel adds a reaped child's time
-//! to its parent's `cutime`/`cstime`, which are counted too.
+//! to its parent's `cutime`/`cstime`, which are counted too (see
+//! `postgres_seconds` for reading both consistently).
 
 use std::fs;
 use std::time::Duration;
@@ -144,25 +145,52 @@ fn machine_busy_seconds() -> f64 {
     busy as f64 / ticks_per_second()
 }
 
-/// Every process named `postgres`: its own time and its reaped children's.
+/// Every process named `postgres`: its own time, and its reaped children's
+/// (only the postmaster has any). A backend reaped while the processes are
+/// read would be missed (gone from `/proc`, its time not yet in a `cutime`
+/// read earlier) or counted twice, and with it its whole lifetime's CPU; so
+/// the postmasters' reaped time is read before and after the live
+/// processes, and the reading taken again until no reap fell in between.
 fn postgres_seconds() -> f64 {
-    let ticks: u64 = fs::read_dir("/proc")
+    let postmasters: Vec<String> = {
+        let processes = postgres_processes(|_| true);
+        let pids: Vec<&str> = processes.iter().map(|p| p.pid.as_str()).collect();
+        processes
+            .iter()
+            .filter(|p| !pids.contains(&p.ppid.as_str()))
+            .map(|p| p.pid.clone())
+            .collect()
+    };
+    let reaped = || -> u64 {
+        postgres_processes(|pid| postmasters.iter().any(|p| p == pid))
+            .iter()
+            .map(|p| p.children_ticks)
+            .sum()
+    };
+    let mut ticks = 0;
+    for _attempt in 0..10 {
+        let before = reaped();
+        let live: u64 = postgres_processes(|_| true).iter().map(|p| p.ticks).sum();
+        ticks = live + before;
+        if reaped() == before {
+            break;
+        }
+    }
+    ticks as f64 / ticks_per_second()
+}
+
+/// The processes named `postgres` among those whose pid `wanted` accepts.
+fn postgres_processes(wanted: impl Fn(&str) -> bool) -> Vec<Stat> {
+    fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|entry| {
-            entry
-                .file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        })
-        .filter_map(|entry| fs::read_to_string(entry.path().join("stat")).ok())
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()) && wanted(pid))
+        .filter_map(|pid| fs::read_to_string(format!("/proc/{pid}/stat")).ok())
         .filter_map(|stat| parse(&stat))
         .filter(|stat| stat.name == "postgres")
-        .map(|stat| stat.ticks + stat.children_ticks)
-        .sum();
-    ticks as f64 / ticks_per_second()
+        .collect()
 }
 
 fn process_seconds(stat_path: &str) -> f64 {
@@ -172,8 +200,10 @@ fn process_seconds(stat_path: &str) -> f64 {
         .map_or(0.0, |stat| stat.ticks as f64 / ticks_per_second())
 }
 
-/// What one `/proc/.../stat` line says about CPU time.
+/// What one `/proc/.../stat` line says about a process and its CPU time.
 struct Stat {
+    pid: String,
+    ppid: String,
     /// The command name.
     name: String,
     /// User + system ticks.
@@ -186,10 +216,12 @@ fn parse(stat: &str) -> Option<Stat> {
     // The name is in parentheses and may itself contain spaces or ')'.
     let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
     let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
-    // Fields 14 to 17 of the line (utime, stime, cutime, cstime) are 11 to
-    // 14 after the name.
+    // Fields 4 and 14 to 17 of the line (ppid; utime, stime, cutime,
+    // cstime) are 1 and 11 to 14 after the name.
     let field = |i: usize| fields.get(i)?.parse::<u64>().ok();
     Some(Stat {
+        pid: stat.split(' ').next()?.to_owned(),
+        ppid: fields.get(1)?.to_string(),
         name: name.to_owned(),
         ticks: field(11)? + field(12)?,
         children_ticks: field(13)? + field(14)?,
