@@ -4,10 +4,11 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tillsync_bench::cpu::CpuSeconds;
 use tokio::runtime::Handle;
 use uuid::Uuid;
 
-use crate::cpu::CpuSeconds;
+use crate::generator::GENERATOR;
 use crate::metrics::scrape;
 use crate::probe::sale;
 use crate::setup::Setup;
@@ -54,13 +55,13 @@ async fn capacity(setup: &Setup, batch: u64, generator: &Handle) -> (f64, CpuSec
     tokio::time::sleep_until((started + Duration::from_secs(2)).into()).await;
     let (from, cpu_from) = (
         scrape(&client, &service.address).await,
-        CpuSeconds::now(service.pid()),
+        CpuSeconds::now(Some(service.pid()), GENERATOR),
     );
     let from_at = Instant::now();
     tokio::time::sleep_until((started + Duration::from_secs(12)).into()).await;
     let (to, cpu_to) = (
         scrape(&client, &service.address).await,
-        CpuSeconds::now(service.pid()),
+        CpuSeconds::now(Some(service.pid()), GENERATOR),
     );
     let elapsed = from_at.elapsed();
     for task in tasks {

@@ -8,12 +8,16 @@
 //! than the service. At nice 19 the generator gets the CPU the service and
 //! Postgres leave idle. The fault proxy (the link) and the samplers (the
 //! stopwatch) stay on the main runtime at normal priority. The CPU split is
-//! printed with every scenario (`cpu.rs`), so this is visible, not assumed.
+//! printed with every scenario (`tillsync_bench::cpu`), so this is visible, not assumed.
 
 use tokio::runtime::{Builder, Runtime};
 
-/// The generator threads' name, which `cpu.rs` counts them by.
+use tillsync_bench::cpu::Generator;
+
+/// The generator threads' name, by which the CPU split counts them.
 pub const THREAD_NAME: &str = "load-generator";
+/// The generator, for the CPU split.
+pub const GENERATOR: Generator = Generator::Threads(THREAD_NAME);
 const NICE: i32 = 19;
 
 pub fn runtime() -> Runtime {

@@ -13,7 +13,7 @@
 //!
 //! How it measures, on one two-core machine: the load generator runs at the
 //! lowest CPU priority (`generator.rs`) and the CPU split is printed
-//! (`cpu.rs`); goodput, C included, is the service's own count of accepted
+//! (`tillsync_bench::cpu`); goodput, C included, is the service's own count of accepted
 //! sales (`metrics.rs`); latencies are timed by probe tills at normal
 //! priority (`probe.rs`) as well as by the simulator. The scenarios:
 //! `capacity.rs`, `stall.rs` (with `timeline.rs`), `overload.rs`; each
@@ -27,7 +27,6 @@
 //! generator on the same two cores can offer ten times over).
 
 mod capacity;
-mod cpu;
 mod generator;
 mod metrics;
 mod overload;

@@ -8,11 +8,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tillsync_bench::cpu::CpuSeconds;
 use tillsync_bench::setting;
 use tillsync_loadtest::{self as loadtest, LiveCounters};
 use tokio::runtime::Handle;
 
-use crate::cpu::CpuSeconds;
+use crate::generator::GENERATOR;
 use crate::metrics::{Scraped, scrape};
 use crate::probe::{Probe, p99_ms, spawn_prober};
 use crate::setup::{Fleet, Setup, simulator};
@@ -88,7 +89,7 @@ pub async fn overload(
                 seen.push(LoadSample {
                     generated: LiveCounters::get(&live.generated),
                     at: Instant::now(),
-                    cpu: CpuSeconds::now(pid),
+                    cpu: CpuSeconds::now(Some(pid), GENERATOR),
                     scraped: scrape(&client, &url).await,
                 });
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -194,13 +195,14 @@ pub fn print_overload(o: &Value, factor: f64) {
         o["probe_pushes"],
     );
     println!(
-        "            during the load: admission (mean of samples every 100 ms) limit {}, in flight {}, queued {}; CPU (cores): service {}, Postgres {}, load generator {}, proxy and samplers {}",
+        "            during the load: admission (mean of samples every 100 ms) limit {}, in flight {}, queued {}; CPU (cores): service {}, Postgres {}, load generator {}, proxy and samplers {}, rest of the machine {}",
         show(&o["admission_limit_mean"]),
         show(&o["admission_in_flight_mean"]),
         show(&o["admission_queued_mean"]),
         show(&o["cpu_cores"]["service"]),
         show(&o["cpu_cores"]["postgres"]),
         show(&o["cpu_cores"]["generator"]),
-        show(&o["cpu_cores"]["proxy_and_samplers"]),
+        show(&o["cpu_cores"]["rest_of_process"]),
+        show(&o["cpu_cores"]["rest_of_machine"]),
     );
 }
