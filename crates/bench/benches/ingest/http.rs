@@ -73,6 +73,19 @@ pub async fn http_phase(binary: &Binary, database_url: &str, phase: Phase) -> Me
                         .await
                         .expect("the service answers");
                     let status = response.status();
+                    if status == 503 {
+                        // Refused by admission (overloaded): wait as a till
+                        // would, as long as `Retry-After` says, and send the
+                        // same sales again. Only answered pushes count.
+                        let wait_s = response
+                            .headers()
+                            .get("retry-after")
+                            .and_then(|v| v.to_str().ok()?.parse().ok())
+                            .unwrap_or(1);
+                        seq -= phase.batch as u64;
+                        tokio::time::sleep(std::time::Duration::from_secs(wait_s)).await;
+                        continue;
+                    }
                     let answer = response.bytes().await.expect("a whole answer");
                     assert!(
                         status == 200
