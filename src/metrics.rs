@@ -100,6 +100,10 @@ fn describe() {
         "Current adaptive limit on concurrent database-bound requests"
     );
     describe_gauge!(
+        "tillsync_admission_min_limit",
+        "Lowest the adaptive limit goes (and where it restarts after an outage); the limit held here means the database has been slow or failing"
+    );
+    describe_gauge!(
         "tillsync_admission_in_flight",
         "Database-bound requests admitted and running"
     );
@@ -157,6 +161,7 @@ pub fn render(handle: &PrometheusHandle, gate: &Gate, db: &Database) -> String {
     }
     let load = gate.load();
     metrics::gauge!("tillsync_admission_limit").set(load.limit as f64);
+    metrics::gauge!("tillsync_admission_min_limit").set(load.min_limit as f64);
     metrics::gauge!("tillsync_admission_in_flight").set(load.in_flight as f64);
     metrics::gauge!("tillsync_admission_queued").set(load.queued as f64);
     metrics::gauge!("tillsync_db_pool_size").set(db.pool().size() as f64);

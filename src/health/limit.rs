@@ -51,6 +51,11 @@ impl Gradient {
         self.limit as usize
     }
 
+    /// The lowest the limit goes, and where it restarts after an outage.
+    pub fn min_limit(&self) -> usize {
+        self.min_limit as usize
+    }
+
     /// How long one operation takes these days (the short average), once
     /// anything has been measured since the start or the last restart.
     pub fn recent_latency(&self) -> Option<Duration> {

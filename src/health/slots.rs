@@ -114,6 +114,9 @@ enum Turn {
 #[derive(Debug, Clone, Copy)]
 pub struct Load {
     pub limit: usize,
+    /// The lowest the limit goes: a limit held here says the database has
+    /// been slow or failing for a while.
+    pub min_limit: usize,
     pub in_flight: usize,
     pub queued: usize,
 }
@@ -266,6 +269,7 @@ impl Slots {
         let state = self.lock();
         Load {
             limit: state.limiter.limit(),
+            min_limit: state.limiter.min_limit(),
             in_flight: state.in_flight,
             queued: state.queued(),
         }

@@ -1,6 +1,7 @@
 //! Integration tests: the real binary's router over HTTP against the real
 //! Postgres. Every test gets its own database, so they run in parallel.
 
+mod alerts;
 mod bounds;
 mod cli;
 mod clients;

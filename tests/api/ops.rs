@@ -151,6 +151,7 @@ async fn metrics_name_requests_sales_batches_shedding_and_the_database_after_tra
         "tillsync_db_pool_size",
         "tillsync_db_pool_idle",
         "tillsync_admission_limit",
+        "tillsync_admission_min_limit",
         "tillsync_admission_in_flight",
         "tillsync_admission_queued",
     ] {
