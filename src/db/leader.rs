@@ -27,9 +27,23 @@ pub enum Job {
     Purge = 2,
 }
 
+impl Job {
+    pub const ALL: [Job; 2] = [Job::Fold, Job::Purge];
+
+    /// The `job` label of `tillsync_background_led_elsewhere_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Job::Fold => "fold",
+            Job::Purge => "purge",
+        }
+    }
+}
+
 /// Takes `job`'s lock for the rest of the transaction `conn` is in, if no
 /// other replica holds it; true if this one leads the job now. Outside a
 /// transaction the lock would end with the statement: always call inside one.
+/// A step left to another replica is counted in
+/// `tillsync_background_led_elsewhere_total`.
 pub async fn lead(conn: &mut PgConnection, job: Job) -> Result<bool, DbError> {
     let locked = sqlx::query_scalar!(
         r#"select pg_try_advisory_xact_lock($1, $2) as "locked!""#,
@@ -38,5 +52,9 @@ pub async fn lead(conn: &mut PgConnection, job: Job) -> Result<bool, DbError> {
     )
     .fetch_one(conn)
     .await?;
+    if !locked {
+        metrics::counter!("tillsync_background_led_elsewhere_total", "job" => job.as_str())
+            .increment(1);
+    }
     Ok(locked)
 }
