@@ -118,7 +118,8 @@ impl Application {
 /// Housekeeping: purges stored responses past retention and forgets idle
 /// rate-limit state. The purge goes through the health layer at background
 /// priority: a sick or busy database only delays it, and the limit does not
-/// learn from it (see `Priority::Background`).
+/// learn from it (see `Priority::Background`). It deletes in chunks, and
+/// only on the replica that leads it (`db::leader`).
 async fn maintain(state: AppState, retention: Duration, stopping: CancellationToken) {
     let mut every = tokio::time::interval(MAINTENANCE_INTERVAL);
     loop {
@@ -154,7 +155,8 @@ async fn maintain(state: AppState, retention: Duration, stopping: CancellationTo
 /// Folds store deltas into store totals every second, through the health
 /// layer at background priority (a sick database only delays the fold, and
 /// the limit does not learn from it). A store whose deltas cannot be folded
-/// is skipped for a while and the others are folded (`fold`).
+/// is skipped for a while and the others are folded (`fold`). Every replica
+/// ticks; one folds at a time (`db::leader`).
 async fn fold_store_totals(state: AppState, stopping: CancellationToken) {
     let mut every = tokio::time::interval(FOLD_INTERVAL);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

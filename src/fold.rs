@@ -15,6 +15,10 @@
 //!
 //! A failure of the database itself (link, contention) ends the tick, as
 //! before; the next tick tries again.
+//!
+//! Every replica ticks, but only one folds at a time: each statement takes
+//! the fold's lock first (`db::leader`), and a replica that finds it held
+//! ends its tick there, so folds never contend with each other.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -102,7 +106,11 @@ pub async fn tick(
 ) -> Result<(), DbError> {
     for store in quarantine.due(now) {
         match totals::fold_deltas_of(conn, store, FOLD_CHUNK).await {
-            Ok(_) => {
+            Ok(None) => {
+                led_elsewhere();
+                return Ok(());
+            }
+            Ok(Some(_)) => {
                 quarantine.release(store);
                 tracing::info!(
                     merchant.id = %store.merchant_id, store.id = %store.store_id,
@@ -116,8 +124,12 @@ pub async fn tick(
     let mut one_by_one = false;
     for _ in 0..MAX_CHUNKS_PER_TICK {
         match totals::fold_store_deltas(conn, FOLD_CHUNK, &quarantine.stores()).await {
-            Ok(moved) if moved < FOLD_CHUNK as u64 => return Ok(()),
-            Ok(_) => {}
+            Ok(None) => {
+                led_elsewhere();
+                return Ok(());
+            }
+            Ok(Some(moved)) if moved < FOLD_CHUNK as u64 => return Ok(()),
+            Ok(Some(_)) => {}
             // Once a tick: a chunk that fails again after its stores were
             // folded one by one waits for the next tick.
             Err(e) if is_the_datas(&e) && !one_by_one => {
@@ -140,12 +152,21 @@ async fn fold_one_by_one(
     let stores = totals::stores_with_deltas(conn, FOLD_CHUNK, &quarantine.stores()).await?;
     for store in stores {
         match totals::fold_deltas_of(conn, store, FOLD_CHUNK).await {
-            Ok(_) => {}
+            Ok(None) => {
+                led_elsewhere();
+                return Ok(());
+            }
+            Ok(Some(_)) => {}
             Err(e) if is_the_datas(&e) => skip(quarantine, store, &e, now),
             Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+/// Another replica folds now: this one ends its tick.
+fn led_elsewhere() {
+    tracing::debug!("another replica folds store totals now; tick skipped");
 }
 
 fn skip(quarantine: &mut Quarantine, store: StoreKey, error: &DbError, now: Instant) {

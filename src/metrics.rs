@@ -124,6 +124,10 @@ fn describe() {
         "tillsync_fold_skipped_total",
         "Times the background fold skipped a store whose totals could not take its deltas (the store is logged, and tried again after a wait)"
     );
+    describe_counter!(
+        "tillsync_background_led_elsewhere_total",
+        "Steps of a background job (fold, purge) this replica left to the replica that leads the job now"
+    );
     // Exported from the start, so an alert on it sees 0 before the first skip.
     metrics::counter!("tillsync_fold_skipped_total").increment(0);
 }
@@ -149,6 +153,10 @@ fn export_known_series() {
     metrics::counter!("tillsync_db_probe_failures_total").increment(0);
     for result in ["accepted", "duplicate", "rejected"] {
         metrics::counter!("tillsync_sales_total", "result" => result).increment(0);
+    }
+    for job in crate::db::leader::Job::ALL {
+        metrics::counter!("tillsync_background_led_elsewhere_total", "job" => job.as_str())
+            .increment(0);
     }
 }
 

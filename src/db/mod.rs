@@ -8,6 +8,7 @@
 
 pub mod conflicts;
 pub mod idempotency;
+pub mod leader;
 pub mod reports;
 pub mod sales;
 pub mod sync;

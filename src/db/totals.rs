@@ -7,10 +7,11 @@
 //! totals the database refused as out of range.
 
 use chrono::NaiveDate;
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use super::DbError;
+use super::leader::{self, Job};
 use crate::domain::totals::{
     Deltas, HourKey, Measures, StoredTotals, TenderKey, TenderMeasures, method_named,
 };
@@ -273,22 +274,24 @@ fn columns(stores: &[StoreKey]) -> (Vec<Uuid>, Vec<Uuid>) {
 }
 
 /// Moves up to `limit` store deltas of every store but those in `skip`
-/// into the store totals, in one statement. Returns how many were moved.
+/// into the store totals, in one statement. Returns how many were moved, or
+/// `None` if another replica leads the fold now (`db::leader`).
 pub async fn fold_store_deltas(
     conn: &mut PgConnection,
     limit: i64,
     skip: &[StoreKey],
-) -> Result<u64, DbError> {
+) -> Result<Option<u64>, DbError> {
     fold(conn, limit, skip, None).await
 }
 
 /// Moves up to `limit` deltas of one store, in a statement of its own: a
-/// store whose totals cannot take its deltas fails alone.
+/// store whose totals cannot take its deltas fails alone. `None` if another
+/// replica leads the fold now.
 pub async fn fold_deltas_of(
     conn: &mut PgConnection,
     store: StoreKey,
     limit: i64,
-) -> Result<u64, DbError> {
+) -> Result<Option<u64>, DbError> {
     fold(conn, limit, &[], Some(store)).await
 }
 
@@ -321,15 +324,25 @@ pub async fn stores_with_deltas(
 
 /// Moves up to `limit` store deltas (of `only`, or of every store not in
 /// `skip`) into the store totals in one statement, so a report never sees
-/// them in both places or in neither. Deltas locked by another instance's
-/// fold are skipped, not waited for. A total that cannot take its deltas
+/// them in both places or in neither. A total that cannot take its deltas
 /// fails the statement (`DbError::OutOfRange`), never wraps.
+///
+/// Replicas fold one at a time: the statement runs in a transaction that
+/// first takes the fold's lock (`db::leader`), and returns `None` without
+/// moving anything if another replica holds it. Two folds at once used to
+/// upsert the same totals rows in different orders and deadlock now and
+/// then; the upserts also go in key order, so even two folds that somehow
+/// ran together would take their row locks in the same order.
 async fn fold(
     conn: &mut PgConnection,
     limit: i64,
     skip: &[StoreKey],
     only: Option<StoreKey>,
-) -> Result<u64, DbError> {
+) -> Result<Option<u64>, DbError> {
+    let mut tx = conn.begin().await?;
+    if !leader::lead(&mut tx, Job::Fold).await? {
+        return Ok(None);
+    }
     let (skip_merchants, skip_stores) = columns(skip);
     let moved = sqlx::query_scalar!(
         r#"with picked as (
@@ -356,6 +369,7 @@ async fn fold(
                       sum(discounts_minor), sum(tax_minor)
                  from moved
                 group by merchant_id, store_id, business_date, currency
+                order by merchant_id, store_id, business_date, currency
                on conflict (merchant_id, store_id, business_date, currency) do update set
                    sales_count = t.sales_count + excluded.sales_count,
                    refunds_count = t.refunds_count + excluded.refunds_count,
@@ -372,7 +386,8 @@ async fn fold(
         only.map(|s| s.merchant_id),
         only.map(|s| s.store_id)
     )
-    .fetch_one(conn)
+    .fetch_one(&mut *tx)
     .await?;
-    Ok(moved as u64)
+    tx.commit().await?;
+    Ok(Some(moved as u64))
 }

@@ -17,6 +17,7 @@ mod openapi;
 mod ops;
 mod overflow;
 mod provisioning;
+mod replicas;
 mod reports;
 mod standby;
 mod startup;

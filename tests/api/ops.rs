@@ -164,6 +164,18 @@ async fn metrics_name_requests_sales_batches_shedding_and_the_database_after_tra
     // Exported from the start (at 0 until the fold skips a store).
     assert!(sample(&text, "tillsync_fold_skipped_total", &[]).is_some());
     assert!(text.contains("# HELP tillsync_fold_skipped_total "));
+    for job in ["fold", "purge"] {
+        assert!(
+            sample(
+                &text,
+                "tillsync_background_led_elsewhere_total",
+                &[&format!("job=\"{job}\"")]
+            )
+            .is_some(),
+            "{job} missing"
+        );
+    }
+    assert!(text.contains("# HELP tillsync_background_led_elsewhere_total "));
 }
 
 #[tokio::test]
