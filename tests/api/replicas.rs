@@ -22,6 +22,24 @@ const KEPT: &str = "select merchant_id::text || store_id::text || business_date:
 
 /// Deltas of 400 stores over three days, in batches whose ids scramble the
 /// order in which a fold meets the stores.
+/// Plants `old` stored batch responses past a 7-day retention (8 days old)
+/// and `recent` ones within it (1 day old).
+async fn plant_stored_responses(db: &sqlx::PgPool, old: i64, recent: i64) {
+    sqlx::query(
+        "insert into idempotency_keys
+                (merchant_id, terminal_id, idempotency_key, request_sha256, response_status,
+                 response_body, created_at)
+         select gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), '\\x00', 200, '\\x00',
+                now() - case when g <= $1 then interval '8 days' else interval '1 day' end
+           from generate_series(1, $1 + $2) g",
+    )
+    .bind(old)
+    .bind(recent)
+    .execute(db)
+    .await
+    .unwrap();
+}
+
 async fn plant_deltas(db: &sqlx::PgPool, rows: i64) {
     sqlx::query(
         "insert into store_day_deltas
@@ -80,17 +98,7 @@ async fn replicas_folding_at_once_never_fail_and_fold_every_delta_exactly_once()
 #[tokio::test]
 async fn the_purge_of_a_large_backlog_runs_in_chunks_under_a_short_statement_timeout() {
     let app = spawn_app().await;
-    sqlx::query(
-        "insert into idempotency_keys
-                (merchant_id, terminal_id, idempotency_key, request_sha256, response_status,
-                 response_body, created_at)
-         select gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), '\\x00', 200, '\\x00',
-                now() - case when g <= 500000 then interval '8 days' else interval '1 day' end
-           from generate_series(1, 500010) g",
-    )
-    .execute(&app.db)
-    .await
-    .unwrap();
+    plant_stored_responses(&app.db, 500_000, 10).await;
     let mut conn = app.db.acquire().await.unwrap();
     sqlx::query("set statement_timeout = '50ms'")
         .execute(&mut *conn)
@@ -159,17 +167,7 @@ async fn a_replica_leaves_the_fold_to_the_replica_that_leads_it() {
 #[tokio::test]
 async fn a_replica_leaves_the_purge_to_the_replica_that_leads_it() {
     let app = spawn_app().await;
-    sqlx::query(
-        "insert into idempotency_keys
-                (merchant_id, terminal_id, idempotency_key, request_sha256, response_status,
-                 response_body, created_at)
-         select gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), '\\x00', 200, '\\x00',
-                now() - interval '8 days'
-           from generate_series(1, 10) g",
-    )
-    .execute(&app.db)
-    .await
-    .unwrap();
+    plant_stored_responses(&app.db, 10, 0).await;
     let retention = Duration::from_secs(7 * 86400);
     let mut conn = app.db.acquire().await.unwrap();
 
