@@ -62,7 +62,6 @@ problem_codes! {
     TerminalNotFound => "terminal_not_found", NOT_FOUND;
     MethodNotAllowed => "method_not_allowed", METHOD_NOT_ALLOWED;
     RequestTimeout => "request_timeout", REQUEST_TIMEOUT;
-    RequestInProgress => "request_in_progress", CONFLICT;
     PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE;
     UnsupportedMediaType => "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE;
     InvalidBody => "invalid_body", UNPROCESSABLE_ENTITY;

@@ -16,31 +16,6 @@ pub struct ConflictRow {
     pub received_at: DateTime<Utc>,
 }
 
-pub async fn insert(
-    conn: &mut PgConnection,
-    merchant_id: Uuid,
-    terminal_id: Uuid,
-    batch_id: Uuid,
-    sale_ids: &[Uuid],
-    payloads: &[serde_json::Value],
-) -> Result<(), DbError> {
-    let conflict_ids: Vec<Uuid> = sale_ids.iter().map(|_| Uuid::now_v7()).collect();
-    sqlx::query!(
-        r#"insert into sale_conflicts (merchant_id, conflict_id, terminal_id, sale_id, batch_id, payload)
-           select $1, u.conflict_id, $2, u.sale_id, $3, u.payload
-             from unnest($4::uuid[], $5::uuid[], $6::jsonb[]) as u(conflict_id, sale_id, payload)"#,
-        merchant_id,
-        terminal_id,
-        batch_id,
-        &conflict_ids,
-        sale_ids,
-        payloads
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Newest first; `before` is the keyset cursor (received_at, conflict_id) of
 /// the last row of the previous page.
 pub async fn list(

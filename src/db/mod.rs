@@ -9,8 +9,8 @@
 pub mod conflicts;
 pub mod idempotency;
 pub mod leader;
+pub mod push;
 pub mod reports;
-pub mod sales;
 pub mod sync;
 pub mod tenancy;
 pub mod totals;

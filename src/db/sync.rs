@@ -32,27 +32,6 @@ pub struct DayTotal {
     pub net_minor: i64,
 }
 
-/// Locks the terminal's sync row for the rest of the transaction and returns
-/// it, so batches from one till are applied one after another (seq checks
-/// and the contiguous prefix stay exact under concurrent pushes).
-pub async fn lock(
-    conn: &mut PgConnection,
-    merchant_id: Uuid,
-    terminal_id: Uuid,
-) -> Result<SyncState, DbError> {
-    let state = sqlx::query_as!(
-        SyncState,
-        r#"select highest_seq, contiguous_through_seq, sales_stored, last_batch_at
-             from terminal_sync where merchant_id = $1 and terminal_id = $2
-              for update"#,
-        merchant_id,
-        terminal_id
-    )
-    .fetch_one(conn)
-    .await?;
-    Ok(state)
-}
-
 /// The till's stored seqs above `after`, ascending, at most `limit` of them.
 /// An index range scan on (merchant_id, terminal_id, seq).
 pub async fn seqs_above(
@@ -75,29 +54,6 @@ pub async fn seqs_above(
     .fetch_all(conn)
     .await?;
     Ok(seqs)
-}
-
-pub async fn save(
-    conn: &mut PgConnection,
-    merchant_id: Uuid,
-    terminal_id: Uuid,
-    state: &SyncState,
-) -> Result<(), DbError> {
-    sqlx::query!(
-        r#"update terminal_sync
-              set highest_seq = $3, contiguous_through_seq = $4, sales_stored = $5,
-                  last_batch_at = $6
-            where merchant_id = $1 and terminal_id = $2"#,
-        merchant_id,
-        terminal_id,
-        state.highest_seq,
-        state.contiguous_through_seq,
-        state.sales_stored,
-        state.last_batch_at
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// What the server holds from a till, as the till asks for it.

@@ -1,7 +1,6 @@
-//! Writing report totals: a batch's deltas applied to the till-day,
-//! till-hour and tender tables (rows only this till's batches touch, and
-//! those are serialised) and appended to the store deltas, in one statement
-//! inside the batch's transaction; and the background fold of store deltas
+//! Report totals: a batch's deltas as the columns `db::push::write` adds to
+//! the till-day, till-hour and tender tables and appends to the store
+//! deltas; and the background fold of store deltas
 //! into store totals, by chunk or one store at a time (`crate::fold` says
 //! which). Ingest reads a till's stored totals only to check a batch whose
 //! totals the database refused as out of range.
@@ -18,14 +17,14 @@ use crate::domain::totals::{
 
 /// Column-major copies of a measure set, ready to bind as arrays.
 #[derive(Default)]
-struct Columns {
-    sales_count: Vec<i64>,
-    refunds_count: Vec<i64>,
-    voids_count: Vec<i64>,
-    gross_minor: Vec<i64>,
-    refunds_minor: Vec<i64>,
-    discounts_minor: Vec<i64>,
-    tax_minor: Vec<i64>,
+pub struct Columns {
+    pub sales_count: Vec<i64>,
+    pub refunds_count: Vec<i64>,
+    pub voids_count: Vec<i64>,
+    pub gross_minor: Vec<i64>,
+    pub refunds_minor: Vec<i64>,
+    pub discounts_minor: Vec<i64>,
+    pub tax_minor: Vec<i64>,
 }
 
 impl Columns {
@@ -40,129 +39,58 @@ impl Columns {
     }
 }
 
-pub async fn apply(
-    conn: &mut PgConnection,
-    merchant_id: Uuid,
-    terminal_id: Uuid,
-    store_id: Uuid,
-    batch_id: Uuid,
-    deltas: &Deltas,
-) -> Result<(), DbError> {
-    if deltas.is_empty() {
-        return Ok(());
-    }
-    let (mut day_dates, mut day_currencies, mut day) = (Vec::new(), Vec::new(), Columns::default());
-    for ((date, currency), measures) in &deltas.days {
-        day_dates.push(*date);
-        day_currencies.push(currency.clone());
-        day.push(measures);
-    }
-    let (mut hour_dates, mut hours, mut hour_currencies, mut hour) =
-        (Vec::new(), Vec::new(), Vec::new(), Columns::default());
-    for (key, measures) in &deltas.hours {
-        hour_dates.push(key.business_date);
-        hours.push(key.hour);
-        hour_currencies.push(key.currency.clone());
-        hour.push(measures);
-    }
-    let (mut tender_dates, mut tender_currencies, mut methods) =
-        (Vec::new(), Vec::new(), Vec::new());
-    let (mut t_sales, mut t_refunds, mut t_gross, mut t_refunded) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (key, measures) in &deltas.tenders {
-        tender_dates.push(key.business_date);
-        tender_currencies.push(key.currency.clone());
-        methods.push(key.method.to_owned());
-        t_sales.push(measures.sales_count);
-        t_refunds.push(measures.refunds_count);
-        t_gross.push(measures.gross_minor);
-        t_refunded.push(measures.refunds_minor);
-    }
+/// Column-major tender measures.
+#[derive(Default)]
+pub struct TenderColumns {
+    pub sales_count: Vec<i64>,
+    pub refunds_count: Vec<i64>,
+    pub gross_minor: Vec<i64>,
+    pub refunds_minor: Vec<i64>,
+}
 
-    sqlx::query!(
-        r#"with store_day as (
-               insert into store_day_deltas
-                      (merchant_id, batch_id, store_id, business_date, currency, sales_count,
-                       refunds_count, voids_count, gross_minor, refunds_minor, discounts_minor, tax_minor)
-               select $1, $30, $3, d.*
-                 from unnest($4::date[], $5::text[], $6::int8[], $7::int8[], $8::int8[], $9::int8[],
-                             $10::int8[], $11::int8[], $12::int8[]) as d
-           ), day as (
-               insert into sales_day_totals as t
-                      (merchant_id, terminal_id, store_id, business_date, currency, sales_count,
-                       refunds_count, voids_count, gross_minor, refunds_minor, discounts_minor, tax_minor)
-               select $1, $2, $3, d.*
-                 from unnest($4::date[], $5::text[], $6::int8[], $7::int8[], $8::int8[], $9::int8[],
-                             $10::int8[], $11::int8[], $12::int8[]) as d
-               on conflict (merchant_id, terminal_id, business_date, currency) do update set
-                   sales_count = t.sales_count + excluded.sales_count,
-                   refunds_count = t.refunds_count + excluded.refunds_count,
-                   voids_count = t.voids_count + excluded.voids_count,
-                   gross_minor = t.gross_minor + excluded.gross_minor,
-                   refunds_minor = t.refunds_minor + excluded.refunds_minor,
-                   discounts_minor = t.discounts_minor + excluded.discounts_minor,
-                   tax_minor = t.tax_minor + excluded.tax_minor
-           ), hour as (
-               insert into sales_hour_totals as t
-                      (merchant_id, terminal_id, store_id, business_date, hour, currency, sales_count,
-                       refunds_count, voids_count, gross_minor, refunds_minor, discounts_minor, tax_minor)
-               select $1, $2, $3, h.*
-                 from unnest($13::date[], $14::int2[], $15::text[], $16::int8[], $17::int8[], $18::int8[],
-                             $19::int8[], $20::int8[], $21::int8[], $22::int8[]) as h
-               on conflict (merchant_id, terminal_id, business_date, hour, currency) do update set
-                   sales_count = t.sales_count + excluded.sales_count,
-                   refunds_count = t.refunds_count + excluded.refunds_count,
-                   voids_count = t.voids_count + excluded.voids_count,
-                   gross_minor = t.gross_minor + excluded.gross_minor,
-                   refunds_minor = t.refunds_minor + excluded.refunds_minor,
-                   discounts_minor = t.discounts_minor + excluded.discounts_minor,
-                   tax_minor = t.tax_minor + excluded.tax_minor
-           )
-           insert into tender_day_totals as t
-                  (merchant_id, terminal_id, store_id, business_date, currency, method, sales_count,
-                   refunds_count, gross_minor, refunds_minor)
-           select $1, $2, $3, m.*
-             from unnest($23::date[], $24::text[], $25::text[], $26::int8[], $27::int8[], $28::int8[],
-                         $29::int8[]) as m
-           on conflict (merchant_id, terminal_id, business_date, currency, method) do update set
-               sales_count = t.sales_count + excluded.sales_count,
-               refunds_count = t.refunds_count + excluded.refunds_count,
-               gross_minor = t.gross_minor + excluded.gross_minor,
-               refunds_minor = t.refunds_minor + excluded.refunds_minor"#,
-        merchant_id,
-        terminal_id,
-        store_id,
-        &day_dates,
-        &day_currencies,
-        &day.sales_count,
-        &day.refunds_count,
-        &day.voids_count,
-        &day.gross_minor,
-        &day.refunds_minor,
-        &day.discounts_minor,
-        &day.tax_minor,
-        &hour_dates,
-        &hours,
-        &hour_currencies,
-        &hour.sales_count,
-        &hour.refunds_count,
-        &hour.voids_count,
-        &hour.gross_minor,
-        &hour.refunds_minor,
-        &hour.discounts_minor,
-        &hour.tax_minor,
-        &tender_dates,
-        &tender_currencies,
-        &methods,
-        &t_sales,
-        &t_refunds,
-        &t_gross,
-        &t_refunded,
-        batch_id
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
+/// A batch's totals deltas as the arrays `ingest_write` adds to the
+/// till-day, till-hour and tender tables and appends to the store deltas
+/// (rows only this till's batches touch, and those are serialised).
+#[derive(Default)]
+pub struct TotalsColumns {
+    pub day_dates: Vec<NaiveDate>,
+    pub day_currencies: Vec<String>,
+    pub day: Columns,
+    pub hour_dates: Vec<NaiveDate>,
+    pub hours: Vec<i16>,
+    pub hour_currencies: Vec<String>,
+    pub hour: Columns,
+    pub tender_dates: Vec<NaiveDate>,
+    pub tender_currencies: Vec<String>,
+    pub methods: Vec<String>,
+    pub tender: TenderColumns,
+}
+
+impl TotalsColumns {
+    pub fn of(deltas: &Deltas) -> Self {
+        let mut c = Self::default();
+        for ((date, currency), measures) in &deltas.days {
+            c.day_dates.push(*date);
+            c.day_currencies.push(currency.clone());
+            c.day.push(measures);
+        }
+        for (key, measures) in &deltas.hours {
+            c.hour_dates.push(key.business_date);
+            c.hours.push(key.hour);
+            c.hour_currencies.push(key.currency.clone());
+            c.hour.push(measures);
+        }
+        for (key, measures) in &deltas.tenders {
+            c.tender_dates.push(key.business_date);
+            c.tender_currencies.push(key.currency.clone());
+            c.methods.push(key.method.to_owned());
+            c.tender.sales_count.push(measures.sales_count);
+            c.tender.refunds_count.push(measures.refunds_count);
+            c.tender.gross_minor.push(measures.gross_minor);
+            c.tender.refunds_minor.push(measures.refunds_minor);
+        }
+        c
+    }
 }
 
 /// One row of any of the till's totals tables; `hour` is set for hour

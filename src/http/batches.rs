@@ -53,11 +53,6 @@ pub async fn push(
             Ok(json_response(body, false))
         }
         Ok(Pushed::Replayed { body }) => Ok(json_response(body, true)),
-        Err(IngestError::InProgress) => Err(ApiError::new(
-            ProblemCode::RequestInProgress,
-            "a request with this Idempotency-Key is still running; retry it later",
-        )
-        .retry_after(1)),
         Err(IngestError::KeyReused) => Err(ApiError::new(
             ProblemCode::IdempotencyKeyReused,
             "this Idempotency-Key was already used with a different body",

@@ -1,18 +1,34 @@
-//! Ingest of one sale batch: one transaction that claims the
-//! Idempotency-Key, serialises the till's batches, stores the sales
-//! (`store`: classified against what is stored, the new ones inserted in one
-//! statement, conflicting payloads kept), adds to the report totals,
-//! advances the till's sync state (`progress`) and stores the response
-//! (`response`) for replay. A 200 is sent only after that commit.
+//! Ingest of one sale batch, in two round trips to Postgres, each one
+//! statement that is its own transaction (`db::push`):
+//!
+//! 1. `read`: the response stored under the Idempotency-Key (a replay is
+//!    answered from it), the till's sync row, and every stored sale the
+//!    batch could collide with;
+//! 2. here, no I/O: classify the sales (`store`), sum and check the totals
+//!    deltas, advance the sync state (`progress`), build the response
+//!    (`response`);
+//! 3. `write`: sales, conflicts, totals, sync row and stored response, all
+//!    or nothing, after checking that what `read` saw still holds.
+//!
+//! Why not one transaction holding locks, as before: that cost ten round
+//! trips a push (BEGIN, a key lock, the sync row lock, the collision read,
+//! the insert, the totals, the prefix read, the sync update, the stored
+//! response, COMMIT), and on this machine a round trip costs more than the
+//! SQL in it. Nothing is locked across round trips now, so a request whose
+//! client goes away cannot leave a transaction open half-way: its write
+//! either happened whole (and a replay gets its stored response) or not.
+//!
+//! Concurrency is optimistic: when another batch of the till, a request
+//! with the same key, or a sale of another till with one of these ids
+//! committed between read and write, the write raises serialization_failure
+//! and stores nothing, and the batch is read and classified again. A till's
+//! batches still apply one after another, and a second request with the
+//! same key gets the first one's stored response instead of waiting.
 //!
 //! A sale that would take one of the till's totals beyond `i64` is rejected
-//! alone (`total_out_of_range`): the database refuses the batch's upsert,
-//! the transaction is dropped, and the batch is pushed once more with its
-//! sales checked against the stored totals (`totals_check`). Nothing
-//! of the first attempt is kept, and a batch costs that read only then.
-//!
-//! This module owns the transaction and its order of steps; each step is a
-//! function named for what it does, so `try_push_batch` reads as the list.
+//! alone (`total_out_of_range`): the database refuses the write, and the
+//! batch is classified once more with its sales checked against the stored
+//! totals (`totals_check`). A batch costs that read only then.
 
 pub mod classify;
 mod progress;
@@ -22,17 +38,22 @@ mod totals_check;
 
 use uuid::Uuid;
 
-use crate::db::idempotency::{self, KeyState, StoredResponse};
-use crate::db::{Database, DbError, sync, totals};
+use sqlx::PgConnection;
+
+use crate::db::idempotency::StoredResponse;
+use crate::db::totals::TotalsColumns;
+use crate::db::{Database, DbError, push};
 use crate::domain::sale::{Rejection, Sale};
 use crate::domain::terminal::Terminal;
 pub use response::Counts;
-use store::StoredSales;
 use totals_check::TotalsCheck;
 
-/// Deadlocks and serialization failures are retried this often before the
-/// client is asked to retry.
-const MAX_TRANSACTION_ATTEMPTS: usize = 3;
+/// How often a batch is read and written again after another writer came
+/// between its read and its write, before the client is asked to retry. A
+/// till has at most a few requests in flight per replica
+/// (`TILLSYNC_TERMINAL_CONCURRENCY`) and each round lets one of them
+/// through, so this is rarely more than two.
+const MAX_ATTEMPTS: usize = 8;
 
 /// One element of a batch after parsing: its sale, or why it is not one.
 pub struct Item {
@@ -60,8 +81,6 @@ pub struct IngestOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    #[error("a request with this Idempotency-Key is still running")]
-    InProgress,
     #[error("this Idempotency-Key was used with a different body")]
     KeyReused,
     #[error(transparent)]
@@ -83,13 +102,15 @@ pub async fn push_batch(
     items: &[Item],
     options: IngestOptions,
 ) -> Result<Pushed, IngestError> {
+    let mut conn = db.acquire().await?;
     let mut attempt = 1;
     let mut against_stored = false;
     loop {
         let check = TotalsCheck::new(against_stored);
-        match try_push_batch(db, terminal, key, request_sha256, items, options, check).await {
-            Err(IngestError::Db(DbError::Contention(e))) if attempt < MAX_TRANSACTION_ATTEMPTS => {
-                tracing::debug!(terminal.id = %terminal.terminal_id, error = %e, attempt, "batch collided, retrying");
+        let pushed = try_push_batch(&mut conn, terminal, key, request_sha256, items, options, check);
+        match pushed.await {
+            Err(IngestError::Db(DbError::Contention(e))) if attempt < MAX_ATTEMPTS => {
+                tracing::debug!(terminal.id = %terminal.terminal_id, error = %e, attempt, "batch collided, reading again");
                 attempt += 1;
             }
             Err(IngestError::Db(DbError::OutOfRange(e))) if !against_stored => {
@@ -105,157 +126,78 @@ pub async fn push_batch(
     }
 }
 
-/// One attempt, in one transaction. A failed attempt is rolled back before
-/// it returns, not whenever the pool gets to it: the next attempt of this
-/// same request runs on another connection and would find its own key's
-/// advisory lock still held (a 409 to a request that is not running twice).
+/// One attempt: read, decide, write.
 async fn try_push_batch(
-    db: &Database,
-    terminal: &Terminal,
-    key: Uuid,
-    request_sha256: &[u8],
-    items: &[Item],
-    options: IngestOptions,
-    check: TotalsCheck,
-) -> Result<Pushed, IngestError> {
-    let mut tx = db.begin().await?;
-    let written = write_batch(
-        &mut tx,
-        terminal,
-        key,
-        request_sha256,
-        items,
-        options,
-        check,
-    )
-    .await;
-    match written {
-        // Nothing was written: the transaction only held the key. Its lock
-        // lives as long as the transaction, and a dropped transaction rolls
-        // back only when its connection is next used: the till's next
-        // request with this key could come first and get a 409 for a
-        // request no longer running.
-        Ok(Written::Replayed(replay)) => {
-            tx.rollback().await.map_err(DbError::from)?;
-            Ok(replay)
-        }
-        Ok(Written::Fresh {
-            batch_id,
-            body,
-            counts,
-        }) => {
-            tx.commit().await.map_err(DbError::from)?;
-            let terminal_id = terminal.terminal_id;
-            tracing::info!(
-                terminal.id = %terminal_id, batch.id = %batch_id,
-                accepted = counts.accepted, duplicates = counts.duplicates, rejected = counts.rejected,
-                "stored batch {batch_id} from terminal {terminal_id}"
-            );
-            Ok(Pushed::Fresh { body, counts })
-        }
-        Err(e) => {
-            if let Err(rollback) = tx.rollback().await {
-                tracing::debug!(error = %rollback, "rolling back a failed batch failed; the pool closes its connection");
-            }
-            Err(e)
-        }
-    }
-}
-
-/// What a transaction wrote, before its commit.
-enum Written {
-    Replayed(Pushed),
-    Fresh {
-        batch_id: Uuid,
-        body: Vec<u8>,
-        counts: Counts,
-    },
-}
-
-/// The steps of a batch, in order, inside its transaction.
-async fn write_batch(
-    tx: &mut sqlx::PgConnection,
+    conn: &mut PgConnection,
     terminal: &Terminal,
     key: Uuid,
     request_sha256: &[u8],
     items: &[Item],
     options: IngestOptions,
     mut check: TotalsCheck,
-) -> Result<Written, IngestError> {
-    let (merchant_id, terminal_id) = (terminal.merchant_id, terminal.terminal_id);
-    if let Some(replay) = claim_key(tx, terminal, key, request_sha256).await? {
-        return Ok(Written::Replayed(replay));
+) -> Result<Pushed, IngestError> {
+    let valid: Vec<&Sale> = items.iter().filter_map(|i| i.sale.as_ref().ok()).collect();
+    let ids: Vec<Uuid> = valid
+        .iter()
+        .flat_map(|s| std::iter::once(s.sale_id).chain(s.refers_to_sale_id))
+        .collect();
+    let seqs: Vec<i64> = valid.iter().map(|s| s.seq).collect();
+    let seen = push::read(conn, terminal, key, &ids, &seqs, progress::WALK_CHUNK).await?;
+    if let Some(stored) = seen.stored {
+        return if stored.request_sha256 == request_sha256 {
+            Ok(Pushed::Replayed { body: stored.body })
+        } else {
+            Err(IngestError::KeyReused)
+        };
     }
-    let held = sync::lock(tx, merchant_id, terminal_id).await?;
 
     let batch_id = Uuid::now_v7();
-    let stored = store::store_sales(tx, terminal, batch_id, items, &mut check).await?;
-    store::save_conflicts(tx, terminal, batch_id, items, &stored.verdicts).await?;
-    if options.maintain_totals {
-        add_to_totals(tx, terminal, batch_id, &stored).await?;
-    }
-    let inserted_seqs: Vec<i64> = stored
-        .inserted
+    let classified = store::classify(conn, terminal, items, &seen.related, &mut check).await?;
+    let accepted_seqs: Vec<i64> = classified
+        .accepted
         .iter()
         .map(|&i| items[i].valid_sale().seq)
         .collect();
-    let state = progress::advance(tx, terminal, held, &inserted_seqs).await?;
-
+    let next = progress::advance(conn, terminal, &seen.sync, seen.seqs_above, &accepted_seqs).await?;
     let (body, counts) = response::body(
         batch_id,
         items,
-        &stored.verdicts,
-        state.contiguous_through_seq,
+        &classified.verdicts,
+        next.contiguous_through_seq,
     );
     let response = StoredResponse {
         request_sha256: request_sha256.to_vec(),
         status: 200,
         body,
     };
-    idempotency::store(tx, merchant_id, terminal_id, key, &response).await?;
-    Ok(Written::Fresh {
-        batch_id,
+    let totals = if options.maintain_totals {
+        TotalsColumns::of(&classified.deltas)
+    } else {
+        TotalsColumns::default()
+    };
+    push::write(
+        conn,
+        &push::Write {
+            terminal,
+            batch_id,
+            key,
+            seen: &seen.sync,
+            next: &next,
+            response: &response,
+            sales: &store::new_rows(terminal, items, &classified.accepted),
+            conflicts: &store::conflicts(items, &classified.verdicts),
+            totals: &totals,
+        },
+    )
+    .await?;
+    let terminal_id = terminal.terminal_id;
+    tracing::info!(
+        terminal.id = %terminal_id, batch.id = %batch_id,
+        accepted = counts.accepted, duplicates = counts.duplicates, rejected = counts.rejected,
+        "stored batch {batch_id} from terminal {terminal_id}"
+    );
+    Ok(Pushed::Fresh {
         body: response.body,
         counts,
     })
-}
-
-/// Takes the Idempotency-Key for this transaction. `Some` is the answer
-/// when the key was used before: the first response again for the same
-/// body; a different body or a request still running are errors.
-async fn claim_key(
-    tx: &mut sqlx::PgConnection,
-    terminal: &Terminal,
-    key: Uuid,
-    request_sha256: &[u8],
-) -> Result<Option<Pushed>, IngestError> {
-    match idempotency::claim(tx, terminal.merchant_id, terminal.terminal_id, key).await? {
-        KeyState::Busy => Err(IngestError::InProgress),
-        KeyState::Held {
-            stored: Some(stored),
-        } if stored.request_sha256 == request_sha256 => {
-            Ok(Some(Pushed::Replayed { body: stored.body }))
-        }
-        KeyState::Held { stored: Some(_) } => Err(IngestError::KeyReused),
-        KeyState::Held { stored: None } => Ok(None),
-    }
-}
-
-/// Adds what the inserted sales change to the report totals (their deltas
-/// were summed, checked, as they were accepted).
-async fn add_to_totals(
-    tx: &mut sqlx::PgConnection,
-    terminal: &Terminal,
-    batch_id: Uuid,
-    stored: &StoredSales,
-) -> Result<(), DbError> {
-    totals::apply(
-        tx,
-        terminal.merchant_id,
-        terminal.terminal_id,
-        terminal.store_id,
-        batch_id,
-        &stored.deltas,
-    )
-    .await
 }

@@ -1,15 +1,23 @@
-//! Advancing a till's sync state after a batch: highest seq, count, and the
-//! contiguous prefix (every seq from 1 through it is stored).
+//! A till's sync state after a batch: highest seq, count, and the
+//! contiguous prefix (every seq from 1 through it is stored), worked out
+//! before the batch is written, so `db::push::write` stores it with the
+//! rest (and the response can name it).
 //!
-//! The prefix moves only when the batch stored the seq right after it: by
+//! The prefix moves only when the batch holds the seq right after it: by
 //! definition `contiguous + 1` was missing before. When it moves, it walks
-//! forward over the seqs now stored (this batch's and earlier out-of-order
-//! ones) in index order, a chunk at a time, so a batch costs reads
-//! proportional to how far the prefix moves, never to the till's history.
+//! forward over the batch's accepted seqs and the seqs the till stored
+//! earlier out of order. `db::push::read` brings the first chunk of those
+//! when the walk may need them; a walk that runs off the end of a chunk
+//! reads the next, so a batch costs reads proportional to how far the
+//! prefix moves, never to the till's history. The reads see the till's
+//! rows as the write will find them: the write checks that no batch of the
+//! till came between.
 //!
 //! Seqs may be stored up to `i64::MAX` (rows older than the edge's bound):
 //! "the seq after" is computed checked, so a prefix or a seq at the top of
 //! the range ends the walk instead of overflowing.
+
+use std::collections::BTreeSet;
 
 use chrono::Utc;
 use sqlx::PgConnection;
@@ -19,54 +27,69 @@ use crate::db::sync::{self, SyncState};
 use crate::domain::terminal::Terminal;
 
 /// Stored seqs read per round trip while walking the prefix forward.
-const WALK_CHUNK: i64 = 1000;
+pub const WALK_CHUNK: i64 = 1000;
 
+/// The sync state once `accepted_seqs` are stored. `stored_above` is the
+/// first chunk of the till's stored seqs above the prefix, when read.
 pub async fn advance(
     conn: &mut PgConnection,
     terminal: &Terminal,
-    mut state: SyncState,
-    inserted_seqs: &[i64],
+    seen: &SyncState,
+    stored_above: Option<Vec<i64>>,
+    accepted_seqs: &[i64],
 ) -> Result<SyncState, DbError> {
-    if let Some(&max) = inserted_seqs.iter().max() {
+    let mut state = seen.clone();
+    if let Some(&max) = accepted_seqs.iter().max() {
         state.highest_seq = state.highest_seq.max(max);
     }
     // A count of rows: it cannot really reach i64::MAX, so saturating only
     // guards against a stored value that is already wrong.
     state.sales_stored = state
         .sales_stored
-        .saturating_add(inserted_seqs.len() as i64);
+        .saturating_add(accepted_seqs.len() as i64);
     state.last_batch_at = Some(Utc::now());
 
     let next = state.contiguous_through_seq.checked_add(1);
-    if next.is_some_and(|next| inserted_seqs.contains(&next)) {
-        let mut chunk = (inserted_seqs.len() as i64 + 1).min(WALK_CHUNK);
-        loop {
-            let seqs = sync::seqs_above(
-                conn,
-                terminal.merchant_id,
-                terminal.terminal_id,
-                state.contiguous_through_seq,
-                chunk,
-            )
-            .await?;
-            let run = contiguous_run(state.contiguous_through_seq, &seqs);
-            let walked_whole_chunk = run == seqs.len();
-            if let Some(&last) = seqs[..run].last() {
-                state.contiguous_through_seq = last;
+    if !next.is_some_and(|next| accepted_seqs.contains(&next)) {
+        return Ok(state);
+    }
+    let mut held: BTreeSet<i64> = accepted_seqs
+        .iter()
+        .copied()
+        .filter(|&s| s > state.contiguous_through_seq)
+        .collect();
+    let mut chunk = stored_above.unwrap_or_default();
+    loop {
+        let chunk_was_full = chunk.len() as i64 >= WALK_CHUNK;
+        let chunk_end = chunk.last().copied();
+        held.extend(chunk);
+        let run = contiguous_run(state.contiguous_through_seq, &held);
+        if let Some(&last) = held.iter().take(run).last() {
+            state.contiguous_through_seq = last;
+        }
+        // Only a walk that reached the end of a full chunk may go on
+        // through stored seqs not read yet.
+        match chunk_end {
+            Some(end) if chunk_was_full && state.contiguous_through_seq >= end => {
+                let after = state.contiguous_through_seq;
+                held.retain(|&s| s > after);
+                chunk = sync::seqs_above(
+                    conn,
+                    terminal.merchant_id,
+                    terminal.terminal_id,
+                    after,
+                    WALK_CHUNK,
+                )
+                .await?;
             }
-            if !walked_whole_chunk || seqs.len() < chunk as usize {
-                break;
-            }
-            chunk = WALK_CHUNK;
+            _ => return Ok(state),
         }
     }
-    sync::save(conn, terminal.merchant_id, terminal.terminal_id, &state).await?;
-    Ok(state)
 }
 
 /// How many of `seqs` (ascending) continue the run that ends at `after`.
-fn contiguous_run(after: i64, seqs: &[i64]) -> usize {
-    seqs.iter()
+fn contiguous_run<'a>(after: i64, seqs: impl IntoIterator<Item = &'a i64>) -> usize {
+    seqs.into_iter()
         .scan(after, |last, &seq| {
             (last.checked_add(1) == Some(seq)).then(|| *last = seq)
         })

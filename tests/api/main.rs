@@ -17,6 +17,7 @@ mod openapi;
 mod ops;
 mod overflow;
 mod provisioning;
+mod races;
 mod replicas;
 mod reports;
 mod standby;
