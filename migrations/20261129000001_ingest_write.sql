@@ -68,6 +68,9 @@ begin
                   and s.seq = wanted.seq
                 limit 1) s
          where s.sale_id <> all(p_sale_ids) and not exists (select 1 from stored)
+           -- nothing of this till is stored above its highest seq: a till
+           -- pushing new sales costs no seq probe at all
+           and wanted.seq <= (select y.highest_seq from sync y)
     )
     select y.highest_seq, y.contiguous_through_seq, y.sales_stored, y.last_batch_at,
            k.request_sha256, k.response_status, k.response_body,

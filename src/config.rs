@@ -211,7 +211,7 @@ pub struct HealthArgs {
     pub admission_queue: usize,
 
     /// Largest Retry-After while the database is unavailable (answers are
-    /// spread between 2 s and this).
+    /// spread over 1-2 s at first, growing with the outage up to this).
     #[arg(long, env = "TILLSYNC_RETRY_AFTER_MAX", default_value = "10s", value_parser = parse_duration)]
     pub retry_after_max: Duration,
 

@@ -50,6 +50,11 @@ const CONTENTION_STATES: &[&str] = &[
 /// plus its delta) does not fit its type. Said by the data, not the link.
 const OUT_OF_RANGE_STATE: &str = "22003";
 
+/// A pooled connection idle at least this long is pinged before it is used.
+const IDLE_BEFORE_CHECK: Duration = Duration::from_secs(1);
+/// How long that ping may take before the connection is dropped for a new one.
+const IDLE_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("database unavailable: {0}")]
@@ -128,7 +133,25 @@ impl Database {
             .max_connections(args.db_max_connections)
             .acquire_timeout(args.db_acquire_timeout)
             .max_lifetime(Some(args.db_max_lifetime))
-            .idle_timeout(Some(args.db_idle_timeout));
+            .idle_timeout(Some(args.db_idle_timeout))
+            // sqlx pings every connection it hands out by default: a round
+            // trip in front of every request. A connection returned a
+            // moment ago answered the ping sqlx always makes on release, so
+            // only one idle for a while (the server may have restarted
+            // since) is checked before use.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < IDLE_BEFORE_CHECK {
+                        return Ok(true);
+                    }
+                    match tokio::time::timeout(IDLE_CHECK_TIMEOUT, conn.ping()).await {
+                        Ok(Ok(())) => Ok(true),
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Ok(false),
+                    }
+                })
+            });
         if let Some(timeout) = db_release_ping_timeout {
             pool = pool.after_release(move |conn, _meta| {
                 Box::pin(async move {

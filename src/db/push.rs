@@ -112,7 +112,11 @@ pub async fn read(
         sales_stored: first.sales_stored,
         last_batch_at: first.last_batch_at,
     };
-    let stored = match (&first.request_sha256, first.response_status, &first.response_body) {
+    let stored = match (
+        &first.request_sha256,
+        first.response_status,
+        &first.response_body,
+    ) {
         (Some(request_sha256), Some(status), Some(body)) => Some(StoredResponse {
             request_sha256: request_sha256.clone(),
             status: status as u16,

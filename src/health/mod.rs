@@ -244,7 +244,16 @@ impl Gate {
 
     /// How long a client refused for this reason should wait, in seconds.
     pub fn retry_after(&self, refusal: Refusal) -> u32 {
-        self.inner.retry_after.seconds(refusal)
+        self.inner.retry_after.seconds(refusal, self.down_for())
+    }
+
+    /// How long the link has been unavailable; zero while it is not.
+    fn down_for(&self) -> Duration {
+        let link = self.link();
+        match link.state {
+            LinkState::Unavailable => (Utc::now() - link.since).to_std().unwrap_or_default(),
+            _ => Duration::ZERO,
+        }
     }
 
     fn observe_probe(&self, result: &ProbeResult) {

@@ -107,7 +107,15 @@ pub async fn push_batch(
     let mut against_stored = false;
     loop {
         let check = TotalsCheck::new(against_stored);
-        let pushed = try_push_batch(&mut conn, terminal, key, request_sha256, items, options, check);
+        let pushed = try_push_batch(
+            &mut conn,
+            terminal,
+            key,
+            request_sha256,
+            items,
+            options,
+            check,
+        );
         match pushed.await {
             Err(IngestError::Db(DbError::Contention(e))) if attempt < MAX_ATTEMPTS => {
                 tracing::debug!(terminal.id = %terminal.terminal_id, error = %e, attempt, "batch collided, reading again");
@@ -158,7 +166,8 @@ async fn try_push_batch(
         .iter()
         .map(|&i| items[i].valid_sale().seq)
         .collect();
-    let next = progress::advance(conn, terminal, &seen.sync, seen.seqs_above, &accepted_seqs).await?;
+    let next =
+        progress::advance(conn, terminal, &seen.sync, seen.seqs_above, &accepted_seqs).await?;
     let (body, counts) = response::body(
         batch_id,
         items,

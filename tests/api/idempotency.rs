@@ -103,7 +103,10 @@ async fn the_same_batch_pushed_four_times_at_once_is_stored_once_and_all_get_its
             bodies.push(response.bytes().await.unwrap());
         }
         assert_eq!(fresh, 1, "exactly one request did the work");
-        assert!(bodies.windows(2).all(|w| w[0] == w[1]), "every racer got the same answer");
+        assert!(
+            bodies.windows(2).all(|w| w[0] == w[1]),
+            "every racer got the same answer"
+        );
     }
     assert_eq!(app.stored_count(&till).await, 200);
     // Whatever answers the racers got, a final replay says what happened.

@@ -57,7 +57,10 @@ async fn pushes_of_one_till_arriving_together_all_commit_one_after_another() {
     assert_eq!(sync["highest_seq"], total);
     assert_eq!(sync["sales_stored"], total);
     assert_eq!(app.stored_count(&till).await, total);
-    assert_eq!(day_totals(&app, till.terminal_id).await, (total, total * 500));
+    assert_eq!(
+        day_totals(&app, till.terminal_id).await,
+        (total, total * 500)
+    );
 }
 
 /// The same sale id sent by two tills of one merchant at once: the read of
@@ -122,7 +125,10 @@ async fn a_client_hanging_up_mid_push_leaves_its_batch_whole_or_absent() {
         assert_eq!(app.stored_count(&till).await, expected, "round {round}");
     }
     assert_eq!(day_totals(&app, till.terminal_id).await.0, expected);
-    assert_eq!(sync_of(&app, &till.token).await["contiguous_through_seq"], expected);
+    assert_eq!(
+        sync_of(&app, &till.token).await["contiguous_through_seq"],
+        expected
+    );
 }
 
 /// The link to Postgres reset again and again while a till pushes: a push
@@ -133,7 +139,12 @@ async fn a_link_cut_mid_push_loses_and_doubles_nothing() {
     let (app, proxy) = spawn_app_behind_proxy(&["--terminal-rate", "0"]).await;
     let till = app.create_till().await;
     let pushes: Vec<(Uuid, Vec<Value>)> = (0..40_i64)
-        .map(|p| (Uuid::new_v4(), (1..=5).map(|i| sale_of(p * 5 + i, 700)).collect()))
+        .map(|p| {
+            (
+                Uuid::new_v4(),
+                (1..=5).map(|i| sale_of(p * 5 + i, 700)).collect(),
+            )
+        })
         .collect();
     let cutter = async {
         for _ in 0..8 {
