@@ -64,7 +64,7 @@ pub async fn advance(
         let chunk_end = chunk.last().copied();
         held.extend(chunk);
         let run = contiguous_run(state.contiguous_through_seq, &held);
-        if let Some(&last) = held.iter().take(run).last() {
+        if let Some(&last) = held.iter().take(run).next_back() {
             state.contiguous_through_seq = last;
         }
         // Only a walk that reached the end of a full chunk may go on
