@@ -237,3 +237,65 @@ begin
     end if;
 end
 $$;
+
+-- Group commit: the writes of pushes from several tills, made in one
+-- transaction and one round trip (src/ingest/group.rs says why). Each push
+-- runs in a block of its own (a subtransaction): one that fails, whether
+-- its guard found a newer sync row or a total went out of range, is rolled
+-- back alone and reported by its SQLSTATE; the others commit.
+create type ingest_push as (
+    merchant_id uuid, terminal_id uuid, store_id uuid, batch_id uuid,
+    seen_highest_seq int8, seen_contiguous int8, seen_sales_stored int8,
+    seen_last_batch_at timestamptz,
+    highest_seq int8, contiguous int8, sales_stored int8, last_batch_at timestamptz,
+    idempotency_key uuid, request_sha256 bytea, response_status int2, response_body bytea,
+    sale_id uuid[], seq int8[], kind text[], occurred_at timestamptz[], business_date date[],
+    currency text[], total_minor int8[], tax_minor int8[], discount_minor int8[],
+    refers_to_sale_id uuid[], body jsonb[],
+    conflict_id uuid[], conflict_sale_id uuid[], conflict_payload jsonb[],
+    day_date date[], day_currency text[], day_sales int8[], day_refunds int8[], day_voids int8[],
+    day_gross int8[], day_refunded int8[], day_discounts int8[], day_tax int8[],
+    hour_date date[], hour int2[], hour_currency text[], hour_sales int8[], hour_refunds int8[],
+    hour_voids int8[], hour_gross int8[], hour_refunded int8[], hour_discounts int8[],
+    hour_tax int8[],
+    tender_date date[], tender_currency text[], tender_method text[], tender_sales int8[],
+    tender_refunds int8[], tender_gross int8[], tender_refunded int8[]
+);
+
+-- One row per push, in order: its SQLSTATE ('00000' when written) and the
+-- error message otherwise.
+create function ingest_write_group(p_pushes ingest_push[])
+returns table (error_code text, error_message text)
+language plpgsql
+as $$
+declare
+    p ingest_push;
+begin
+    foreach p in array p_pushes loop
+        begin
+            perform ingest_write(
+                p.merchant_id, p.terminal_id, p.store_id, p.batch_id,
+                p.seen_highest_seq, p.seen_contiguous, p.seen_sales_stored, p.seen_last_batch_at,
+                p.highest_seq, p.contiguous, p.sales_stored, p.last_batch_at,
+                p.idempotency_key, p.request_sha256, p.response_status, p.response_body,
+                p.sale_id, p.seq, p.kind, p.occurred_at, p.business_date, p.currency,
+                p.total_minor, p.tax_minor, p.discount_minor, p.refers_to_sale_id, p.body,
+                p.conflict_id, p.conflict_sale_id, p.conflict_payload,
+                p.day_date, p.day_currency, p.day_sales, p.day_refunds, p.day_voids,
+                p.day_gross, p.day_refunded, p.day_discounts, p.day_tax,
+                p.hour_date, p.hour, p.hour_currency, p.hour_sales, p.hour_refunds,
+                p.hour_voids, p.hour_gross, p.hour_refunded, p.hour_discounts, p.hour_tax,
+                p.tender_date, p.tender_currency, p.tender_method, p.tender_sales,
+                p.tender_refunds, p.tender_gross, p.tender_refunded);
+            error_code := '00000';
+            error_message := null;
+        exception when others then
+            -- `others` leaves out query_canceled: a statement timeout
+            -- still ends the whole group, as the link's failure would.
+            error_code := SQLSTATE;
+            error_message := SQLERRM;
+        end;
+        return next;
+    end loop;
+end
+$$;

@@ -1,6 +1,8 @@
 //! `tillsync admin ...`: bootstrap commands that talk to the database
 //! directly, for the operator who has no token yet.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -13,7 +15,7 @@ use crate::domain::token::{self, TokenKind};
 pub async fn create_merchant(database: &DatabaseArgs, name: &str) -> anyhow::Result<Value> {
     let name = parse_name("--name", name).map_err(anyhow::Error::msg)?;
     db::create_and_migrate(&database.database_url).await?;
-    let db = Database::connect_lazy(database, None);
+    let db = Database::connect_lazy(database, Duration::from_secs(1));
     let merchant_id = Uuid::now_v7();
     let (admin_token, hash) = token::generate(TokenKind::MerchantAdmin, merchant_id);
     let mut tx = db.begin().await?;

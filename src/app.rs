@@ -38,12 +38,7 @@ impl Application {
                 .await
                 .context("could not create or migrate the database (DATABASE_URL)")?;
         }
-        let db_release_ping_timeout = args
-            .health
-            .health_layer
-            .is_on()
-            .then_some(args.health.db_release_ping_timeout);
-        let db = Database::connect_lazy(&args.database, db_release_ping_timeout);
+        let db = Database::connect_lazy(&args.database, args.health.db_release_ping_timeout);
         let gate = Gate::new(args.health.clone(), args.database.db_max_connections);
         let state = AppState::new(db.clone(), gate.clone(), &args);
         let router = http::router(state.clone());

@@ -20,6 +20,7 @@ const LATENCY_BUCKETS_S: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0];
+const GROUP_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0];
 
 /// The process-wide recorder. Installed once: several services in one
 /// process (tests) share it.
@@ -33,6 +34,12 @@ pub fn handle() -> PrometheusHandle {
                     b.set_buckets_for_metric(
                         Matcher::Full("tillsync_batch_sales".into()),
                         BATCH_SIZE_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("tillsync_ingest_group_size".into()),
+                        GROUP_SIZE_BUCKETS,
                     )
                 })
                 .expect("bucket lists are not empty")
@@ -89,6 +96,14 @@ fn describe() {
         "tillsync_db_acquire_seconds",
         Unit::Seconds,
         "Time to get a pooled connection (for a transaction, until BEGIN has answered); failed attempts included"
+    );
+    describe_histogram!(
+        "tillsync_ingest_group_size",
+        "Pushes written together in one transaction by the group committer"
+    );
+    describe_counter!(
+        "tillsync_db_stray_transactions_total",
+        "Pooled connections closed because they came back inside a transaction nobody owned (a cancelled BEGIN)"
     );
     describe_histogram!(
         "tillsync_db_query_seconds",

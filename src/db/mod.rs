@@ -10,6 +10,7 @@ pub mod conflicts;
 pub mod idempotency;
 pub mod leader;
 pub mod push;
+mod release;
 pub mod reports;
 pub mod sync;
 pub mod tenancy;
@@ -93,6 +94,42 @@ impl From<sqlx::Error> for DbError {
 }
 
 impl DbError {
+    /// The error an SQLSTATE and message reported as data stand for (a
+    /// push of a group write, whose errors are caught one by one), sorted
+    /// as the same error raised by a statement would be.
+    pub fn from_sqlstate(code: &str, message: String) -> Self {
+        let err = sqlx::Error::Protocol(format!("SQLSTATE {code}: {message}"));
+        if UNAVAILABLE_STATES.contains(&code) {
+            DbError::Unavailable(err)
+        } else if CONTENTION_STATES.contains(&code) {
+            DbError::Contention(err)
+        } else if code == OUT_OF_RANGE_STATE {
+            DbError::OutOfRange(err)
+        } else {
+            DbError::Other(err)
+        }
+    }
+
+    /// An error of the same kind with the same message, for each of the
+    /// requests one failure answers.
+    pub fn same_kind(&self) -> Self {
+        let err = || {
+            let source = match self {
+                DbError::Unavailable(e)
+                | DbError::Contention(e)
+                | DbError::OutOfRange(e)
+                | DbError::Other(e) => e,
+            };
+            sqlx::Error::Protocol(source.to_string())
+        };
+        match self {
+            DbError::Unavailable(_) => DbError::Unavailable(err()),
+            DbError::Contention(_) => DbError::Contention(err()),
+            DbError::OutOfRange(_) => DbError::OutOfRange(err()),
+            DbError::Other(_) => DbError::Other(err()),
+        }
+    }
+
     /// The Postgres constraint a violation names, to map it to a client error.
     pub fn constraint(&self) -> Option<&str> {
         match self {
@@ -113,12 +150,9 @@ impl Database {
     /// Connects lazily: the service starts and answers `/healthz` even when
     /// Postgres is down; queries fail fast with `DbError::Unavailable`.
     ///
-    /// `db_release_ping_timeout` bounds the check sqlx makes when a connection
-    /// goes back to the pool. Without it a connection returned while the
-    /// link hangs waits for its ping forever, holding a pool slot until TCP
-    /// gives up minutes later: the pool would stay exhausted after the link
-    /// is back. A connection that does not answer in time is closed.
-    pub fn connect_lazy(args: &DatabaseArgs, db_release_ping_timeout: Option<Duration>) -> Self {
+    /// `db_release_check_timeout` bounds the check a connection passes when
+    /// it goes back to the pool (`release`).
+    pub fn connect_lazy(args: &DatabaseArgs, db_release_check_timeout: Duration) -> Self {
         let statement_timeout_ms = args.db_statement_timeout.as_millis().to_string();
         let connect_options = args.database_url.clone().options([
             ("statement_timeout", statement_timeout_ms.as_str()),
@@ -129,7 +163,7 @@ impl Database {
             ),
             ("lock_timeout", statement_timeout_ms.as_str()),
         ]);
-        let mut pool = PgPoolOptions::new()
+        let pool = PgPoolOptions::new()
             .max_connections(args.db_max_connections)
             .acquire_timeout(args.db_acquire_timeout)
             .max_lifetime(Some(args.db_max_lifetime))
@@ -152,22 +186,11 @@ impl Database {
                     }
                 })
             });
-        if let Some(timeout) = db_release_ping_timeout {
-            pool = pool.after_release(move |conn, _meta| {
-                Box::pin(async move {
-                    match tokio::time::timeout(timeout, conn.ping()).await {
-                        Ok(Ok(())) => Ok(true),
-                        Ok(Err(e)) => Err(e),
-                        // An error makes sqlx drop the socket without the
-                        // graceful close that could hang as well.
-                        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "connection did not answer its release check",
-                        ))),
-                    }
-                })
-            });
-        }
+        // See `release`: a bounded check that the connection is sound and
+        // outside any transaction.
+        let pool = pool.after_release(move |conn, _meta| {
+            release::check_returned(conn, db_release_check_timeout)
+        });
         Self {
             pool: pool.connect_lazy_with(connect_options.clone()),
             connect_options,

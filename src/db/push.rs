@@ -1,10 +1,11 @@
 //! A pushed batch's two round trips: `read` what it is checked against, and
-//! `write` everything it stores. Each is one statement, a call of a plpgsql
-//! function of `migrations/20261129000001_ingest_write.sql`, in its own
-//! implicit transaction: no BEGIN or COMMIT of its own, no lock held across
-//! round trips. `write` checks that what `read` saw still holds and raises
-//! serialization_failure (`DbError::Contention`) when it does not, writing
-//! nothing; the caller then reads again.
+//! write everything it stores (`write_group`, with the pushes of other
+//! tills that are ready at the same moment). Each is one statement, a call
+//! of a plpgsql function of `migrations/20261129000001_ingest_write.sql`,
+//! in its own implicit transaction: no BEGIN or COMMIT of its own, no lock
+//! held across round trips. The write checks that what `read` saw still
+//! holds and reports `DbError::Contention` for a push where it does not,
+//! writing nothing of it; the caller then reads again.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
@@ -157,90 +158,176 @@ pub struct Conflicts {
     pub payload: Vec<serde_json::Value>,
 }
 
-/// Everything one push stores.
+/// Everything one push stores, as the `ingest_push` composite type of
+/// `ingest_write_group` (fields in the type's order).
+#[derive(sqlx::Type)]
+#[sqlx(type_name = "ingest_push")]
+pub struct PushRow {
+    pub merchant_id: Uuid,
+    pub terminal_id: Uuid,
+    pub store_id: Uuid,
+    pub batch_id: Uuid,
+    /// The sync row as `read` saw it...
+    pub seen_highest_seq: i64,
+    pub seen_contiguous: i64,
+    pub seen_sales_stored: i64,
+    pub seen_last_batch_at: Option<DateTime<Utc>>,
+    /// ...and as this push leaves it.
+    pub highest_seq: i64,
+    pub contiguous: i64,
+    pub sales_stored: i64,
+    pub last_batch_at: Option<DateTime<Utc>>,
+    pub idempotency_key: Uuid,
+    pub request_sha256: Vec<u8>,
+    pub response_status: i16,
+    pub response_body: Vec<u8>,
+    pub sale_id: Vec<Uuid>,
+    pub seq: Vec<i64>,
+    pub kind: Vec<String>,
+    pub occurred_at: Vec<DateTime<Utc>>,
+    pub business_date: Vec<NaiveDate>,
+    pub currency: Vec<String>,
+    pub total_minor: Vec<i64>,
+    pub tax_minor: Vec<i64>,
+    pub discount_minor: Vec<i64>,
+    pub refers_to_sale_id: Vec<Option<Uuid>>,
+    pub body: Vec<serde_json::Value>,
+    pub conflict_id: Vec<Uuid>,
+    pub conflict_sale_id: Vec<Uuid>,
+    pub conflict_payload: Vec<serde_json::Value>,
+    pub day_date: Vec<NaiveDate>,
+    pub day_currency: Vec<String>,
+    pub day_sales: Vec<i64>,
+    pub day_refunds: Vec<i64>,
+    pub day_voids: Vec<i64>,
+    pub day_gross: Vec<i64>,
+    pub day_refunded: Vec<i64>,
+    pub day_discounts: Vec<i64>,
+    pub day_tax: Vec<i64>,
+    pub hour_date: Vec<NaiveDate>,
+    pub hour: Vec<i16>,
+    pub hour_currency: Vec<String>,
+    pub hour_sales: Vec<i64>,
+    pub hour_refunds: Vec<i64>,
+    pub hour_voids: Vec<i64>,
+    pub hour_gross: Vec<i64>,
+    pub hour_refunded: Vec<i64>,
+    pub hour_discounts: Vec<i64>,
+    pub hour_tax: Vec<i64>,
+    pub tender_date: Vec<NaiveDate>,
+    pub tender_currency: Vec<String>,
+    pub tender_method: Vec<String>,
+    pub tender_sales: Vec<i64>,
+    pub tender_refunds: Vec<i64>,
+    pub tender_gross: Vec<i64>,
+    pub tender_refunded: Vec<i64>,
+}
+
+/// The parts of a push's write, assembled into its row.
 pub struct Write<'a> {
     pub terminal: &'a Terminal,
     pub batch_id: Uuid,
     pub key: Uuid,
-    /// The sync row as `read` saw it, and as this push leaves it.
     pub seen: &'a SyncState,
     pub next: &'a SyncState,
-    pub response: &'a StoredResponse,
-    pub sales: &'a NewSales,
-    pub conflicts: &'a Conflicts,
-    pub totals: &'a TotalsColumns,
+    pub response: StoredResponse,
+    pub sales: NewSales,
+    pub conflicts: Conflicts,
+    pub totals: TotalsColumns,
 }
 
-/// Stores a push, or nothing: `DbError::Contention` when what `read` saw
-/// changed meanwhile (another batch of the till, the same key, or a sale of
-/// another till with one of these ids).
-pub async fn write(conn: &mut PgConnection, w: &Write<'_>) -> Result<(), DbError> {
-    let conflict_ids: Vec<Uuid> = w.conflicts.sale_id.iter().map(|_| Uuid::now_v7()).collect();
-    let (t, s) = (w.totals, w.sales);
-    sqlx::query!(
-        r#"select ingest_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                               $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28,
-                               $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41,
-                               $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52, $53, $54,
-                               $55, $56) as "written: ()""#,
-        w.terminal.merchant_id,
-        w.terminal.terminal_id,
-        w.terminal.store_id,
-        w.batch_id,
-        w.seen.highest_seq,
-        w.seen.contiguous_through_seq,
-        w.seen.sales_stored,
-        w.seen.last_batch_at,
-        w.next.highest_seq,
-        w.next.contiguous_through_seq,
-        w.next.sales_stored,
-        w.next.last_batch_at,
-        w.key,
-        w.response.request_sha256,
-        w.response.status as i16,
-        w.response.body,
-        &s.sale_id,
-        &s.seq,
-        &s.kind,
-        &s.occurred_at,
-        &s.business_date,
-        &s.currency,
-        &s.total_minor,
-        &s.tax_minor,
-        &s.discount_minor,
-        &s.refers_to_sale_id as &[Option<Uuid>],
-        &s.body,
-        &conflict_ids,
-        &w.conflicts.sale_id,
-        &w.conflicts.payload,
-        &t.day_dates,
-        &t.day_currencies,
-        &t.day.sales_count,
-        &t.day.refunds_count,
-        &t.day.voids_count,
-        &t.day.gross_minor,
-        &t.day.refunds_minor,
-        &t.day.discounts_minor,
-        &t.day.tax_minor,
-        &t.hour_dates,
-        &t.hours,
-        &t.hour_currencies,
-        &t.hour.sales_count,
-        &t.hour.refunds_count,
-        &t.hour.voids_count,
-        &t.hour.gross_minor,
-        &t.hour.refunds_minor,
-        &t.hour.discounts_minor,
-        &t.hour.tax_minor,
-        &t.tender_dates,
-        &t.tender_currencies,
-        &t.methods,
-        &t.tender.sales_count,
-        &t.tender.refunds_count,
-        &t.tender.gross_minor,
-        &t.tender.refunds_minor
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
+impl Write<'_> {
+    pub fn into_row(self) -> PushRow {
+        let (s, c, t) = (self.sales, self.conflicts, self.totals);
+        PushRow {
+            merchant_id: self.terminal.merchant_id,
+            terminal_id: self.terminal.terminal_id,
+            store_id: self.terminal.store_id,
+            batch_id: self.batch_id,
+            seen_highest_seq: self.seen.highest_seq,
+            seen_contiguous: self.seen.contiguous_through_seq,
+            seen_sales_stored: self.seen.sales_stored,
+            seen_last_batch_at: self.seen.last_batch_at,
+            highest_seq: self.next.highest_seq,
+            contiguous: self.next.contiguous_through_seq,
+            sales_stored: self.next.sales_stored,
+            last_batch_at: self.next.last_batch_at,
+            idempotency_key: self.key,
+            request_sha256: self.response.request_sha256,
+            response_status: self.response.status as i16,
+            response_body: self.response.body,
+            sale_id: s.sale_id,
+            seq: s.seq,
+            kind: s.kind,
+            occurred_at: s.occurred_at,
+            business_date: s.business_date,
+            currency: s.currency,
+            total_minor: s.total_minor,
+            tax_minor: s.tax_minor,
+            discount_minor: s.discount_minor,
+            refers_to_sale_id: s.refers_to_sale_id,
+            body: s.body,
+            conflict_id: c.sale_id.iter().map(|_| Uuid::now_v7()).collect(),
+            conflict_sale_id: c.sale_id,
+            conflict_payload: c.payload,
+            day_date: t.day_dates,
+            day_currency: t.day_currencies,
+            day_sales: t.day.sales_count,
+            day_refunds: t.day.refunds_count,
+            day_voids: t.day.voids_count,
+            day_gross: t.day.gross_minor,
+            day_refunded: t.day.refunds_minor,
+            day_discounts: t.day.discounts_minor,
+            day_tax: t.day.tax_minor,
+            hour_date: t.hour_dates,
+            hour: t.hours,
+            hour_currency: t.hour_currencies,
+            hour_sales: t.hour.sales_count,
+            hour_refunds: t.hour.refunds_count,
+            hour_voids: t.hour.voids_count,
+            hour_gross: t.hour.gross_minor,
+            hour_refunded: t.hour.refunds_minor,
+            hour_discounts: t.hour.discounts_minor,
+            hour_tax: t.hour.tax_minor,
+            tender_date: t.tender_dates,
+            tender_currency: t.tender_currencies,
+            tender_method: t.methods,
+            tender_sales: t.tender.sales_count,
+            tender_refunds: t.tender.refunds_count,
+            tender_gross: t.tender.gross_minor,
+            tender_refunded: t.tender.refunds_minor,
+        }
+    }
+}
+
+/// SQLSTATE of a push that `ingest_write_group` wrote.
+const WRITTEN: &str = "00000";
+
+/// Writes several pushes in one transaction, each all or nothing on its
+/// own, and says how each ended: `DbError::Contention` when what `read`
+/// saw changed meanwhile (nothing of that push was written),
+/// `DbError::OutOfRange` when a total would overflow. An `Err` is the whole group's (the link, the statement timeout):
+/// nothing of it was written, or, if the link broke during the commit,
+/// possibly all of it; either way a replay of each push finds out.
+pub async fn write_group(
+    conn: &mut PgConnection,
+    rows: &[PushRow],
+) -> Result<Vec<Result<(), DbError>>, DbError> {
+    // A runtime query: the macros cannot check a composite-type array
+    // parameter against a struct of ours.
+    let results: Vec<(Option<String>, Option<String>)> =
+        sqlx::query_as("select error_code, error_message from ingest_write_group($1)")
+            .bind(rows)
+            .fetch_all(conn)
+            .await?;
+    Ok(results
+        .into_iter()
+        .map(|(code, message)| match code.as_deref() {
+            Some(WRITTEN) => Ok(()),
+            code => Err(DbError::from_sqlstate(
+                code.unwrap_or_default(),
+                message.unwrap_or_default(),
+            )),
+        })
+        .collect())
 }

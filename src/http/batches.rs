@@ -40,6 +40,7 @@ pub async fn push(
 
     match ingest::push_batch(
         &state.db,
+        &state.committer,
         &terminal,
         key,
         &request_sha256,

@@ -46,7 +46,7 @@ use crate::config::ServeArgs;
 use crate::db::Database;
 use crate::error::ApiError;
 use crate::health::Gate;
-use crate::ingest::IngestOptions;
+use crate::ingest::{Committer, IngestOptions};
 use auth::Authenticator;
 pub use ratelimit::{TerminalConcurrency, TerminalRateLimit};
 
@@ -64,6 +64,8 @@ pub struct AppState {
     pub terminal_concurrency: TerminalConcurrency,
     pub metrics: PrometheusHandle,
     pub ingest: IngestOptions,
+    /// Where pushes' writes are grouped into shared commits.
+    pub committer: Committer,
     pub stale_totals: reports::StaleCopies,
     pub body_timeout: body::BodyTimeout,
 }
@@ -86,6 +88,7 @@ impl AppState {
             ingest: IngestOptions {
                 maintain_totals: args.report_totals.is_on(),
             },
+            committer: Committer::spawn(db.clone()),
             stale_totals: reports::StaleCopies::new(args.stale_report_ttl),
             body_timeout: body::BodyTimeout(args.client.body_timeout),
             db,

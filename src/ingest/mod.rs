@@ -31,6 +31,7 @@
 //! totals (`totals_check`). A batch costs that read only then.
 
 pub mod classify;
+mod group;
 mod progress;
 mod response;
 mod store;
@@ -41,10 +42,12 @@ use uuid::Uuid;
 use sqlx::PgConnection;
 
 use crate::db::idempotency::StoredResponse;
+use crate::db::push::{self, PushRow};
 use crate::db::totals::TotalsColumns;
-use crate::db::{Database, DbError, push};
+use crate::db::{Database, DbError};
 use crate::domain::sale::{Rejection, Sale};
 use crate::domain::terminal::Terminal;
+pub use group::Committer;
 pub use response::Counts;
 use totals_check::TotalsCheck;
 
@@ -96,19 +99,20 @@ pub enum Pushed {
 
 pub async fn push_batch(
     db: &Database,
+    committer: &Committer,
     terminal: &Terminal,
     key: Uuid,
     request_sha256: &[u8],
     items: &[Item],
     options: IngestOptions,
 ) -> Result<Pushed, IngestError> {
-    let mut conn = db.acquire().await?;
     let mut attempt = 1;
     let mut against_stored = false;
     loop {
         let check = TotalsCheck::new(against_stored);
         let pushed = try_push_batch(
-            &mut conn,
+            db,
+            committer,
             terminal,
             key,
             request_sha256,
@@ -134,8 +138,64 @@ pub async fn push_batch(
     }
 }
 
-/// One attempt: read, decide, write.
+/// One attempt: read, decide, write. The connection of the reads goes back
+/// to the pool before the write waits for its group.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request's parts, passed through once"
+)]
 async fn try_push_batch(
+    db: &Database,
+    committer: &Committer,
+    terminal: &Terminal,
+    key: Uuid,
+    request_sha256: &[u8],
+    items: &[Item],
+    options: IngestOptions,
+    check: TotalsCheck,
+) -> Result<Pushed, IngestError> {
+    let mut conn = db.acquire().await?;
+    let decided = decide(
+        &mut conn,
+        terminal,
+        key,
+        request_sha256,
+        items,
+        options,
+        check,
+    )
+    .await?;
+    drop(conn);
+    let (row, body, counts) = match decided {
+        Decided::Replayed(pushed) => return Ok(pushed),
+        Decided::Write { row, body, counts } => (row, body, counts),
+    };
+    let batch_id = row.batch_id;
+    committer.write(row).await?;
+    let terminal_id = terminal.terminal_id;
+    tracing::info!(
+        terminal.id = %terminal_id, batch.id = %batch_id,
+        accepted = counts.accepted, duplicates = counts.duplicates, rejected = counts.rejected,
+        "stored batch {batch_id} from terminal {terminal_id}"
+    );
+    Ok(Pushed::Fresh { body, counts })
+}
+
+/// What reading a push decided.
+enum Decided {
+    /// The key was used before with this body: its stored answer.
+    Replayed(Pushed),
+    /// What to write, and the answer once it is written.
+    Write {
+        row: PushRow,
+        body: Vec<u8>,
+        counts: Counts,
+    },
+}
+
+/// Reads what the push is checked against and works out everything it
+/// stores, without writing anything.
+async fn decide(
     conn: &mut PgConnection,
     terminal: &Terminal,
     key: Uuid,
@@ -143,7 +203,7 @@ async fn try_push_batch(
     items: &[Item],
     options: IngestOptions,
     mut check: TotalsCheck,
-) -> Result<Pushed, IngestError> {
+) -> Result<Decided, IngestError> {
     let valid: Vec<&Sale> = items.iter().filter_map(|i| i.sale.as_ref().ok()).collect();
     let ids: Vec<Uuid> = valid
         .iter()
@@ -153,7 +213,7 @@ async fn try_push_batch(
     let seen = push::read(conn, terminal, key, &ids, &seqs, progress::WALK_CHUNK).await?;
     if let Some(stored) = seen.stored {
         return if stored.request_sha256 == request_sha256 {
-            Ok(Pushed::Replayed { body: stored.body })
+            Ok(Decided::Replayed(Pushed::Replayed { body: stored.body }))
         } else {
             Err(IngestError::KeyReused)
         };
@@ -184,29 +244,18 @@ async fn try_push_batch(
     } else {
         TotalsColumns::default()
     };
-    push::write(
-        conn,
-        &push::Write {
-            terminal,
-            batch_id,
-            key,
-            seen: &seen.sync,
-            next: &next,
-            response: &response,
-            sales: &store::new_rows(terminal, items, &classified.accepted),
-            conflicts: &store::conflicts(items, &classified.verdicts),
-            totals: &totals,
-        },
-    )
-    .await?;
-    let terminal_id = terminal.terminal_id;
-    tracing::info!(
-        terminal.id = %terminal_id, batch.id = %batch_id,
-        accepted = counts.accepted, duplicates = counts.duplicates, rejected = counts.rejected,
-        "stored batch {batch_id} from terminal {terminal_id}"
-    );
-    Ok(Pushed::Fresh {
-        body: response.body,
-        counts,
-    })
+    let body = response.body.clone();
+    let row = push::Write {
+        terminal,
+        batch_id,
+        key,
+        seen: &seen.sync,
+        next: &next,
+        response,
+        sales: store::new_rows(terminal, items, &classified.accepted),
+        conflicts: store::conflicts(items, &classified.verdicts),
+        totals,
+    }
+    .into_row();
+    Ok(Decided::Write { row, body, counts })
 }

@@ -179,6 +179,74 @@ async fn a_link_cut_mid_push_loses_and_doubles_nothing() {
     assert_eq!(sync["sales_stored"], 200);
 }
 
+/// Pushes of many tills at once go to Postgres in groups (src/ingest/group.rs).
+/// One push of such a group fails inside the write (its till's stored
+/// gross is one sale away from the largest bigint): it alone is rolled
+/// back, checked again and answered with its sale rejected; every other
+/// push of the group is stored and counted.
+#[tokio::test]
+async fn a_push_failing_inside_its_group_fails_alone() {
+    let app = spawn_app_with_room().await;
+    let bad = app.create_till().await;
+    let mut good = Vec::new();
+    for _ in 0..7 {
+        good.push(app.create_till_in(&app.merchant, bad.store_id).await);
+    }
+    app.push_ok(&bad, &[sale_of(1, 1000)]).await;
+    sqlx::query("update sales_day_totals set gross_minor = 9223372036854775807 - 500 where terminal_id = $1")
+        .bind(bad.terminal_id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    const ROUNDS: i64 = 10;
+    for round in 1..=ROUNDS {
+        let batches: Vec<[Value; 1]> = (0..good.len()).map(|_| [sale_of(round, 300)]).collect();
+        let overflowing = [sale_of(round + 1, 1000)];
+        let good_pushes = good
+            .iter()
+            .zip(&batches)
+            .map(|(till, batch)| app.push(till, Uuid::new_v4(), batch));
+        let (answers, bad_answer) = tokio::join!(
+            futures::future::join_all(good_pushes),
+            app.push(&bad, Uuid::new_v4(), &overflowing)
+        );
+        for answer in answers {
+            assert_eq!(answer.status(), StatusCode::OK);
+            let body: Value = answer.json().await.unwrap();
+            assert_eq!(statuses(&body), ["accepted"], "round {round}");
+        }
+        assert_eq!(bad_answer.status(), StatusCode::OK);
+        let body: Value = bad_answer.json().await.unwrap();
+        assert_eq!(
+            statuses(&body),
+            ["rejected:total_out_of_range"],
+            "round {round}"
+        );
+    }
+    for till in &good {
+        assert_eq!(app.stored_count(till).await, ROUNDS);
+        assert_eq!(
+            day_totals(&app, till.terminal_id).await,
+            (ROUNDS, ROUNDS * 300)
+        );
+    }
+    assert_eq!(app.stored_count(&bad).await, 1);
+    let metrics: String = app.get("/metrics", "").await.text().await.unwrap();
+    let series = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} is exported"))
+    };
+    // The recorder is shared by the suite's servers: more pushes than
+    // groups anywhere still shows pushes sharing a group.
+    let (pushes, groups) = (
+        series("tillsync_ingest_group_size_sum"),
+        series("tillsync_ingest_group_size_count"),
+    );
+    assert!(pushes > groups, "{pushes} pushes went in {groups} groups");
+}
+
 /// A server without the per-till rate limit, so tests can push as fast as
 /// they like.
 async fn spawn_app_with_room() -> TestApp {

@@ -1,0 +1,135 @@
+//! Group commit: the writes of pushes that are ready at the same moment,
+//! from any tills, go to Postgres together, in one call of
+//! `ingest_write_group`: one round trip and one commit (one WAL flush) for
+//! the group instead of one per push. Each push still succeeds or fails on
+//! its own (a block of its own inside the call) and gets its own answer.
+//!
+//! There is no waiting for a group to fill: the committer takes whatever is
+//! queued when a group slot is free. A lone push goes alone at once; under
+//! load, pushes queue while the groups in flight commit, so groups grow
+//! with the load and the commits per second stay flat: goodput rises with
+//! load instead of the database drowning in tiny transactions. This is the
+//! idea of Postgres's own `commit_delay` and of a Kafka producer's batches,
+//! written here because it has to know what a push is (its answer, its
+//! retry); no crate does it for sqlx.
+//!
+//! Within a group, pushes are written in (merchant, terminal) order, so two
+//! groups in flight take their sync-row locks in the same order and cannot
+//! deadlock on them. Two pushes of one till in one group are fine: the
+//! second finds the sync row changed, is reported as contention, and its
+//! request reads again.
+//!
+//! A request that goes away while its push waits here changes nothing: the
+//! group is written or not, and a replay of the push finds out which.
+
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::db::push::{self, PushRow};
+use crate::db::{Database, DbError};
+
+/// Most pushes in one group: each is a subtransaction, and Postgres keeps
+/// up to 64 of a transaction's in shared memory before every snapshot of
+/// every other session gets slower.
+const MAX_GROUP: usize = 32;
+
+/// Groups being written at once. While they are in flight the next group
+/// fills; more than two would only split the load into smaller groups.
+const GROUPS_IN_FLIGHT: usize = 2;
+
+/// Pushes queued for the committer at most; past that a push waits to queue
+/// (its request's deadline still bounds it).
+const QUEUE: usize = 1024;
+
+/// One push waiting for its group.
+struct Job {
+    row: PushRow,
+    done: oneshot::Sender<Result<(), DbError>>,
+}
+
+/// The handle requests queue their writes on.
+#[derive(Clone)]
+pub struct Committer {
+    queue: mpsc::Sender<Job>,
+}
+
+impl Committer {
+    /// Starts the committer task; it ends when every handle is dropped.
+    pub fn spawn(db: Database) -> Self {
+        let (queue, jobs) = mpsc::channel(QUEUE);
+        tokio::spawn(run(db, jobs));
+        Self { queue }
+    }
+
+    /// Writes a push with whatever group it falls into.
+    pub async fn write(&self, row: PushRow) -> Result<(), DbError> {
+        let (done, answer) = oneshot::channel();
+        let gone = || DbError::Unavailable(sqlx::Error::PoolClosed);
+        self.queue
+            .send(Job { row, done })
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+async fn run(db: Database, mut jobs: mpsc::Receiver<Job>) {
+    let slots = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
+    while let Some(first) = jobs.recv().await {
+        // Waiting for a slot is when the group grows.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let db = db.clone();
+        tokio::spawn(async move {
+            write(&db, group).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn write(db: &Database, mut group: Vec<Job>) {
+    group.sort_by_key(|job| (job.row.merchant_id, job.row.terminal_id));
+    metrics::histogram!("tillsync_ingest_group_size").record(group.len() as f64);
+    let (rows, answers): (Vec<PushRow>, Vec<_>) =
+        group.into_iter().map(|job| (job.row, job.done)).unzip();
+    let written = match db.acquire().await {
+        Ok(mut conn) => push::write_group(&mut conn, &rows).await,
+        Err(e) => Err(e),
+    };
+    match written {
+        Ok(outcomes) if outcomes.len() == answers.len() => {
+            for (answer, outcome) in answers.into_iter().zip(outcomes) {
+                // The request may be gone; its push is written all the same.
+                let _ = answer.send(outcome);
+            }
+        }
+        Ok(outcomes) => {
+            tracing::error!(
+                pushes = answers.len(),
+                outcomes = outcomes.len(),
+                "ingest_write_group answered for {} of {} pushes",
+                outcomes.len(),
+                answers.len()
+            );
+            for answer in answers {
+                let _ = answer.send(Err(DbError::Other(sqlx::Error::Protocol(
+                    "a group write answered for a different number of pushes".into(),
+                ))));
+            }
+        }
+        Err(e) => {
+            for answer in answers {
+                let _ = answer.send(Err(e.same_kind()));
+            }
+        }
+    }
+}
