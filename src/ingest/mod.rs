@@ -171,7 +171,7 @@ async fn try_push_batch(
         Decided::Write { row, body, counts } => (row, body, counts),
     };
     let batch_id = row.batch_id;
-    committer.write(row).await?;
+    committer.write(*row).await?;
     let terminal_id = terminal.terminal_id;
     tracing::info!(
         terminal.id = %terminal_id, batch.id = %batch_id,
@@ -187,7 +187,7 @@ enum Decided {
     Replayed(Pushed),
     /// What to write, and the answer once it is written.
     Write {
-        row: PushRow,
+        row: Box<PushRow>,
         body: Vec<u8>,
         counts: Counts,
     },
@@ -257,5 +257,9 @@ async fn decide(
         totals,
     }
     .into_row();
-    Ok(Decided::Write { row, body, counts })
+    Ok(Decided::Write {
+        row: Box::new(row),
+        body,
+        counts,
+    })
 }
