@@ -21,7 +21,7 @@
 //!
 //! Run: `scripts/bench-recovery` (or, with the release binary built,
 //! `cargo bench -p tillsync-bench --bench recovery`).
-//! Settings: BENCH_STALL_S (30), BENCH_OVERLOAD_S (15), BENCH_MODES ("on,off"),
+//! Settings: BENCH_STALL_S (30; 1 gives the blip scenario), BENCH_OVERLOAD_S (15), BENCH_MODES ("on,off"),
 //! BENCH_OVERLOAD_TILLS (a fixed fleet for every overload run instead of 100 per C),
 //! BENCH_BATCH (10: small batches keep capacity within what a load
 //! generator on the same two cores can offer ten times over).
