@@ -34,7 +34,7 @@ impl Application {
     /// Migrates (unless `--no-migrate`), builds the state and binds the listener.
     pub async fn build(args: ServeArgs) -> anyhow::Result<Self> {
         if !args.no_migrate {
-            db::create_and_migrate(&args.database.database_url)
+            db::pooler::migrate(&args.database)
                 .await
                 .context("could not create or migrate the database (DATABASE_URL)")?;
         }
@@ -81,6 +81,12 @@ impl Application {
             self.args.idempotency_retention,
             stopping.clone(),
         ));
+        let timeouts = tokio::spawn(db::pooler::watch_timeouts(
+            self.state.db.clone(),
+            self.state.gate.clone(),
+            self.args.database.db_statement_timeout,
+            stopping.clone(),
+        ));
         tracing::info!(address = %self.local_addr(), "tillsync listening on http://{}", self.local_addr());
 
         let signal = {
@@ -106,6 +112,7 @@ impl Application {
         }
         maintenance.abort();
         folding.abort();
+        timeouts.abort();
         if let Some(probe) = probe {
             probe.abort();
         }

@@ -9,11 +9,13 @@
 pub mod conflicts;
 pub mod idempotency;
 pub mod leader;
+pub mod pooler;
 pub mod reports;
 pub mod sales;
 pub mod sync;
 pub mod tenancy;
 pub mod totals;
+pub mod unit;
 
 use std::time::{Duration, Instant};
 
@@ -102,6 +104,8 @@ impl DbError {
 pub struct Database {
     pool: PgPool,
     connect_options: PgConnectOptions,
+    /// Whether a unit of work must be a transaction (`pooler::Unit`).
+    pooler: pooler::Pooler,
 }
 
 impl Database {
@@ -114,16 +118,10 @@ impl Database {
     /// gives up minutes later: the pool would stay exhausted after the link
     /// is back. A connection that does not answer in time is closed.
     pub fn connect_lazy(args: &DatabaseArgs, db_release_ping_timeout: Option<Duration>) -> Self {
-        let statement_timeout_ms = args.db_statement_timeout.as_millis().to_string();
-        let connect_options = args.database_url.clone().options([
-            ("statement_timeout", statement_timeout_ms.as_str()),
-            // A transaction left open by a stuck client must not hold locks forever.
-            (
-                "idle_in_transaction_session_timeout",
-                statement_timeout_ms.as_str(),
-            ),
-            ("lock_timeout", statement_timeout_ms.as_str()),
-        ]);
+        // Timeouts (statement, lock, and idle in transaction, so a stuck
+        // client cannot hold locks forever) as startup options, or behind
+        // a pooler as role settings: `pooler`.
+        let connect_options = pooler::connect_options(args);
         let mut pool = PgPoolOptions::new()
             .max_connections(args.db_max_connections)
             .acquire_timeout(args.db_acquire_timeout)
@@ -148,6 +146,7 @@ impl Database {
         Self {
             pool: pool.connect_lazy_with(connect_options.clone()),
             connect_options,
+            pooler: args.db_pooler,
         }
     }
 
