@@ -81,7 +81,7 @@ impl Application {
             self.args.idempotency_retention,
             stopping.clone(),
         ));
-        let timeouts = tokio::spawn(db::pooler::watch_timeouts(
+        let timeouts = tokio::spawn(db::pooler::watch_server_settings(
             self.state.db.clone(),
             self.state.gate.clone(),
             self.args.database.db_statement_timeout,

@@ -22,8 +22,8 @@
 //!   migration step writes the role settings (`migrate`), and the service
 //!   reads them back every minute through the pool, exports them as
 //!   `tillsync_db_server_timeout_seconds{setting}` and logs an error when
-//!   one is off or longer than configured (`watch_timeouts`): a timeout
-//!   silently dropped is what issue 14 found.
+//!   one is off or longer than configured (`watch_server_settings`): a
+//!   timeout silently dropped is what issue 14 found.
 //! - **Migrations** take sqlx's session-level advisory lock, which a
 //!   transaction pooler would leave on a server connection it lends to
 //!   others, and `CREATE DATABASE` needs the maintenance database. So with
@@ -38,11 +38,14 @@
 //!   two clients' counters meet on one server connection. PgBouncer 1.18
 //!   must therefore deallocate them when a client lets go of a server
 //!   (`server_reset_query = DEALLOCATE ALL`, `server_reset_query_always =
-//!   1`); 1.21+ with `max_prepared_statements` tracks them itself. And sqlx
-//!   parses a statement and binds it in two round trips, each ending in a
-//!   Sync: outside an explicit transaction PgBouncer 1.18 may hand the
-//!   server connection to another client in between. docs/deploy.md says
-//!   which paths that leaves working on 1.18, and what 1.21+ changes.
+//!   1`); the watch below notices when it does not. And sqlx parses a
+//!   statement and binds it in two round trips, each ending in a Sync:
+//!   outside an explicit transaction PgBouncer may lend the server
+//!   connection to another client in between, so in this mode every unit
+//!   of work is a transaction (`db::unit`). PgBouncer 1.21+ with
+//!   `max_prepared_statements` re-prepares named statements wherever they
+//!   are bound; that is not available here (Debian ships 1.18), untested,
+//!   and so not relied on.
 //!
 //! Session state is otherwise not relied on: the leader lock of background
 //! work (`db::leader`) and the ingest key claim are transaction-level
@@ -190,10 +193,46 @@ pub fn unbounded(found: &[(String, Duration)], wanted: Duration) -> Vec<&'static
         .collect()
 }
 
-/// Reads the server's timeouts through the pool every minute (the first
-/// time at once), at background priority; exports them and logs an error
-/// whenever the set of unbounded ones changes to a non-empty one.
-pub async fn watch_timeouts(
+/// What one look at the server through the pool found.
+struct Looked {
+    timeouts: Vec<(String, Duration)>,
+    /// Prepared statements a server connection held when this client's
+    /// transaction began on it (transaction mode only).
+    leftover_statements: Option<i64>,
+}
+
+/// Prepared statements the session holds. In transaction mode, as the
+/// first statement of a transaction: what earlier clients of this server
+/// connection left there, which PgBouncer 1.18 must deallocate
+/// (`server_reset_query = DEALLOCATE ALL`, `server_reset_query_always = 1`)
+/// or the next `sqlx_s_N` of another client collides with it.
+pub async fn prepared_statements(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    let row = conn
+        .fetch_one("select count(*) from pg_prepared_statements")
+        .await?;
+    row.try_get(0)
+}
+
+async fn look(db: &Database) -> Result<Looked, DbError> {
+    let mut unit = db.unit().await?;
+    let leftover_statements = match db.pooler {
+        Pooler::Transaction => Some(prepared_statements(&mut unit).await?),
+        Pooler::None | Pooler::Session => None,
+    };
+    let timeouts = server_timeouts(&mut unit).await?;
+    unit.finish().await?;
+    Ok(Looked {
+        timeouts,
+        leftover_statements,
+    })
+}
+
+/// Looks at the server through the pool every minute (the first time at
+/// once), at background priority: exports the timeouts sessions get and
+/// logs an error whenever the set of unbounded ones changes to a
+/// non-empty one; in transaction mode also whether PgBouncer hands over
+/// server connections with other clients' prepared statements.
+pub async fn watch_server_settings(
     db: Database,
     gate: Gate,
     wanted: Duration,
@@ -201,28 +240,28 @@ pub async fn watch_timeouts(
 ) {
     let mut every = tokio::time::interval(TIMEOUT_CHECK_INTERVAL);
     let mut reported: Option<Vec<&'static str>> = None;
+    let mut leftovers_reported = false;
     loop {
         tokio::select! {
             _ = every.tick() => {}
             () = stopping.cancelled() => return,
         }
-        let read = async {
-            let mut conn = db.acquire().await?;
-            server_timeouts(&mut conn).await.map_err(DbError::from)
-        };
-        let found = match gate.run(Priority::Background, Instant::now(), read).await {
-            Ok(Ok(found)) => found,
+        let looked = match gate
+            .run(Priority::Background, Instant::now(), look(&db))
+            .await
+        {
+            Ok(Ok(looked)) => looked,
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, "could not read the server's timeouts: {e}");
+                tracing::debug!(error = %e, "could not read the server's settings: {e}");
                 continue;
             }
             Err(_) => continue,
         };
-        for (name, value) in &found {
+        for (name, value) in &looked.timeouts {
             metrics::gauge!("tillsync_db_server_timeout_seconds", "setting" => name.clone())
                 .set(value.as_secs_f64());
         }
-        let unbounded = unbounded(&found, wanted);
+        let unbounded = unbounded(&looked.timeouts, wanted);
         if reported.as_ref() != Some(&unbounded) && !unbounded.is_empty() {
             tracing::error!(
                 settings = ?unbounded,
@@ -233,6 +272,18 @@ pub async fn watch_timeouts(
             );
         }
         reported = Some(unbounded);
+        if let Some(leftovers) = looked.leftover_statements {
+            metrics::gauge!("tillsync_db_pooler_leftover_statements").set(leftovers as f64);
+            if leftovers > 0 && !leftovers_reported {
+                tracing::error!(
+                    leftover_statements = leftovers,
+                    "PgBouncer lent a server connection holding {leftovers} prepared statements \
+                     of other clients: set server_reset_query = DEALLOCATE ALL and \
+                     server_reset_query_always = 1 (docs/deploy.md, PgBouncer)"
+                );
+            }
+            leftovers_reported = leftovers > 0;
+        }
     }
 }
 
