@@ -298,6 +298,36 @@ mod tests {
             .collect()
     }
 
+    fn database_args(argv: &[&str]) -> DatabaseArgs {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            database: DatabaseArgs,
+        }
+        let argv = std::iter::once("tillsync").chain(argv.iter().copied());
+        <Only as clap::Parser>::try_parse_from(argv)
+            .unwrap()
+            .database
+    }
+
+    #[test]
+    fn behind_a_pooler_migrations_need_a_direct_url() {
+        let pooled = ["--database-url", "postgres://u@pooler:6432/db"];
+        let none = database_args(&pooled);
+        assert_eq!(migration_options(&none).unwrap().get_port(), 6432);
+        for mode in ["session", "transaction"] {
+            let args = database_args(&[&pooled[..], &["--db-pooler", mode]].concat());
+            let refused = migration_options(&args).unwrap_err().to_string();
+            assert!(
+                refused.contains("TILLSYNC_MIGRATE_DATABASE_URL"),
+                "{refused}"
+            );
+            let direct = ["--migrate-database-url", "postgres://u@db:5432/db"];
+            let args = database_args(&[&pooled[..], &["--db-pooler", mode], &direct].concat());
+            assert_eq!(migration_options(&args).unwrap().get_port(), 5432);
+        }
+    }
+
     #[test]
     fn a_timeout_that_is_off_longer_or_missing_is_unbounded() {
         let wanted = Duration::from_secs(5);
