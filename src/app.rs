@@ -34,9 +34,10 @@ impl Application {
     /// Migrates (unless `--no-migrate`), builds the state and binds the listener.
     pub async fn build(args: ServeArgs) -> anyhow::Result<Self> {
         if !args.no_migrate {
-            db::pooler::migrate(&args.database)
-                .await
-                .context("could not create or migrate the database (DATABASE_URL)")?;
+            db::pooler::migrate(&args.database).await.context(
+                "could not create or migrate the database \
+                 (DATABASE_URL, or TILLSYNC_MIGRATE_DATABASE_URL behind a pooler)",
+            )?;
         }
         let db_release_ping_timeout = args
             .health

@@ -104,7 +104,7 @@ impl DbError {
 pub struct Database {
     pool: PgPool,
     connect_options: PgConnectOptions,
-    /// Whether a unit of work must be a transaction (`pooler::Unit`).
+    /// Whether a unit of work must be a transaction (`unit::Unit`).
     pooler: pooler::Pooler,
 }
 

@@ -85,6 +85,10 @@ pub const TIMEOUT_SETTINGS: [&str; 3] = [
 /// How often the server's timeouts are read back through the pool.
 const TIMEOUT_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How soon a look that failed or was put off (at start the health layer
+/// refuses background work until its first probe answers) is tried again.
+const TIMEOUT_CHECK_RETRY: Duration = Duration::from_secs(2);
+
 /// The options every pooled connection (and the health probe) is made with.
 pub fn connect_options(args: &DatabaseArgs) -> PgConnectOptions {
     let url = args.database_url.clone();
@@ -228,7 +232,7 @@ async fn look(db: &Database) -> Result<Looked, DbError> {
 }
 
 /// Looks at the server through the pool every minute (the first time at
-/// once), at background priority: exports the timeouts sessions get and
+/// once, and again after 2 s when a look fails), at background priority: exports the timeouts sessions get and
 /// logs an error whenever the set of unbounded ones changes to a
 /// non-empty one; in transaction mode also whether PgBouncer hands over
 /// server connections with other clients' prepared statements.
@@ -238,14 +242,15 @@ pub async fn watch_server_settings(
     wanted: Duration,
     stopping: CancellationToken,
 ) {
-    let mut every = tokio::time::interval(TIMEOUT_CHECK_INTERVAL);
+    let mut wait = Duration::ZERO;
     let mut reported: Option<Vec<&'static str>> = None;
     let mut leftovers_reported = false;
     loop {
         tokio::select! {
-            _ = every.tick() => {}
+            () = tokio::time::sleep(wait) => {}
             () = stopping.cancelled() => return,
         }
+        wait = TIMEOUT_CHECK_RETRY;
         let looked = match gate
             .run(Priority::Background, Instant::now(), look(&db))
             .await
@@ -257,6 +262,7 @@ pub async fn watch_server_settings(
             }
             Err(_) => continue,
         };
+        wait = TIMEOUT_CHECK_INTERVAL;
         for (name, value) in &looked.timeouts {
             metrics::gauge!("tillsync_db_server_timeout_seconds", "setting" => name.clone())
                 .set(value.as_secs_f64());

@@ -166,20 +166,22 @@ async fn through_a_transaction_pooler_concurrent_tills_push_exactly_once() {
     assert_eq!(sync["contiguous_through_seq"], BATCHES * 2, "{sync}");
     conn.close().await.unwrap();
 
-    // The migration's role settings reached the pooled sessions, and the
-    // reset query left no statements behind.
-    let metrics = metric_lines(&client, &base, "tillsync_db_").await;
-    assert!(
-        metrics.contains(
-            &"tillsync_db_server_timeout_seconds{setting=\"statement_timeout\"} 5".to_owned()
-        ),
-        "{metrics:?}"
-    );
-    assert!(
-        metrics.contains(&"tillsync_db_pooler_leftover_statements 0".to_owned()),
-        "{metrics:?}"
-    );
     server.abort();
+}
+
+/// Polls `/metrics` until it has the line `wanted` (the service looks at
+/// the server at start, and again 2 s later if the health layer put that
+/// off); returns the `tillsync_db_` lines.
+async fn wait_for_metric(client: &Client, base: &str, wanted: &str) -> Vec<String> {
+    let mut metrics = Vec::new();
+    for _ in 0..100 {
+        metrics = metric_lines(client, base, "tillsync_db_").await;
+        if metrics.iter().any(|line| line == wanted) {
+            return metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no {wanted} within 10 s: {metrics:?}");
 }
 
 /// The lines of `/metrics` starting with `prefix`.
@@ -198,31 +200,79 @@ async fn metric_lines(client: &Client, base: &str, prefix: &str) -> Vec<String> 
         .collect()
 }
 
+/// The real binary, so its metrics are its own (the recorder is global
+/// to a process, and the other tests' servers share this one's): `serve`
+/// through PgBouncer in transaction mode; its `/metrics` once the line
+/// `wanted` shows, and its log lines.
+async fn serve_binary(
+    setup: &Setup,
+    extra_env: &[(&str, &str)],
+    wanted: &str,
+) -> (Vec<String>, Vec<String>) {
+    let pooled = setup.pooled();
+    let mut env = vec![
+        ("DATABASE_URL", pooled.as_str()),
+        ("TILLSYNC_DB_POOLER", "transaction"),
+        ("TILLSYNC_MIGRATE_DATABASE_URL", setup.direct.as_str()),
+    ];
+    env.extend_from_slice(extra_env);
+    let served = tokio::task::block_in_place(|| crate::support::tillsync().serve(&env));
+    let metrics = wait_for_metric(&Client::new(), &served.address, wanted).await;
+    (metrics, served.lines())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn timeouts_a_pooler_drops_show_in_the_metrics() {
+async fn behind_a_transaction_pooler_the_service_finds_its_timeouts_and_no_leftovers() {
+    let mut config = Config::new(PoolMode::Transaction);
+    config.server_reset_query = "DEALLOCATE ALL".to_owned();
+    config.server_reset_query_always = true;
+    let setup = Setup::new(&config);
+    let wanted = "tillsync_db_server_timeout_seconds{setting=\"statement_timeout\"} 5";
+    let (metrics, lines) = serve_binary(&setup, &[], wanted).await;
+    for setting in ["lock_timeout", "idle_in_transaction_session_timeout"] {
+        let line = format!("tillsync_db_server_timeout_seconds{{setting=\"{setting}\"}} 5");
+        assert!(metrics.contains(&line), "{metrics:?}");
+    }
+    assert!(
+        metrics.contains(&"tillsync_db_pooler_leftover_statements 0".to_owned()),
+        "{metrics:?}"
+    );
+    assert!(
+        !lines.iter().any(|line| line.contains("ERROR")),
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_a_pooler_drops_show_in_the_metrics_and_the_log() {
     let setup = Setup::new(&Config::new(PoolMode::Transaction));
     // Migrated without a pooler: no role settings are written.
     pooler::migrate(&serve_args(&setup.direct, &[]).database)
         .await
         .unwrap();
-    let extra = ["--db-pooler", "transaction", "--no-migrate"];
-    let app = Application::build(serve_args(&setup.pooled(), &extra))
-        .await
-        .unwrap();
-    let base = format!("http://{}", app.local_addr());
-    let server = tokio::spawn(async move {
-        app.run_until(std::future::pending()).await.unwrap();
-    });
-    let client = Client::new();
     let wanted = "tillsync_db_server_timeout_seconds{setting=\"statement_timeout\"} 0";
-    let mut metrics = Vec::new();
-    for _ in 0..50 {
-        metrics = metric_lines(&client, &base, "tillsync_db_server_timeout").await;
-        if metrics.iter().any(|line| line == wanted) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(metrics.iter().any(|line| line == wanted), "{metrics:?}");
-    server.abort();
+    let (_, lines) = serve_binary(&setup, &[("TILLSYNC_NO_MIGRATE", "true")], wanted).await;
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("ERROR") && line.contains("set them per role")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn behind_a_pooler_migrate_refuses_to_go_through_it() {
+    let output = crate::support::tillsync()
+        .command()
+        .arg("migrate")
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/tillsync")
+        .env("TILLSYNC_DB_POOLER", "transaction")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("TILLSYNC_MIGRATE_DATABASE_URL"),
+        "names the setting: {stderr}"
+    );
 }
