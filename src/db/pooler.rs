@@ -132,6 +132,11 @@ pub async fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
 /// `ALTER ROLE CURRENT_USER IN DATABASE .. SET ..` for each timeout. Any
 /// role may set its own defaults; in one database only, so nothing else
 /// the role runs elsewhere changes. New server sessions pick them up.
+///
+/// Replicas starting together write the same catalog row at once, which
+/// Postgres answers with "tuple concurrently updated": so the statements
+/// run as one simple query, which is one implicit transaction, behind a
+/// transaction-level advisory lock that makes them take turns.
 async fn set_role_timeouts(
     direct: &PgConnectOptions,
     statement_timeout: Duration,
@@ -139,12 +144,15 @@ async fn set_role_timeouts(
     let database = direct.get_database().unwrap_or("postgres");
     let database = format!("\"{}\"", database.replace('"', "\"\""));
     let ms = statement_timeout.as_millis();
-    let mut conn = direct.connect().await?;
+    let mut statements =
+        String::from("select pg_advisory_xact_lock(hashtext('tillsync.role_timeouts'));");
     for setting in TIMEOUT_SETTINGS {
-        let statement =
-            format!("alter role current_user in database {database} set {setting} = '{ms}ms'");
-        conn.execute(statement.as_str()).await?;
+        statements.push_str(&format!(
+            " alter role current_user in database {database} set {setting} = '{ms}ms';"
+        ));
     }
+    let mut conn = direct.connect().await?;
+    conn.execute(statements.as_str()).await?;
     tracing::info!(
         timeout_ms = ms as u64,
         "timeouts of {ms} ms set as role settings in the database, for connections through the pooler"

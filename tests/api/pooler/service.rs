@@ -276,3 +276,21 @@ fn behind_a_pooler_migrate_refuses_to_go_through_it() {
         "names the setting: {stderr}"
     );
 }
+
+/// Replicas behind a pooler starting together on a fresh database: each
+/// migrates (directly) and writes the role timeouts, and all come up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_behind_a_pooler_all_migrate() {
+    let setup = Setup::new(&Config::new(PoolMode::Transaction));
+    for round in 0..3 {
+        let args = setup.database_args(&setup.pooled(), "transaction", &format!("{}s", 5 + round));
+        let (a, b, c) = tokio::join!(
+            pooler::migrate(&args),
+            pooler::migrate(&args),
+            pooler::migrate(&args)
+        );
+        for started in [a, b, c] {
+            started.unwrap_or_else(|e| panic!("round {round}: {e:#}"));
+        }
+    }
+}
