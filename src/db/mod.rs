@@ -40,6 +40,10 @@ const UNAVAILABLE_STATES: &[&str] = &[
     // demoted); the link is up but useless for writes until it points at
     // a primary again, which is a retry later, not a bug.
     "25006", "08000", "08003", "08006", "08001", "08004", // connection exceptions
+    // protocol_violation: what PgBouncer answers with its own errors (no
+    // server connection within query_wait_timeout, pool or server down),
+    // then closes the connection: `db::pooler`.
+    "08P01",
 ];
 
 /// SQLSTATEs where the same transaction, run again, will most likely succeed.

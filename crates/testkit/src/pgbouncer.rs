@@ -50,6 +50,9 @@ pub struct Config {
     pub server_reset_query: String,
     /// Run `server_reset_query` in transaction mode too (off by default).
     pub server_reset_query_always: bool,
+    /// Seconds a client may wait for a server connection before PgBouncer
+    /// gives up on it (its default: 120).
+    pub query_wait_timeout_s: u32,
 }
 
 impl Config {
@@ -60,6 +63,7 @@ impl Config {
             ignore_startup_parameters: String::new(),
             server_reset_query: "DISCARD ALL".to_owned(),
             server_reset_query_always: false,
+            query_wait_timeout_s: 120,
         }
     }
 }
@@ -213,5 +217,6 @@ fn ini_text(
         "server_reset_query_always = {}",
         u8::from(config.server_reset_query_always)
     );
+    let _ = writeln!(ini, "query_wait_timeout = {}", config.query_wait_timeout_s);
     ini
 }

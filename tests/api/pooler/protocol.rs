@@ -177,3 +177,38 @@ async fn a_pooler_that_hands_over_prepared_statements_is_noticed() {
         );
     }
 }
+
+/// What PgBouncer answers a client that waited `query_wait_timeout` for a
+/// server connection: an error of its own, which tillsync must read as
+/// the database being unavailable (a 503), not as a bug.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbouncer_giving_up_on_a_waiting_client_reads_as_unavailable() {
+    let mut config = Config::new(PoolMode::Transaction);
+    config.default_pool_size = 1;
+    config.query_wait_timeout_s = 1;
+    let setup = Setup::new(&config);
+    let args = setup.database_args(&setup.pooled(), "transaction", "5s");
+    let options = pooler::connect_options(&args).database("postgres");
+    let mut holder = options.connect().await.unwrap();
+    let mut held = holder.begin().await.unwrap();
+    sqlx::query("select 1").execute(&mut *held).await.unwrap();
+
+    let mut waiter = options.connect().await.unwrap();
+    let error = sqlx::query("select 1")
+        .execute(&mut waiter)
+        .await
+        .expect_err("no server connection within query_wait_timeout");
+    let code = error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned());
+    eprintln!("PgBouncer's answer: {code:?} {error}");
+    assert!(
+        matches!(
+            tillsync::db::DbError::from(error),
+            tillsync::db::DbError::Unavailable(_)
+        ),
+        "{code:?}"
+    );
+    held.rollback().await.unwrap();
+}

@@ -22,8 +22,9 @@ use tillsync_testkit::settings::serve_args;
 use super::Setup;
 
 /// A server of this process through PgBouncer, its merchant's admin token.
-async fn serve(setup: &Setup, mode: &str) -> (String, String, JoinHandle<()>) {
-    let extra = ["--db-pooler", mode, "--migrate-database-url", &setup.direct];
+async fn serve(setup: &Setup, mode: &str, more: &[&str]) -> (String, String, JoinHandle<()>) {
+    let mut extra = vec!["--db-pooler", mode, "--migrate-database-url", &setup.direct];
+    extra.extend_from_slice(more);
     let mut args = serve_args(&setup.pooled(), &extra);
     args.health.terminal_rate = 0;
     let app = Application::build(args).await.expect("application builds");
@@ -64,7 +65,7 @@ async fn through_a_session_pooler_the_service_pushes_replays_and_reports_totals(
     let mut config = Config::new(PoolMode::Session);
     config.default_pool_size = 16;
     let setup = Setup::new(&config);
-    let (base, admin, server) = serve(&setup, "session").await;
+    let (base, admin, server) = serve(&setup, "session", &[]).await;
     let client = Client::new();
     let store = create_store(&client, &base, &admin, "Europe/Berlin", "EUR").await;
     let till = create_till(&client, &base, &admin, store, "Till").await;
@@ -120,7 +121,7 @@ async fn through_a_transaction_pooler_concurrent_tills_push_exactly_once() {
     config.server_reset_query = "DEALLOCATE ALL".to_owned();
     config.server_reset_query_always = true;
     let setup = Setup::new(&config);
-    let (base, admin, server) = serve(&setup, "transaction").await;
+    let (base, admin, server) = serve(&setup, "transaction", &[]).await;
     let client = Client::new();
     let store = create_store(&client, &base, &admin, "Europe/Berlin", "EUR").await;
     let mut tills = Vec::new();
@@ -293,4 +294,48 @@ async fn replicas_starting_together_behind_a_pooler_all_migrate() {
             started.unwrap_or_else(|e| panic!("round {round}: {e:#}"));
         }
     }
+}
+
+/// PgBouncer out of server connections for longer than its
+/// `query_wait_timeout`: it drops the waiting client with an error of its
+/// own, which is the link failing, not a bug: 503 with `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooler_out_of_server_connections_is_a_503_not_a_500() {
+    let mut config = Config::new(PoolMode::Transaction);
+    config.server_reset_query = "DEALLOCATE ALL".to_owned();
+    config.server_reset_query_always = true;
+    config.default_pool_size = 1;
+    config.query_wait_timeout_s = 1;
+    let setup = Setup::new(&config);
+    // The probe waits in PgBouncer too; it must not be what answers 503.
+    let patient = ["--db-probe-failures", "100", "--db-acquire-timeout", "5s"];
+    let (base, admin, server) = serve(&setup, "transaction", &patient).await;
+    let client = Client::new();
+    let store = create_store(&client, &base, &admin, "Europe/Berlin", "EUR").await;
+    let till = create_till(&client, &base, &admin, store, "Till").await;
+    // A first push, so the till's token is cached and the next one gets
+    // as far as ingest.
+    push(&client, &base, &till.token, Uuid::new_v4(), &[sale(1)]).await;
+
+    // Another client holds the only server connection in a transaction.
+    let args = setup.database_args(&setup.pooled(), "transaction", "5s");
+    let mut holder = pooler::connect_options(&args).connect().await.unwrap();
+    let mut held = holder.begin().await.unwrap();
+    sqlx::query("select 1").execute(&mut *held).await.unwrap();
+
+    let response = client
+        .post(format!("{base}/v1/sales/batches"))
+        .bearer_auth(&till.token)
+        .header("Idempotency-Key", Uuid::new_v4().to_string())
+        .json(&json!({"sales": [sale(2)]}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let retry_after = response.headers().get("retry-after").cloned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(retry_after.is_some(), "{body}");
+    held.rollback().await.unwrap();
+    server.abort();
 }
