@@ -14,7 +14,7 @@ use crate::domain::token::{self, TokenKind};
 /// Creates a merchant with its first admin token; returns what to print.
 pub async fn create_merchant(database: &DatabaseArgs, name: &str) -> anyhow::Result<Value> {
     let name = parse_name("--name", name).map_err(anyhow::Error::msg)?;
-    db::create_and_migrate(&database.database_url).await?;
+    db::pooler::migrate(database).await?;
     let db = Database::connect_lazy(database, Duration::from_secs(1));
     let merchant_id = Uuid::now_v7();
     let (admin_token, hash) = token::generate(TokenKind::MerchantAdmin, merchant_id);

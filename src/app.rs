@@ -34,9 +34,10 @@ impl Application {
     /// Migrates (unless `--no-migrate`), builds the state and binds the listener.
     pub async fn build(args: ServeArgs) -> anyhow::Result<Self> {
         if !args.no_migrate {
-            db::create_and_migrate(&args.database.database_url)
-                .await
-                .context("could not create or migrate the database (DATABASE_URL)")?;
+            db::pooler::migrate(&args.database).await.context(
+                "could not create or migrate the database \
+                 (DATABASE_URL, or TILLSYNC_MIGRATE_DATABASE_URL behind a pooler)",
+            )?;
         }
         let db = Database::connect_lazy(&args.database, args.health.db_release_ping_timeout);
         let gate = Gate::new(args.health.clone(), args.database.db_max_connections);
@@ -76,6 +77,12 @@ impl Application {
             self.args.idempotency_retention,
             stopping.clone(),
         ));
+        let timeouts = tokio::spawn(db::pooler::watch_server_settings(
+            self.state.db.clone(),
+            self.state.gate.clone(),
+            self.args.database.db_statement_timeout,
+            stopping.clone(),
+        ));
         tracing::info!(address = %self.local_addr(), "tillsync listening on http://{}", self.local_addr());
 
         let signal = {
@@ -101,6 +108,7 @@ impl Application {
         }
         maintenance.abort();
         folding.abort();
+        timeouts.abort();
         if let Some(probe) = probe {
             probe.abort();
         }

@@ -9,6 +9,8 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 use sqlx::postgres::PgConnectOptions;
 
+use crate::db::pooler::Pooler;
+
 /// The settings every command shares: how it logs. Global, so they may be
 /// given before or after the command's name.
 #[derive(Debug, Clone, Args)]
@@ -69,6 +71,22 @@ pub struct DatabaseArgs {
         hide_env_values = true
     )]
     pub database_url: PgConnectOptions,
+
+    /// The pooler between tillsync and Postgres, if any (PgBouncer's
+    /// `pool_mode`): behind one, no startup parameters are sent and the
+    /// timeouts are role settings (docs/deploy.md, PgBouncer).
+    #[arg(long, env = "TILLSYNC_DB_POOLER", value_enum, default_value_t = Pooler::None)]
+    pub db_pooler: Pooler,
+
+    /// Postgres itself, for `CREATE DATABASE` and migrations, when
+    /// `DATABASE_URL` goes through a pooler [default: DATABASE_URL, only without a pooler].
+    #[arg(
+        long,
+        env = "TILLSYNC_MIGRATE_DATABASE_URL",
+        value_parser = parse_database_url,
+        hide_env_values = true
+    )]
+    pub migrate_database_url: Option<PgConnectOptions>,
 
     /// Most connections the pool opens to Postgres.
     #[arg(long, env = "TILLSYNC_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]

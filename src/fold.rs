@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
 use crate::db::DbError;
 use crate::db::totals::{self, StoreKey};
@@ -149,7 +149,13 @@ async fn fold_one_by_one(
     quarantine: &mut Quarantine,
     now: Instant,
 ) -> Result<(), DbError> {
-    let stores = totals::stores_with_deltas(conn, FOLD_CHUNK, &quarantine.stores()).await?;
+    // In a transaction of its own, like every other statement of the fold:
+    // behind a transaction pooler a statement outside one may be parsed on
+    // one server connection and bound on another (`db::unit`). This path
+    // is rare, so the BEGIN and COMMIT cost nothing that matters.
+    let mut tx = conn.begin().await?;
+    let stores = totals::stores_with_deltas(&mut tx, FOLD_CHUNK, &quarantine.stores()).await?;
+    tx.commit().await?;
     for store in stores {
         match totals::fold_deltas_of(conn, store, FOLD_CHUNK).await {
             Ok(None) => {

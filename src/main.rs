@@ -100,7 +100,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             application.run_until(app::shutdown_signal()).await
         }
         Command::Server(ServerCommand::Migrate(database)) => {
-            db::create_and_migrate(&database.database_url).await?;
+            db::pooler::migrate(&database).await?;
             tracing::info!("migrations applied");
             Ok(())
         }

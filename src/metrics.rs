@@ -92,6 +92,14 @@ fn describe() {
         "Connections the pool holds (idle and in use)"
     );
     describe_gauge!("tillsync_db_pool_idle", "Idle connections in the pool");
+    describe_gauge!(
+        "tillsync_db_server_timeout_seconds",
+        "Timeouts a session gets from the server (statement_timeout, lock_timeout, idle_in_transaction_session_timeout), read through the pool every minute; 0 is off"
+    );
+    describe_gauge!(
+        "tillsync_db_pooler_leftover_statements",
+        "Prepared statements of other clients on a server connection a transaction pooler lent (TILLSYNC_DB_POOLER=transaction only); above 0, PgBouncer does not deallocate them"
+    );
     describe_histogram!(
         "tillsync_db_acquire_seconds",
         Unit::Seconds,

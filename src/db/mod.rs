@@ -9,12 +9,14 @@
 pub mod conflicts;
 pub mod idempotency;
 pub mod leader;
+pub mod pooler;
 pub mod push;
 mod release;
 pub mod reports;
 pub mod sync;
 pub mod tenancy;
 pub mod totals;
+pub mod unit;
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +41,10 @@ const UNAVAILABLE_STATES: &[&str] = &[
     // demoted); the link is up but useless for writes until it points at
     // a primary again, which is a retry later, not a bug.
     "25006", "08000", "08003", "08006", "08001", "08004", // connection exceptions
+    // protocol_violation: what PgBouncer answers with its own errors (no
+    // server connection within query_wait_timeout, pool or server down),
+    // then closes the connection: `db::pooler`.
+    "08P01",
 ];
 
 /// SQLSTATEs where the same transaction, run again, will most likely succeed.
@@ -144,6 +150,8 @@ impl DbError {
 pub struct Database {
     pool: PgPool,
     connect_options: PgConnectOptions,
+    /// Whether a unit of work must be a transaction (`unit::Unit`).
+    pooler: pooler::Pooler,
 }
 
 impl Database {
@@ -153,16 +161,10 @@ impl Database {
     /// `db_release_check_timeout` bounds the check a connection passes when
     /// it goes back to the pool (`release`).
     pub fn connect_lazy(args: &DatabaseArgs, db_release_check_timeout: Duration) -> Self {
-        let statement_timeout_ms = args.db_statement_timeout.as_millis().to_string();
-        let connect_options = args.database_url.clone().options([
-            ("statement_timeout", statement_timeout_ms.as_str()),
-            // A transaction left open by a stuck client must not hold locks forever.
-            (
-                "idle_in_transaction_session_timeout",
-                statement_timeout_ms.as_str(),
-            ),
-            ("lock_timeout", statement_timeout_ms.as_str()),
-        ]);
+        // Timeouts (statement, lock, and idle in transaction, so a stuck
+        // client cannot hold locks forever) as startup options, or behind
+        // a pooler as role settings: `pooler`.
+        let connect_options = pooler::connect_options(args);
         let pool = PgPoolOptions::new()
             .max_connections(args.db_max_connections)
             .acquire_timeout(args.db_acquire_timeout)
@@ -194,6 +196,7 @@ impl Database {
         Self {
             pool: pool.connect_lazy_with(connect_options.clone()),
             connect_options,
+            pooler: args.db_pooler,
         }
     }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::{ConnectOptions, Connection, Executor, Row};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -57,11 +57,15 @@ impl Prober {
             let conn = connection.as_mut().expect("connected above");
             // In recovery: a standby. Read-only otherwise: a primary set
             // to `default_transaction_read_only`, whose writes fail alike.
-            let (in_recovery, read_only): (bool, String) = sqlx::query_as(
-                "select pg_is_in_recovery(), current_setting('transaction_read_only')",
-            )
-            .fetch_one(conn)
-            .await?;
+            // The simple protocol: one round trip that a transaction
+            // pooler cannot split between server connections, and no
+            // prepared statement left behind on one (`db::pooler`).
+            // (A plain `&str` is sent as a simple query.)
+            let row = conn
+                .fetch_one("select pg_is_in_recovery(), current_setting('transaction_read_only')")
+                .await?;
+            let in_recovery: bool = row.try_get(0)?;
+            let read_only: String = row.try_get(1)?;
             Ok::<_, sqlx::Error>(writable(in_recovery, &read_only))
         })
         .await;

@@ -118,7 +118,7 @@ impl Authenticator {
     }
 
     async fn look_up(&self, presented: &PresentedToken) -> Result<Option<Principal>, DbError> {
-        let mut conn = self.db.acquire().await?;
+        let mut conn = self.db.unit().await?;
         let principal = match presented.kind {
             TokenKind::MerchantAdmin => {
                 tenancy::admin_token_exists(&mut conn, presented.merchant_id, &presented.hash)
@@ -133,6 +133,7 @@ impl Authenticator {
                     .map(Principal::Terminal)
             }
         };
+        conn.finish().await?;
         Ok(principal)
     }
 

@@ -61,8 +61,9 @@ pub async fn list(
     let limit = cursor::limit(query.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let before = query.cursor.as_deref().map(cursor::decode).transpose()?;
 
-    let mut conn = state.db.acquire().await?;
+    let mut conn = state.db.unit().await?;
     let rows = conflicts::list(&mut conn, admin.merchant_id, before, limit).await?;
+    conn.finish().await?;
     let next_cursor = (rows.len() as i64 == limit)
         .then(|| {
             rows.last()

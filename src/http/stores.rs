@@ -54,7 +54,7 @@ pub async fn create(
     let currency = parse_currency(&request.currency)
         .map_err(|d| ApiError::new(ProblemCode::InvalidCurrency, d))?;
 
-    let mut conn = state.db.acquire().await?;
+    let mut conn = state.db.unit().await?;
     let row = tenancy::insert_store(
         &mut conn,
         admin.merchant_id,
@@ -63,6 +63,7 @@ pub async fn create(
         &currency,
     )
     .await?;
+    conn.finish().await?;
     tracing::info!(merchant.id = %admin.merchant_id, store.id = %row.store_id, "created store {}", row.store_id);
     Ok((StatusCode::CREATED, Json(row.into())))
 }

@@ -83,7 +83,7 @@ pub async fn get(
         .as_deref()
         .map(parse_business_date)
         .transpose()?;
-    let mut conn = state.db.acquire().await?;
+    let mut conn = state.db.unit().await?;
     let view = sync::view(
         &mut conn,
         terminal.merchant_id,
@@ -95,6 +95,7 @@ pub async fn get(
         DbError::OutOfRange(_) => day_out_of_range(),
         e => e.into(),
     })?;
+    conn.finish().await?;
     let business_day = match business_date.zip(view.day_totals) {
         Some((date, day)) => {
             Some(business_day(date, day).map_err(|OutOfRange| day_out_of_range())?)

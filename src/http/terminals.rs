@@ -92,10 +92,11 @@ pub async fn revoke(
     Path(terminal_id): Path<String>,
 ) -> Result<Json<TerminalView>, ApiError> {
     let terminal_id = Uuid::try_parse(&terminal_id).map_err(|_| terminal_not_found())?;
-    let mut conn = state.db.acquire().await?;
+    let mut conn = state.db.unit().await?;
     let (row, hash) = tenancy::revoke_terminal(&mut conn, admin.merchant_id, terminal_id)
         .await?
         .ok_or_else(terminal_not_found)?;
+    conn.finish().await?;
     state.auth.forget(&hash);
     tracing::info!(merchant.id = %admin.merchant_id, terminal.id = %terminal_id, "revoked terminal {terminal_id}");
     Ok(Json(TerminalView {
@@ -159,9 +160,10 @@ pub async fn list(
     QueryParams(query): QueryParams<FleetQuery>,
 ) -> Result<Json<Fleet>, ApiError> {
     let store_id = params::uuid("store_id", query.store_id.as_deref())?;
-    let mut conn = state.db.acquire().await?;
+    let mut conn = state.db.unit().await?;
     params::check_owned(&mut conn, admin.merchant_id, store_id, None).await?;
     let rows = reports::fleet(&mut conn, admin.merchant_id, store_id).await?;
+    conn.finish().await?;
     Ok(Json(Fleet {
         terminals: rows.into_iter().map(TerminalStatus::from).collect(),
     }))

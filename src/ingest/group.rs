@@ -101,10 +101,7 @@ async fn write(db: &Database, mut group: Vec<Job>) {
     metrics::histogram!("tillsync_ingest_group_size").record(group.len() as f64);
     let (rows, answers): (Vec<PushRow>, Vec<_>) =
         group.into_iter().map(|job| (job.row, job.done)).unzip();
-    let written = match db.acquire().await {
-        Ok(mut conn) => push::write_group(&mut conn, &rows).await,
-        Err(e) => Err(e),
-    };
+    let written = write_group(db, &rows).await;
     match written {
         Ok(outcomes) if outcomes.len() == answers.len() => {
             for (answer, outcome) in answers.into_iter().zip(outcomes) {
@@ -132,4 +129,13 @@ async fn write(db: &Database, mut group: Vec<Job>) {
             }
         }
     }
+}
+
+/// The group's one statement, on a unit of work (`db::unit`): its own
+/// implicit transaction, or, behind a transaction pooler, an explicit one.
+async fn write_group(db: &Database, rows: &[PushRow]) -> Result<Vec<Result<(), DbError>>, DbError> {
+    let mut unit = db.unit().await?;
+    let outcomes = push::write_group(&mut unit, rows).await?;
+    unit.finish().await?;
+    Ok(outcomes)
 }

@@ -154,9 +154,11 @@ async fn try_push_batch(
     options: IngestOptions,
     check: TotalsCheck,
 ) -> Result<Pushed, IngestError> {
-    let mut conn = db.acquire().await?;
+    // A unit of work: a plain connection, or a transaction behind a
+    // transaction pooler (`db::unit`).
+    let mut unit = db.unit().await?;
     let decided = decide(
-        &mut conn,
+        &mut unit,
         terminal,
         key,
         request_sha256,
@@ -165,7 +167,7 @@ async fn try_push_batch(
         check,
     )
     .await?;
-    drop(conn);
+    unit.finish().await?;
     let (row, body, counts) = match decided {
         Decided::Replayed(pushed) => return Ok(pushed),
         Decided::Write { row, body, counts } => (row, body, counts),

@@ -16,6 +16,7 @@ mod logging;
 mod openapi;
 mod ops;
 mod overflow;
+mod pooler;
 mod provisioning;
 mod races;
 mod replicas;

@@ -13,6 +13,8 @@
 //! - [`sales`]: builders for valid sales.
 //! - [`settings`]: command-line settings parsed as the binary parses them.
 //! - [`database`]: the Postgres server tests make their databases on.
+//! - [`pgbouncer`]: a PgBouncer of the test's own in front of a server,
+//!   in the pool mode the test asks for.
 //! - [`cluster`]: throwaway clusters of a test's own (primary, standby,
 //!   promotion), in a temporary directory removed on drop.
 #![forbid(unsafe_code)]
@@ -22,6 +24,7 @@ pub mod app;
 pub mod binary;
 pub mod cluster;
 pub mod database;
+pub mod pgbouncer;
 pub mod proxy;
 pub mod sales;
 pub mod settings;
