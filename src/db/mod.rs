@@ -9,9 +9,11 @@
 pub mod conflicts;
 pub mod idempotency;
 pub mod leader;
+pub mod primary;
 pub mod reports;
 pub mod sales;
 pub mod sync;
+pub mod targets;
 pub mod tenancy;
 pub mod totals;
 
@@ -101,7 +103,8 @@ impl DbError {
 #[derive(Clone)]
 pub struct Database {
     pool: PgPool,
-    connect_options: PgConnectOptions,
+    /// Which server of `DATABASE_URL` the pool uses (`primary.rs`).
+    primary: primary::Primary,
 }
 
 impl Database {
@@ -115,16 +118,26 @@ impl Database {
     /// is back. A connection that does not answer in time is closed.
     pub fn connect_lazy(args: &DatabaseArgs, db_release_ping_timeout: Option<Duration>) -> Self {
         let statement_timeout_ms = args.db_statement_timeout.as_millis().to_string();
-        let connect_options = args.database_url.clone().options([
-            ("statement_timeout", statement_timeout_ms.as_str()),
-            // A transaction left open by a stuck client must not hold locks forever.
-            (
-                "idle_in_transaction_session_timeout",
-                statement_timeout_ms.as_str(),
-            ),
-            ("lock_timeout", statement_timeout_ms.as_str()),
-        ]);
+        let primary = primary::Primary::new(args.database_url.clone().map(|options| {
+            options.options([
+                ("statement_timeout", statement_timeout_ms.as_str()),
+                // A transaction left open by a stuck client must not hold locks forever.
+                (
+                    "idle_in_transaction_session_timeout",
+                    statement_timeout_ms.as_str(),
+                ),
+                ("lock_timeout", statement_timeout_ms.as_str()),
+            ])
+        }));
+        // A connection to a server `target_session_attrs` rules out is never
+        // used; one opened before the pool moved to a new primary is retired.
+        let (session_attrs, retire) = (primary.session_attrs(), primary.clone());
         let mut pool = PgPoolOptions::new()
+            .after_connect(move |conn, _meta| Box::pin(primary::check_session(conn, session_attrs)))
+            .before_acquire(move |_conn, meta| {
+                let keep = retire.keeps(&meta);
+                Box::pin(async move { Ok(keep) })
+            })
             .max_connections(args.db_max_connections)
             .acquire_timeout(args.db_acquire_timeout)
             .max_lifetime(Some(args.db_max_lifetime))
@@ -146,14 +159,18 @@ impl Database {
             });
         }
         Self {
-            pool: pool.connect_lazy_with(connect_options.clone()),
-            connect_options,
+            pool: pool.connect_lazy_with(primary.current()),
+            primary,
         }
     }
 
-    /// The options every connection is made with (for the health probe).
-    pub fn connect_options(&self) -> &PgConnectOptions {
-        &self.connect_options
+    /// The options new connections are made with now (for the health probe).
+    pub fn connect_options(&self) -> PgConnectOptions {
+        self.primary.current()
+    }
+
+    pub fn primary(&self) -> &primary::Primary {
+        &self.primary
     }
 
     /// A transaction on a pooled connection. The wait is recorded as acquire

@@ -121,10 +121,6 @@ struct Cli {
 }
 
 #[derive(clap::Subcommand)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "as in src/main.rs: parsed once; boxing buys nothing"
-)]
 enum Commands {
     #[command(flatten)]
     Server(tillsync::config::ServerCommand),
