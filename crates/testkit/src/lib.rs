@@ -13,12 +13,14 @@
 //! - [`sales`]: builders for valid sales.
 //! - [`settings`]: command-line settings parsed as the binary parses them.
 //! - [`database`]: the Postgres server tests make their databases on.
+//! - [`balancer`]: a round-robin TCP balancer in front of several replicas.
 //! - [`cluster`]: throwaway clusters of a test's own (primary, standby,
 //!   promotion), in a temporary directory removed on drop.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod app;
+pub mod balancer;
 pub mod binary;
 pub mod cluster;
 pub mod database;
