@@ -56,7 +56,11 @@ struct State {
 /// What a candidate said when asked.
 #[derive(Debug)]
 enum Answer {
-    Suitable,
+    /// Allowed by the session attributes; `writable` says whether it also
+    /// takes writes (always true where it was not asked).
+    Suitable {
+        writable: bool,
+    },
     Unsuitable(&'static str),
     Failed(String),
 }
@@ -116,7 +120,10 @@ impl Primary {
         }
         let answers = ask_all(candidates, self.session_attrs(), timeout).await;
         let current = self.inner.current.load(Ordering::Acquire);
-        let Some(chosen) = answers.iter().position(|a| matches!(a, Answer::Suitable)) else {
+        let Some(chosen) = answers
+            .iter()
+            .position(|a| matches!(a, Answer::Suitable { .. }))
+        else {
             tracing::debug!(
                 answers = ?answers,
                 "no server of DATABASE_URL is usable yet ({})",
@@ -124,7 +131,8 @@ impl Primary {
             );
             return false;
         };
-        if chosen == current && !current_refused {
+        let writable_now = matches!(answers[chosen], Answer::Suitable { writable: true });
+        if !should_move(chosen, current, current_refused, writable_now) {
             return false;
         }
         self.move_to(pool, chosen);
@@ -150,6 +158,16 @@ impl Primary {
     }
 }
 
+/// Whether the pool moves to candidate `chosen` (the first suitable one).
+/// To another server: yes. To the same server again: only if it refused
+/// writes a moment ago and a fresh connection now finds it writable (the
+/// name behind it moved), so its old connections must go. With `any`, a
+/// standby stays chosen and nothing moves (nor is retired, nor logged)
+/// at every probe while it stays one.
+fn should_move(chosen: usize, current: usize, current_refused: bool, writable_now: bool) -> bool {
+    chosen != current || (current_refused && writable_now)
+}
+
 /// For the pool's `after_connect`: refuses a new connection to a server the
 /// session attributes rule out. The error reads as "database unavailable"
 /// (an I/O error), so a request that got none gets a 503.
@@ -157,8 +175,8 @@ pub async fn check_session(
     conn: &mut PgConnection,
     session_attrs: SessionAttrs,
 ) -> Result<(), sqlx::Error> {
-    match ask(conn, session_attrs).await? {
-        Answer::Suitable => Ok(()),
+    match ask(conn, session_attrs, false).await? {
+        Answer::Suitable { .. } => Ok(()),
         Answer::Unsuitable(why) => Err(sqlx::Error::Io(std::io::Error::new(
             std::io::ErrorKind::ConnectionRefused,
             format!("{why} (target_session_attrs={})", session_attrs.as_str()),
@@ -168,17 +186,25 @@ pub async fn check_session(
 }
 
 /// Asks a connected server whether it may serve the session: one round
-/// trip, none at all for `any`.
-async fn ask(conn: &mut PgConnection, session_attrs: SessionAttrs) -> Result<Answer, sqlx::Error> {
-    if session_attrs == SessionAttrs::Any {
-        return Ok(Answer::Suitable);
+/// trip, none at all for `any` unless `always` (a search wants to know
+/// whether the server takes writes in any case).
+async fn ask(
+    conn: &mut PgConnection,
+    session_attrs: SessionAttrs,
+    always: bool,
+) -> Result<Answer, sqlx::Error> {
+    if session_attrs == SessionAttrs::Any && !always {
+        return Ok(Answer::Suitable { writable: true });
     }
     let (in_recovery, read_only): (bool, String) =
         sqlx::query_as("select pg_is_in_recovery(), current_setting('transaction_read_only')")
             .fetch_one(conn)
             .await?;
-    Ok(if session_attrs.accepts(in_recovery, read_only == "on") {
-        Answer::Suitable
+    let read_only = read_only == "on";
+    Ok(if session_attrs.accepts(in_recovery, read_only) {
+        Answer::Suitable {
+            writable: !in_recovery && !read_only,
+        }
     } else if in_recovery {
         Answer::Unsuitable("the server is a standby (in recovery)")
     } else {
@@ -199,7 +225,7 @@ async fn ask_all(
         asking.spawn(async move {
             let answer = tokio::time::timeout(timeout, async {
                 let mut conn = options.connect().await?;
-                let answer = ask(&mut conn, session_attrs).await;
+                let answer = ask(&mut conn, session_attrs, true).await;
                 // Said goodbye to off the search's clock: a server that
                 // answered has nothing more to tell.
                 tokio::spawn(async move {
@@ -247,7 +273,7 @@ pub async fn locate(targets: &Targets) -> anyhow::Result<Targets> {
     let answers = ask_all(&maintenance, session_attrs, LOCATE_TIMEOUT).await;
     let chosen = answers
         .iter()
-        .position(|a| matches!(a, Answer::Suitable))
+        .position(|a| matches!(a, Answer::Suitable { .. }))
         .with_context(|| {
             let tried: Vec<String> = targets
                 .candidates()
@@ -266,8 +292,35 @@ pub async fn locate(targets: &Targets) -> anyhow::Result<Targets> {
 
 fn explain(answer: &Answer) -> String {
     match answer {
-        Answer::Suitable => "suitable".into(),
+        Answer::Suitable { .. } => "suitable".into(),
         Answer::Unsuitable(why) => (*why).into(),
         Answer::Failed(e) => e.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::should_move;
+
+    #[test]
+    fn the_pool_moves_to_another_server_or_off_a_name_that_moved() {
+        // (chosen, current, current_refused, writable_now)
+        assert!(
+            should_move(1, 0, false, true),
+            "unreachable -> the next one"
+        );
+        assert!(should_move(1, 0, true, true), "read-only -> the next one");
+        assert!(
+            should_move(0, 0, true, true),
+            "a VIP now leads to a primary"
+        );
+        assert!(
+            !should_move(0, 0, true, false),
+            "still the same standby (`any`): nothing to retire"
+        );
+        assert!(
+            !should_move(0, 0, false, true),
+            "a blip on a server still fine"
+        );
     }
 }
