@@ -86,8 +86,14 @@ async fn main() {
     );
 
     let merchant = block_in_place(|| binary.create_merchant(&url, "Failover drill"));
+    // Pools of 8: testkit clusters allow 40 connections, and three replicas
+    // also hold a probe each and ask both servers during a search.
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("TILLSYNC_DB_MAX_CONNECTIONS", "8"),
+    ];
     let servers: Vec<Served> = (0..replicas)
-        .map(|_| block_in_place(|| binary.serve_quietly("warn", &[("DATABASE_URL", &url)])))
+        .map(|_| block_in_place(|| binary.serve_quietly("warn", &env)))
         .collect();
     let upstreams: Vec<SocketAddr> = servers
         .iter()
