@@ -36,6 +36,9 @@ impl Prober {
     pub async fn run(self, gate: Gate, stopping: CancellationToken) {
         let mut connection: Option<PgConnection> = None;
         let mut generation = self.db.primary().generation();
+        // At most one probe right after a move: two servers that each fail
+        // as soon as the pool moves to them must not make this loop spin.
+        let mut just_moved = false;
         loop {
             if self.db.primary().generation() != generation {
                 // The pool moved: probe where it points now.
@@ -44,16 +47,18 @@ impl Prober {
             }
             let (result, refused) = self.probe_once(&mut connection).await;
             gate.observe_probe(&result);
-            if matches!(result, ProbeResult::Failed(_))
+            let moved = matches!(result, ProbeResult::Failed(_))
                 && self
                     .db
                     .primary()
                     .search(self.db.pool(), self.timeout, refused)
-                    .await
-            {
+                    .await;
+            if moved && !just_moved {
                 // Check the new server now rather than an interval later.
+                just_moved = true;
                 continue;
             }
+            just_moved = false;
             tokio::select! {
                 () = tokio::time::sleep(self.interval) => {}
                 () = self.wake.notified() => {}
