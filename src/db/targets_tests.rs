@@ -192,3 +192,13 @@ fn what_each_setting_accepts() {
     assert!(Primary.accepts(false, true));
     assert!(!Primary.accepts(true, true));
 }
+
+/// Why this module exists: sqlx alone refuses the form the HA tools hand
+/// out, and drops `target_session_attrs` from a one-host URL.
+#[test]
+fn sqlx_alone_refuses_a_host_list() {
+    let e = "postgresql://h1:5432,h2:5432/db?target_session_attrs=read-write"
+        .parse::<PgConnectOptions>()
+        .unwrap_err();
+    assert!(e.to_string().contains("invalid port number"), "{e}");
+}
