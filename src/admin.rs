@@ -14,8 +14,11 @@ use crate::domain::token::{self, TokenKind};
 /// Creates a merchant with its first admin token; returns what to print.
 pub async fn create_merchant(database: &DatabaseArgs, name: &str) -> anyhow::Result<Value> {
     let name = parse_name("--name", name).map_err(anyhow::Error::msg)?;
-    db::pooler::migrate(database).await?;
-    let db = Database::connect_lazy(database, Duration::from_secs(1));
+    // On the primary, where the merchant is then written too.
+    let mut database = database.clone();
+    database.database_url = db::primary::locate(&database.database_url).await?;
+    db::pooler::migrate(&database).await?;
+    let db = Database::connect_lazy(&database, Duration::from_secs(1));
     let merchant_id = Uuid::now_v7();
     let (admin_token, hash) = token::generate(TokenKind::MerchantAdmin, merchant_id);
     let mut tx = db.begin().await?;

@@ -33,13 +33,18 @@ pub struct Application {
 impl Application {
     /// Migrates (unless `--no-migrate`), builds the state and binds the listener.
     pub async fn build(args: ServeArgs) -> anyhow::Result<Self> {
+        // Created and migrated on the primary, where the pool then starts.
+        let mut database = args.database.clone();
         if !args.no_migrate {
-            db::pooler::migrate(&args.database).await.context(
+            database.database_url = db::primary::locate(&database.database_url)
+                .await
+                .context("could not find the primary (DATABASE_URL)")?;
+            db::pooler::migrate(&database).await.context(
                 "could not create or migrate the database \
                  (DATABASE_URL, or TILLSYNC_MIGRATE_DATABASE_URL behind a pooler)",
             )?;
         }
-        let db = Database::connect_lazy(&args.database, args.health.db_release_ping_timeout);
+        let db = Database::connect_lazy(&database, args.health.db_release_ping_timeout);
         let gate = Gate::new(args.health.clone(), args.database.db_max_connections);
         let state = AppState::new(db.clone(), gate.clone(), &args);
         let router = http::router(state.clone());

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use sqlx::postgres::PgConnectOptions;
+
+use crate::db::targets::Targets;
 
 use crate::db::pooler::Pooler;
 
@@ -62,15 +63,20 @@ pub enum AdminCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
-    /// Postgres connection URL. The database is created if it does not exist.
+    /// Postgres connection URL, with one host or libpq's list
+    /// (`postgresql://h1:5432,h2:5432/db?target_session_attrs=read-write`,
+    /// as `pg_autoctl show uri` prints it): connections go only to a server
+    /// `target_session_attrs` allows (read-write, primary or any, the
+    /// default), and follow a failover to the next one. The database is
+    /// created if it does not exist.
     #[arg(
         long,
         env = "DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/tillsync",
-        value_parser = parse_database_url,
+        value_parser = Targets::parse,
         hide_env_values = true
     )]
-    pub database_url: PgConnectOptions,
+    pub database_url: Targets,
 
     /// The pooler between tillsync and Postgres, if any (PgBouncer's
     /// `pool_mode`): behind one, no startup parameters are sent and the
@@ -83,10 +89,10 @@ pub struct DatabaseArgs {
     #[arg(
         long,
         env = "TILLSYNC_MIGRATE_DATABASE_URL",
-        value_parser = parse_database_url,
+        value_parser = Targets::parse,
         hide_env_values = true
     )]
-    pub migrate_database_url: Option<PgConnectOptions>,
+    pub migrate_database_url: Option<Targets>,
 
     /// Most connections the pool opens to Postgres.
     #[arg(long, env = "TILLSYNC_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -277,16 +283,6 @@ fn parse_auth_cache_ttl(raw: &str) -> Result<Duration, String> {
         return Err("must be at most 5s: revoked tokens must stop working within 5 seconds".into());
     }
     Ok(ttl)
-}
-
-fn parse_database_url(raw: &str) -> Result<PgConnectOptions, String> {
-    // sqlx reads any scheme as Postgres; another database's URL would only
-    // fail later, as a connection error instead of a bad setting.
-    if !(raw.starts_with("postgres://") || raw.starts_with("postgresql://")) {
-        return Err("not a Postgres URL: must start with postgres:// or postgresql://".into());
-    }
-    raw.parse::<PgConnectOptions>()
-        .map_err(|e| format!("not a Postgres URL: {e}"))
 }
 
 #[cfg(test)]

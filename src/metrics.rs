@@ -87,6 +87,10 @@ fn describe() {
         "tillsync_db_probe_failures_total",
         "Health probes that failed or timed out"
     );
+    describe_counter!(
+        "tillsync_db_primary_moves_total",
+        "Times the pool moved to another server of DATABASE_URL (a failover followed), or dropped its connections to a server that turned read-only"
+    );
     describe_gauge!(
         "tillsync_db_pool_size",
         "Connections the pool holds (idle and in use)"
@@ -174,6 +178,7 @@ fn export_known_series() {
         metrics::counter!("tillsync_db_state_changes_total", "to" => state.as_str()).increment(0);
     }
     metrics::counter!("tillsync_db_probe_failures_total").increment(0);
+    metrics::counter!("tillsync_db_primary_moves_total").increment(0);
     for result in ["accepted", "duplicate", "rejected"] {
         metrics::counter!("tillsync_sales_total", "result" => result).increment(0);
     }

@@ -10,10 +10,12 @@ pub mod conflicts;
 pub mod idempotency;
 pub mod leader;
 pub mod pooler;
+pub mod primary;
 pub mod push;
 mod release;
 pub mod reports;
 pub mod sync;
+pub mod targets;
 pub mod tenancy;
 pub mod totals;
 pub mod unit;
@@ -149,7 +151,8 @@ impl DbError {
 #[derive(Clone)]
 pub struct Database {
     pool: PgPool,
-    connect_options: PgConnectOptions,
+    /// Which server of `DATABASE_URL` the pool uses (`primary.rs`).
+    primary: primary::Primary,
     /// Whether a unit of work must be a transaction (`unit::Unit`).
     pooler: pooler::Pooler,
 }
@@ -164,8 +167,16 @@ impl Database {
         // Timeouts (statement, lock, and idle in transaction, so a stuck
         // client cannot hold locks forever) as startup options, or behind
         // a pooler as role settings: `pooler`.
-        let connect_options = pooler::connect_options(args);
+        let primary = primary::Primary::new(
+            args.database_url
+                .clone()
+                .map(|options| pooler::options_for(options, args)),
+        );
+        // A connection to a server `target_session_attrs` rules out is never
+        // used; one opened before the pool moved to a new primary is retired.
+        let (session_attrs, retire) = (primary.session_attrs(), primary.clone());
         let pool = PgPoolOptions::new()
+            .after_connect(move |conn, _meta| Box::pin(primary::check_session(conn, session_attrs)))
             .max_connections(args.db_max_connections)
             .acquire_timeout(args.db_acquire_timeout)
             .max_lifetime(Some(args.db_max_lifetime))
@@ -176,8 +187,12 @@ impl Database {
             // only one idle for a while (the server may have restarted
             // since) is checked before use.
             .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
+            .before_acquire(move |conn, meta| {
+                let keep = retire.keeps(&meta);
                 Box::pin(async move {
+                    if !keep {
+                        return Ok(false);
+                    }
                     if meta.idle_for < IDLE_BEFORE_CHECK {
                         return Ok(true);
                     }
@@ -194,15 +209,19 @@ impl Database {
             release::check_returned(conn, db_release_check_timeout)
         });
         Self {
-            pool: pool.connect_lazy_with(connect_options.clone()),
-            connect_options,
+            pool: pool.connect_lazy_with(primary.current()),
+            primary,
             pooler: args.db_pooler,
         }
     }
 
-    /// The options every connection is made with (for the health probe).
-    pub fn connect_options(&self) -> &PgConnectOptions {
-        &self.connect_options
+    /// The options new connections are made with now (for the health probe).
+    pub fn connect_options(&self) -> PgConnectOptions {
+        self.primary.current()
+    }
+
+    pub fn primary(&self) -> &primary::Primary {
+        &self.primary
     }
 
     /// A transaction on a pooled connection. The wait is recorded as acquire

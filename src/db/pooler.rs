@@ -58,6 +58,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection, Executor, Row};
 use tokio_util::sync::CancellationToken;
 
+use super::targets::Targets;
 use super::{Database, DbError};
 use crate::config::DatabaseArgs;
 use crate::health::{Gate, Priority};
@@ -89,9 +90,14 @@ const TIMEOUT_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 /// refuses background work until its first probe answers) is tried again.
 const TIMEOUT_CHECK_RETRY: Duration = Duration::from_secs(2);
 
-/// The options every pooled connection (and the health probe) is made with.
+/// The options connections to the first server of `DATABASE_URL` are made with.
 pub fn connect_options(args: &DatabaseArgs) -> PgConnectOptions {
-    let url = args.database_url.clone();
+    options_for(args.database_url.first().clone(), args)
+}
+
+/// The options every pooled connection (and the health probe) is made
+/// with, for each server of `DATABASE_URL`.
+pub fn options_for(url: PgConnectOptions, args: &DatabaseArgs) -> PgConnectOptions {
     match args.db_pooler {
         Pooler::None => {
             let ms = args.db_statement_timeout.as_millis().to_string();
@@ -104,7 +110,7 @@ pub fn connect_options(args: &DatabaseArgs) -> PgConnectOptions {
 
 /// Where migrations go: Postgres itself. Without a pooler that is
 /// `DATABASE_URL`; with one it must be given apart.
-pub fn migration_options(args: &DatabaseArgs) -> anyhow::Result<PgConnectOptions> {
+pub fn migration_targets(args: &DatabaseArgs) -> anyhow::Result<Targets> {
     match (&args.migrate_database_url, args.db_pooler) {
         (Some(direct), _) => Ok(direct.clone()),
         (None, Pooler::None) => Ok(args.database_url.clone()),
@@ -121,10 +127,11 @@ pub fn migration_options(args: &DatabaseArgs) -> anyhow::Result<PgConnectOptions
 /// of the migrating role in that database (the role PgBouncer should log
 /// in as: docs/deploy.md).
 pub async fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
-    let direct = migration_options(args)?;
-    super::create_and_migrate(&direct).await?;
+    // On the primary, when the URL lists several servers.
+    let direct = super::primary::locate(&migration_targets(args)?).await?;
+    super::create_and_migrate(direct.first()).await?;
     if args.db_pooler != Pooler::None {
-        set_role_timeouts(&direct, args.db_statement_timeout).await?;
+        set_role_timeouts(direct.first(), args.db_statement_timeout).await?;
     }
     Ok(())
 }
@@ -328,17 +335,17 @@ mod tests {
     fn behind_a_pooler_migrations_need_a_direct_url() {
         let pooled = ["--database-url", "postgres://u@pooler:6432/db"];
         let none = database_args(&pooled);
-        assert_eq!(migration_options(&none).unwrap().get_port(), 6432);
+        assert_eq!(migration_targets(&none).unwrap().first().get_port(), 6432);
         for mode in ["session", "transaction"] {
             let args = database_args(&[&pooled[..], &["--db-pooler", mode]].concat());
-            let refused = migration_options(&args).unwrap_err().to_string();
+            let refused = migration_targets(&args).unwrap_err().to_string();
             assert!(
                 refused.contains("TILLSYNC_MIGRATE_DATABASE_URL"),
                 "{refused}"
             );
             let direct = ["--migrate-database-url", "postgres://u@db:5432/db"];
             let args = database_args(&[&pooled[..], &["--db-pooler", mode], &direct].concat());
-            assert_eq!(migration_options(&args).unwrap().get_port(), 5432);
+            assert_eq!(migration_targets(&args).unwrap().first().get_port(), 5432);
         }
     }
 

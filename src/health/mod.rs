@@ -135,7 +135,7 @@ impl Gate {
             return None;
         }
         let prober = probe::Prober {
-            options: db.connect_options().clone(),
+            db: db.clone(),
             interval: self.inner.settings.db_probe_interval,
             timeout: self.inner.settings.db_probe_timeout,
             wake: self.inner.probe_wake.clone(),

@@ -7,20 +7,26 @@
 //! answers: a hot standby answers `select 1` as fast as a primary but
 //! refuses every write (SQLSTATE 25006), so a link to one is not usable
 //! and the probe fails, in the same single round trip.
+//!
+//! A failed probe also starts the search for the server to use
+//! (`db::primary`): with several hosts in `DATABASE_URL` the pool moves to
+//! the new primary, and the next probe, at once, checks it there.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::postgres::PgConnection;
 use sqlx::{ConnectOptions, Connection, Executor, Row};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::Gate;
 use super::link::{LinkState, ProbeResult};
+use crate::db::Database;
 
 pub struct Prober {
-    pub options: PgConnectOptions,
+    /// Probed where its pool points now, which a failover changes.
+    pub db: Database,
     pub interval: Duration,
     pub timeout: Duration,
     pub wake: Arc<Notify>,
@@ -29,9 +35,30 @@ pub struct Prober {
 impl Prober {
     pub async fn run(self, gate: Gate, stopping: CancellationToken) {
         let mut connection: Option<PgConnection> = None;
+        let mut generation = self.db.primary().generation();
+        // At most one probe right after a move: two servers that each fail
+        // as soon as the pool moves to them must not make this loop spin.
+        let mut just_moved = false;
         loop {
-            let result = self.probe_once(&mut connection).await;
+            if self.db.primary().generation() != generation {
+                // The pool moved: probe where it points now.
+                generation = self.db.primary().generation();
+                connection = None;
+            }
+            let (result, refused) = self.probe_once(&mut connection).await;
             gate.observe_probe(&result);
+            let moved = matches!(result, ProbeResult::Failed(_))
+                && self
+                    .db
+                    .primary()
+                    .search(self.db.pool(), self.timeout, refused)
+                    .await;
+            if moved && !just_moved {
+                // Check the new server now rather than an interval later.
+                just_moved = true;
+                continue;
+            }
+            just_moved = false;
             tokio::select! {
                 () = tokio::time::sleep(self.interval) => {}
                 () = self.wake.notified() => {}
@@ -48,11 +75,15 @@ impl Prober {
     /// closes at once): a connection that hung once is not trusted again,
     /// and a read-only server may be a former primary that a name or a
     /// proxy no longer points at, so the next probe connects afresh.
-    async fn probe_once(&self, connection: &mut Option<PgConnection>) -> ProbeResult {
+    ///
+    /// Also says whether the server answered but refused (read-only): its
+    /// pooled connections are then no use even if its address now leads to
+    /// a primary.
+    async fn probe_once(&self, connection: &mut Option<PgConnection>) -> (ProbeResult, bool) {
         let started = Instant::now();
         let attempt = tokio::time::timeout(self.timeout, async {
             if connection.is_none() {
-                *connection = Some(self.options.connect().await?);
+                *connection = Some(self.db.connect_options().connect().await?);
             }
             let conn = connection.as_mut().expect("connected above");
             // In recovery: a standby. Read-only otherwise: a primary set
@@ -69,21 +100,19 @@ impl Prober {
             Ok::<_, sqlx::Error>(writable(in_recovery, &read_only))
         })
         .await;
-        match attempt {
-            Ok(Ok(Ok(()))) => ProbeResult::Answered(started.elapsed()),
+        let result = match attempt {
+            Ok(Ok(Ok(()))) => return (ProbeResult::Answered(started.elapsed()), false),
             Ok(Ok(Err(why))) => {
                 *connection = None;
-                ProbeResult::Failed(why.to_owned())
+                return (ProbeResult::Failed(why.to_owned()), true);
             }
-            Ok(Err(e)) => {
-                *connection = None;
-                ProbeResult::Failed(e.to_string())
-            }
+            Ok(Err(e)) => ProbeResult::Failed(e.to_string()),
             Err(_) => {
-                *connection = None;
                 ProbeResult::Failed(format!("no answer within {} ms", self.timeout.as_millis()))
             }
-        }
+        };
+        *connection = None;
+        (result, false)
     }
 }
 

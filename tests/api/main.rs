@@ -6,6 +6,7 @@ mod bounds;
 mod cli;
 mod clients;
 mod deploy;
+mod failover;
 mod fault_proxy;
 mod fuzz;
 mod health;

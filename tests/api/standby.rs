@@ -21,7 +21,7 @@ use tillsync_testkit::settings::serve_args;
 use tillsync_testkit::{Till, assert_problem};
 
 /// A server in this process; its address and task.
-async fn serve(database_url: &str, extra: &[&str]) -> (String, JoinHandle<()>) {
+pub(crate) async fn serve(database_url: &str, extra: &[&str]) -> (String, JoinHandle<()>) {
     let app = Application::build(serve_args(database_url, extra))
         .await
         .expect("application builds");
@@ -34,13 +34,13 @@ async fn serve(database_url: &str, extra: &[&str]) -> (String, JoinHandle<()>) {
     (address, task)
 }
 
-async fn readyz(client: &Client, base: &str) -> (StatusCode, Value) {
+pub(crate) async fn readyz(client: &Client, base: &str) -> (StatusCode, Value) {
     let response = client.get(format!("{base}/readyz")).send().await.unwrap();
     (response.status(), response.json().await.unwrap())
 }
 
 /// Polls `/readyz` until it answers `wanted`; returns its last body.
-async fn wait_for_readyz(
+pub(crate) async fn wait_for_readyz(
     client: &Client,
     base: &str,
     wanted: StatusCode,
@@ -60,7 +60,13 @@ async fn wait_for_readyz(
     }
 }
 
-async fn push(client: &Client, base: &str, till: &Till, key: Uuid, seq: i64) -> reqwest::Response {
+pub(crate) async fn push(
+    client: &Client,
+    base: &str,
+    till: &Till,
+    key: Uuid,
+    seq: i64,
+) -> reqwest::Response {
     client
         .post(format!("{base}/v1/sales/batches"))
         .bearer_auth(&till.token)
@@ -72,7 +78,7 @@ async fn push(client: &Client, base: &str, till: &Till, key: Uuid, seq: i64) -> 
 }
 
 /// Asserts a 503 `database_unavailable` with a `Retry-After`.
-async fn assert_unavailable(response: reqwest::Response) {
+pub(crate) async fn assert_unavailable(response: reqwest::Response) {
     let retry_after = response
         .headers()
         .get("retry-after")
@@ -89,7 +95,7 @@ async fn assert_unavailable(response: reqwest::Response) {
 
 /// Waits until the standby has replayed the till's terminal row (and,
 /// before that, the database itself).
-async fn wait_for_replay(standby_url: &str, till: &Till) {
+pub(crate) async fn wait_for_replay(standby_url: &str, till: &Till) {
     let started = Instant::now();
     loop {
         let replayed = async {

@@ -1,5 +1,5 @@
 //! tillsync's benchmarks, each a program of its own under `benches/` run
-//! by `scripts/bench-*` against the release build of the `tillsync` binary
+//! by `scripts/bench-*` (and `scripts/failover-drill`) against the release build of the `tillsync` binary
 //! (figures and how to read them: `docs/benchmarks.md`):
 //!
 //! - `ingest` (a folder): a grid of batch sizes and fleet sizes, sales per
@@ -8,7 +8,10 @@
 //! - `reports`: report latency on millions of sales;
 //! - `recovery` (a folder, one module per scenario): the service behind a
 //!   fault proxy under the fleet simulator's load, a stalled link and
-//!   overload, with the health layer on and off.
+//!   overload, with the health layer on and off;
+//! - `failover` (a folder, run by `scripts/failover-drill`): three replicas
+//!   behind a round-robin balancer under the simulator's load, the primary
+//!   killed and its standby promoted.
 //!
 //! What they share with the tests (spawning the binary, provisioning, the
 //! fault proxy) is in the test kit; this library holds only what is theirs

@@ -15,12 +15,14 @@
 //! - [`database`]: the Postgres server tests make their databases on.
 //! - [`pgbouncer`]: a PgBouncer of the test's own in front of a server,
 //!   in the pool mode the test asks for.
+//! - [`balancer`]: a round-robin TCP balancer in front of several replicas.
 //! - [`cluster`]: throwaway clusters of a test's own (primary, standby,
 //!   promotion), in a temporary directory removed on drop.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod app;
+pub mod balancer;
 pub mod binary;
 pub mod cluster;
 pub mod database;
