@@ -28,7 +28,18 @@ use sqlx::{ConnectOptions, Connection, Postgres, Transaction};
 
 use crate::config::DatabaseArgs;
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+/// The migrations this binary knows.
+///
+/// `ignore_missing`: a database may hold migrations newer than this binary
+/// (a rolling deploy, where a newer replica migrated first). Such a replica
+/// still starts and serves, as long as every migration is additive (new
+/// tables, columns with defaults, functions: docs/deploy.md says which
+/// were); without it, sqlx refuses to start with `VersionMissing`.
+pub static MIGRATOR: sqlx::migrate::Migrator = {
+    let mut migrator = sqlx::migrate!();
+    migrator.ignore_missing = true;
+    migrator
+};
 
 /// SQLSTATEs that mean "this statement could not finish in time or the server
 /// is going away": the link is sick, not the request.

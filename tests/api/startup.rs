@@ -40,3 +40,31 @@ async fn replicas_starting_together_on_a_fresh_database_all_create_or_find_it_an
         let _ = sqlx::Connection::close(conn).await;
     }
 }
+
+/// A rolling deploy: a newer replica applied a migration this binary does
+/// not know. This one still starts (its migrations are all there) and the
+/// newer one's stays applied.
+#[tokio::test]
+async fn a_replica_one_migration_behind_still_starts() {
+    let name = fresh_name("tillsync_test_behind");
+    let _dropped = Dropped(name.clone());
+    let options = format!("{}/{name}", server_url()).parse().unwrap();
+    tillsync::db::create_and_migrate(&options).await.unwrap();
+    let mut conn: sqlx::PgConnection = sqlx::Connection::connect_with(&options).await.unwrap();
+    sqlx::query(
+        "insert into _sqlx_migrations (version, description, success, checksum, execution_time)
+         values (29991231000000, 'from a newer binary', true, '\\x00', 1)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    tillsync::db::create_and_migrate(&options)
+        .await
+        .expect("an older binary starts beside a newer migration");
+    let newest: i64 = sqlx::query_scalar("select max(version) from _sqlx_migrations")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(newest, 29991231000000);
+    let _ = sqlx::Connection::close(conn).await;
+}
