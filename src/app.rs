@@ -15,6 +15,7 @@ use crate::db::{self, Database, idempotency};
 use crate::fold::{self, Quarantine};
 use crate::health::{Gate, Priority};
 use crate::http::{self, AppState};
+use crate::silence;
 
 /// How often store deltas are folded into store totals: reports add the
 /// deltas not folded yet, so this bounds how many they read, not accuracy.
@@ -82,6 +83,7 @@ impl Application {
             self.args.idempotency_retention,
             stopping.clone(),
         ));
+        let silence = tokio::spawn(silence::watch(self.state.clone(), stopping.clone()));
         let timeouts = tokio::spawn(db::pooler::watch_server_settings(
             self.state.db.clone(),
             self.state.gate.clone(),
@@ -113,6 +115,7 @@ impl Application {
         }
         maintenance.abort();
         folding.abort();
+        silence.abort();
         timeouts.abort();
         if let Some(probe) = probe {
             probe.abort();

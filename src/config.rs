@@ -221,13 +221,13 @@ pub struct HealthArgs {
     #[arg(long, env = "TILLSYNC_ADMISSION_MIN_LIMIT")]
     pub admission_min_limit: Option<usize>,
 
-    /// Highest concurrency limit [default: the pool size].
+    /// Highest concurrency limit [default: 8 x the pool size].
     #[arg(long, env = "TILLSYNC_ADMISSION_MAX_LIMIT")]
     pub admission_max_limit: Option<usize>,
 
     /// Longest expected wait for a slot a request may queue with (judged
     /// from how fast requests are finishing); beyond, 503 `overloaded` at once.
-    #[arg(long, env = "TILLSYNC_ADMISSION_QUEUE_WAIT", default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, env = "TILLSYNC_ADMISSION_QUEUE_WAIT", default_value = "150ms", value_parser = parse_duration)]
     pub admission_queue_wait: Duration,
 
     /// Most requests that may wait for a slot at once, whatever their wait.

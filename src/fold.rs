@@ -19,6 +19,9 @@
 //! Every replica ticks, but only one folds at a time: each statement takes
 //! the fold's lock first (`db::leader`), and a replica that finds it held
 //! ends its tick there, so folds never contend with each other.
+//!
+//! A tick that leaves no foldable delta behind records the time it did
+//! (`tillsync_fold_caught_up_timestamp_seconds`): the fold-lag alert.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -128,7 +131,10 @@ pub async fn tick(
                 led_elsewhere();
                 return Ok(());
             }
-            Ok(Some(moved)) if moved < FOLD_CHUNK as u64 => return Ok(()),
+            Ok(Some(moved)) if moved < FOLD_CHUNK as u64 => {
+                caught_up();
+                return Ok(());
+            }
             Ok(Some(_)) => {}
             // Once a tick: a chunk that fails again after its stores were
             // folded one by one waits for the next tick.
@@ -168,6 +174,17 @@ async fn fold_one_by_one(
         }
     }
     Ok(())
+}
+
+/// Every delta that can be folded is: the time goes to
+/// `tillsync_fold_caught_up_timestamp_seconds`, which the ops team's
+/// fold-lag alert reads (the newest over every replica: only the one that
+/// leads the fold sets it).
+fn caught_up() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    metrics::gauge!("tillsync_fold_caught_up_timestamp_seconds").set(now.as_secs_f64());
 }
 
 /// Another replica folds now: this one ends its tick.

@@ -22,4 +22,5 @@ pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod silence;
 pub mod telemetry;

@@ -155,6 +155,19 @@ fn describe() {
         "tillsync_background_led_elsewhere_total",
         "Steps of a background job (fold, purge) this replica left to the replica that leads the job now"
     );
+    describe_gauge!(
+        "tillsync_fold_caught_up_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time this replica's fold last left no foldable store delta behind (0: not yet; only the replica leading the fold sets it, so alert on the max over replicas)"
+    );
+    describe_gauge!(
+        "tillsync_terminals_silent",
+        "Tills of every merchant, not revoked, that have pushed before but not for over a day (over=\"1d\") or three days (over=\"3d\"), counted once a minute"
+    );
+    metrics::gauge!("tillsync_fold_caught_up_timestamp_seconds").set(0.0);
+    for over in ["1d", "3d"] {
+        metrics::gauge!("tillsync_terminals_silent", "over" => over).set(0.0);
+    }
     // Exported from the start, so an alert on it sees 0 before the first skip.
     metrics::counter!("tillsync_fold_skipped_total").increment(0);
 }

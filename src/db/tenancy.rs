@@ -199,3 +199,27 @@ pub async fn revoke_terminal(
         )
     }))
 }
+
+/// Tills of every merchant that are not revoked, have pushed before, and
+/// have not pushed for a day, and for three days (`crate::silence`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SilentTerminals {
+    pub over_1d: i64,
+    pub over_3d: i64,
+}
+
+pub async fn silent_terminals(conn: &mut PgConnection) -> Result<SilentTerminals, DbError> {
+    let row = sqlx::query!(
+        r#"select count(*) filter (where ts.last_batch_at < now() - interval '1 day') as "over_1d!",
+                  count(*) filter (where ts.last_batch_at < now() - interval '3 days') as "over_3d!"
+             from terminal_sync ts
+             join terminals t using (merchant_id, terminal_id)
+            where t.revoked_at is null"#
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(SilentTerminals {
+        over_1d: row.over_1d,
+        over_3d: row.over_3d,
+    })
+}

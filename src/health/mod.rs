@@ -36,6 +36,9 @@ use slots::{Permit, QueueBounds, Shed, Slots};
 /// Refusals within this window count as "shedding" for readiness and status.
 const SHEDDING_WINDOW: Duration = Duration::from_secs(1);
 
+/// Default highest admission limit per pooled connection (see `Gate::new`).
+const ADMITTED_PER_CONNECTION: usize = 8;
+
 /// A slot held for one piece of work, with its deadline (none of either
 /// when the layer is off).
 struct Admitted {
@@ -98,7 +101,19 @@ struct Inner {
 
 impl Gate {
     pub fn new(settings: HealthArgs, pool_size: u32) -> Self {
-        let max_limit = settings.admission_max_limit.unwrap_or(pool_size as usize);
+        // Eight requests per pooled connection unless set: a push holds a
+        // connection only for its read and hands its write to the group
+        // committer, which writes many pushes in one transaction, so far
+        // more requests than connections make progress at once, and the
+        // more pushes are in flight, the fuller the groups. Measured in the
+        // recovery benchmark (docs/benchmarks.md, issue 13): at the pool size
+        // (10) the backlog after a 30 s stall took 25 s to be served; at 4x,
+        // overload goodput was 0.79 of the layer-off pool's at 2x; at 8x it
+        // matched it (1.07 C both) and beat it at 10x (0.93 against 0.90 C);
+        // at 16x, 10x fell to 0.86 C.
+        let max_limit = settings
+            .admission_max_limit
+            .unwrap_or(pool_size as usize * ADMITTED_PER_CONNECTION);
         // Half the pool unless set: on a busy database, latency rises with
         // concurrency before throughput stops rising, and a limit pushed
         // lower than this leaves Postgres idle between requests.
@@ -151,7 +166,7 @@ impl Gate {
         let s = &self.inner.settings;
         match priority {
             // A token lookup is one indexed read; the shortest deadline is plenty.
-            Priority::Auth | Priority::Ingest => s.ingest_deadline,
+            Priority::Auth | Priority::Ingest | Priority::Backlog => s.ingest_deadline,
             Priority::Admin => s.admin_deadline,
             Priority::Report | Priority::Background => s.report_deadline,
         }

@@ -1,6 +1,7 @@
 //! The slots in front of the pool: at most `limit` database-bound
 //! operations run at once (the limit adapts, see `limit.rs`); more may wait in
-//! a queue, ingest ahead of admin ahead of reports and background work, as long as their
+//! a queue, live ingest ahead of backlog ingest ahead of admin ahead of
+//! reports and background work, as long as their
 //! expected wait is short; everything else is refused at once, so an
 //! overloaded service answers fast instead of queueing until every deadline
 //! has passed.
@@ -34,22 +35,30 @@ pub enum Priority {
     /// behind it queues for its own work afterwards. Served first, so one
     /// request does not wait its turn twice.
     Auth = 0,
-    /// Tills pushing sales and reading their sync state.
+    /// Tills pushing the sales they just made (a small batch) and reading
+    /// their sync state.
     Ingest = 1,
+    /// Tills sending a large batch: most often an offline queue replayed
+    /// after an outage. Served after live pushes, so while a backlog drains
+    /// at the pace of the database, the sales being made now still go
+    /// through at once instead of waiting behind it (`http::admission`
+    /// tells the two apart by size).
+    Backlog = 2,
     /// Provisioning by merchant admins.
-    Admin = 2,
+    Admin = 3,
     /// Dashboards reading reports.
-    Report = 3,
+    Report = 4,
     /// The service's own maintenance (folding store totals, purging stored
     /// responses). Served last, and never learned from: its run time is not
     /// a request's latency, and its failures may be its own.
-    Background = 4,
+    Background = 5,
 }
 
 impl Priority {
-    pub const ALL: [Priority; 5] = [
+    pub const ALL: [Priority; 6] = [
         Priority::Auth,
         Priority::Ingest,
+        Priority::Backlog,
         Priority::Admin,
         Priority::Report,
         Priority::Background,
@@ -59,6 +68,7 @@ impl Priority {
         match self {
             Priority::Auth => "auth",
             Priority::Ingest => "ingest",
+            Priority::Backlog => "backlog",
             Priority::Admin => "admin",
             Priority::Report => "report",
             Priority::Background => "background",
@@ -73,7 +83,7 @@ impl Priority {
     /// The share of the queue (its places and its wait) this priority may use.
     fn queue_share(self) -> f64 {
         match self {
-            Priority::Auth | Priority::Ingest => 1.0,
+            Priority::Auth | Priority::Ingest | Priority::Backlog => 1.0,
             Priority::Admin => 0.75,
             Priority::Report | Priority::Background => 0.5,
         }
@@ -129,7 +139,7 @@ pub struct Slots {
 struct State {
     limiter: Gradient,
     in_flight: usize,
-    queues: [VecDeque<Waiter>; 5],
+    queues: [VecDeque<Waiter>; Priority::ALL.len()],
     next_waiter_id: u64,
     last_shed: Option<Instant>,
 }
@@ -418,6 +428,29 @@ mod tests {
         // The freed slot goes to ingest, queued last but more important.
         assert_eq!(ingest.await.unwrap(), Ok(()));
         for w in waiting {
+            w.abort();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_live_push_is_served_before_a_backlog_queued_ahead_of_it() {
+        let slots = Slots::new(Gradient::new(1, 1, 1), places(8));
+        let running = slots.acquire(Priority::Backlog, soon()).await.unwrap();
+        let backlog = [
+            queue_in_background(&slots, Priority::Backlog),
+            queue_in_background(&slots, Priority::Backlog),
+        ];
+        until_queued(&slots, 2).await;
+        let live = {
+            let slots = slots.clone();
+            tokio::spawn(async move { slots.acquire(Priority::Ingest, soon()).await })
+        };
+        until_queued(&slots, 3).await;
+        drop(running);
+        // The freed slot goes to the live push, queued last.
+        let _live = live.await.unwrap().expect("admitted");
+        assert_eq!(slots.load().queued, 2, "the backlog still waits");
+        for w in backlog {
             w.abort();
         }
     }

@@ -10,7 +10,7 @@
 //! `/readyz`, `/v1/status`, `/metrics`, the `/status` page) skip auth and
 //! admission: they must answer while the database does not.
 
-mod admission;
+pub mod admission;
 mod arrival;
 pub mod auth;
 mod batches;

@@ -4,8 +4,9 @@
 //! primary; when the primary dies and the standby is promoted, the same
 //! instance takes writes again within seconds, answering only 503 (never
 //! 500) meanwhile, and no acknowledged sale is lost (the standby is
-//! synchronous). With `read-write`, a standby alone is never used, for
-//! reads either. Clusters are this test's own (testkit `cluster.rs`).
+//! synchronous). With an asynchronous standby, sales answered 200 can be
+//! lost in the failover, and the till recovers them through `/v1/sync`.
+//! With `read-write`, a standby alone is never used, for reads either. Clusters are this test's own (testkit `cluster.rs`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -303,6 +304,124 @@ async fn a_standby_alone_with_read_write_is_never_used_for_reads_either() {
     );
     bare_server.abort();
     gated_server.abort();
+}
+
+/// Waits until the standby has no WAL receiver: what the primary commits
+/// from now on is not on it.
+async fn wait_until_cut_off(standby: &Cluster<'_>) {
+    let started = Instant::now();
+    loop {
+        let mut conn = PgConnection::connect(&standby.url("postgres"))
+            .await
+            .unwrap();
+        let receiving: i64 = sqlx::query_scalar("select count(*) from pg_stat_wal_receiver")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let _ = conn.close().await;
+        if receiving == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the standby still receives WAL"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What `GET /v1/sync` says the server holds of the till's sales.
+async fn contiguous_through(client: &Client, base: &str, till: &tillsync_testkit::Till) -> i64 {
+    let response = client
+        .get(format!("{base}/v1/sync"))
+        .bearer_auth(&till.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["contiguous_through_seq"].as_i64().unwrap()
+}
+
+/// With an asynchronous standby a failover can lose batches already
+/// answered 200 (docs/deploy.md): the till finds out through `/v1/sync`
+/// and sends them again under their own keys, and each is stored once.
+/// This is what the fleet simulator does (`DRILL_REPLICATION=async
+/// scripts/failover-drill` drills it under load).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_asynchronous_failover_a_till_finds_its_lost_sales_through_sync_and_resends_them()
+{
+    let scratch = Scratch::new();
+    let primary = block_in_place(|| scratch.primary("primary"));
+    let standby = block_in_place(|| primary.standby("standby"));
+    let url = multi_host_url(&primary, &standby);
+    let client = Client::new();
+    let created = tillsync::admin::create_merchant(&serve_args(&url, &[]).database, "Async")
+        .await
+        .unwrap();
+    let admin = created["admin_token"].as_str().unwrap().to_owned();
+    let (base, server) = serve(&url, &[]).await;
+    let store = create_store(&client, &base, &admin, "Europe/Berlin", "EUR").await;
+    let till = create_till(&client, &base, &admin, store, "Till").await;
+    let keys: Vec<Uuid> = (0..10).map(|_| Uuid::new_v4()).collect();
+
+    // Seqs 1-5 reach the standby; then its WAL stream is cut and seqs 6-10
+    // are committed (and answered 200) on the primary alone.
+    for seq in 1..=5 {
+        let response = push(&client, &base, &till, keys[seq as usize - 1], seq).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    wait_for_replay(&standby.url("tillsync"), &till).await;
+    let replayed = async {
+        let started = Instant::now();
+        while stored_seqs(&standby.url("tillsync"), till.terminal_id)
+            .await
+            .len()
+            < 5
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "seqs 1-5 not replayed"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    replayed.await;
+    reconfigure(&standby, "alter system set primary_conninfo = ''").await;
+    wait_until_cut_off(&standby).await;
+    for seq in 6..=10 {
+        let response = push(&client, &base, &till, keys[seq as usize - 1], seq).await;
+        assert_eq!(response.status(), StatusCode::OK, "seq {seq}");
+    }
+    assert_eq!(contiguous_through(&client, &base, &till).await, 10);
+
+    block_in_place(|| primary.stop());
+    block_in_place(|| standby.promote());
+    wait_for_readyz(&client, &base, StatusCode::OK, Duration::from_secs(10)).await;
+
+    // The new primary never had seqs 6-10: acknowledged, and lost.
+    assert_eq!(contiguous_through(&client, &base, &till).await, 5);
+    // The till sends what it holds past that point again, under the same
+    // keys; each is accepted once, and a second replay changes nothing.
+    for round in ["resent", "replayed"] {
+        for seq in 6..=10 {
+            let response = push(&client, &base, &till, keys[seq as usize - 1], seq).await;
+            assert_eq!(response.status(), StatusCode::OK, "{round} seq {seq}");
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(
+                tillsync_testkit::statuses(&body),
+                ["accepted"],
+                "{round} seq {seq}: a replay gets the stored answer"
+            );
+        }
+    }
+    assert_eq!(contiguous_through(&client, &base, &till).await, 10);
+    assert_eq!(
+        stored_seqs(&standby.url("tillsync"), till.terminal_id).await,
+        (1..=10).collect::<Vec<i64>>(),
+        "every sale stored once"
+    );
+    server.abort();
 }
 
 #[test]

@@ -17,6 +17,7 @@ mod logging;
 mod openapi;
 mod ops;
 mod overflow;
+mod plans;
 mod pooler;
 mod provisioning;
 mod races;

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use tillsync_testkit::proxy::Fault;
 use tillsync_testkit::sales::{sale, with};
-use tillsync_testkit::{TestApp, spawn_app_behind_proxy, spawn_app_with};
+use tillsync_testkit::{TestApp, spawn_app, spawn_app_behind_proxy, spawn_app_with};
 
 /// The buckets every `_seconds` histogram must have (src/metrics.rs).
 const LATENCY_BUCKETS: &[&str] = &[
@@ -267,4 +267,82 @@ async fn the_status_page_shows_the_current_state_and_the_changes_of_the_link() {
         html.contains("probe failed"),
         "each change says why: {html}"
     );
+}
+
+/// Sets a till's last push `days` days back.
+async fn silent_for(app: &TestApp, terminal_id: Uuid, days: i32) {
+    sqlx::query(
+        "update terminal_sync set last_batch_at = now() - make_interval(days => $2)
+          where terminal_id = $1",
+    )
+    .bind(terminal_id)
+    .bind(days)
+    .execute(&app.db)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn silent_tills_are_counted_for_the_alert_unless_revoked_or_never_seen() {
+    let app = spawn_app().await;
+    let pushing = app.create_till().await;
+    let day = app.create_till().await;
+    let four_days = app.create_till().await;
+    let revoked = app.create_till().await;
+    let _never_pushed = app.create_till().await;
+    for till in [&pushing, &day, &four_days, &revoked] {
+        app.push_ok(till, &[sale(1)]).await;
+    }
+    silent_for(&app, day.terminal_id, 2).await;
+    silent_for(&app, four_days.terminal_id, 4).await;
+    silent_for(&app, revoked.terminal_id, 4).await;
+    let path = format!("/v1/terminals/{}/revoke", revoked.terminal_id);
+    let response = app.post_json(&path, &app.merchant.token, &json!({})).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let mut conn = app.db.acquire().await.unwrap();
+    let silent = tillsync::db::tenancy::silent_terminals(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        silent,
+        tillsync::db::tenancy::SilentTerminals {
+            over_1d: 2,
+            over_3d: 1
+        }
+    );
+
+    // The page carries both series from the start (the figures are the
+    // last count of any app in this process: the recorder is shared).
+    let page = scrape(&app).await;
+    for over in ["over=\"1d\"", "over=\"3d\""] {
+        assert!(
+            sample(&page, "tillsync_terminals_silent", &[over]).is_some(),
+            "tillsync_terminals_silent{{{over}}} missing:\n{page}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_fold_records_when_it_last_caught_up() {
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let app = spawn_app().await;
+    // The fold ticks every second and, with nothing waiting, catches up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = scrape(&app).await;
+        let caught_up = sample(&page, "tillsync_fold_caught_up_timestamp_seconds", &[])
+            .expect("tillsync_fold_caught_up_timestamp_seconds is exported");
+        if caught_up >= before.floor() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no fold caught up within 10 s (last {caught_up}, started {before})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
