@@ -163,6 +163,7 @@ impl Journal {
         }
         let mut settled = Settled::default();
         let mut lost_and_requeued = Vec::new();
+        let mut behind_queued_target = Vec::new();
         for (seq, result) in pairs() {
             if matches!(result.status.as_str(), "accepted" | "duplicate") {
                 let entry = self.entry_mut(*seq);
@@ -176,9 +177,16 @@ impl Journal {
             } else if let Some(target) = self.lost_target(*seq, result.code.as_deref()) {
                 // The server acknowledged the sale this void names and has
                 // lost it since: a till sends both again, the sale first.
-                // (The void is still `Pending`: it is in this batch.)
-                self.entry_mut(target).state = State::Pending;
-                lost_and_requeued.extend([target, *seq]);
+                // (The void is still `Pending`: it is in this batch.) A
+                // `/v1/sync` may already have put the sale back on the queue
+                // while this batch waited to be retried: then only the void
+                // goes back, right behind it.
+                if self.entry(target).state == State::Pending {
+                    behind_queued_target.push((target, *seq));
+                } else {
+                    self.entry_mut(target).state = State::Pending;
+                    lost_and_requeued.extend([target, *seq]);
+                }
             } else {
                 let entry = self.entry_mut(*seq);
                 entry.state = State::Rejected;
@@ -190,12 +198,22 @@ impl Journal {
         for &seq in lost_and_requeued.iter().rev() {
             self.queue.push_front(seq);
         }
-        settled.requeued = lost_and_requeued.len() as u64;
+        for &(target, void) in &behind_queued_target {
+            let at = self.queue.iter().position(|&queued| queued == target);
+            match at {
+                Some(at) => self.queue.insert(at + 1, void),
+                // Not queued after all (cannot happen: a pending sale not in
+                // this batch is on the queue); sending it last is safe.
+                None => self.queue.push_back(void),
+            }
+        }
+        settled.requeued = (lost_and_requeued.len() + behind_queued_target.len()) as u64;
         Ok(settled)
     }
 
     /// For a void refused as `void_target_unknown`: the seq of the sale it
-    /// names, if this till has that sale acknowledged (the server lost it).
+    /// names, if the server acknowledged that sale once (and lost it since):
+    /// held as stored, or already queued again after a `/v1/sync`.
     fn lost_target(&self, seq: i64, code: Option<&str>) -> Option<i64> {
         if code != Some("void_target_unknown") {
             return None;
@@ -205,7 +223,10 @@ impl Journal {
             .iter()
             .position(|e| e.sale.as_ref().is_some_and(|s| s.sale_id == target))?;
         let target_seq = at as i64 + 1;
-        (self.entry(target_seq).state == State::Stored).then_some(target_seq)
+        let entry = self.entry(target_seq);
+        let lost =
+            entry.state == State::Stored || (entry.state == State::Pending && entry.ever_stored);
+        lost.then_some(target_seq)
     }
 
     /// Puts back at the head of the queue, in seq order, every sale
@@ -390,6 +411,40 @@ mod tests {
         assert!(settled.rejected.is_empty());
         assert_eq!(settled.requeued, 2);
         assert_eq!(journal.take_batch(2).unwrap().seqs, [target_seq, void]);
+    }
+
+    /// The drill's case: the void's batch waits out a 503 during the
+    /// failover, a `/v1/sync` meanwhile puts the lost sale back on the
+    /// queue, then the void is refused. It goes back right behind its sale.
+    #[test]
+    fn a_void_refused_after_a_sync_requeued_its_sale_goes_back_behind_that_sale() {
+        let mut journal = journal_with(400);
+        let expected = journal.expected();
+        let void = expected
+            .iter()
+            .position(|s| s.kind == Kind::Void)
+            .expect("the generator makes a void within 400 sales") as i64
+            + 1;
+        let target = expected[seq_index(void)].refers_to_sale_id.unwrap();
+        let target_seq = expected.iter().position(|s| s.sale_id == target).unwrap() as i64 + 1;
+        let before = journal.take_batch(void as usize - 1).unwrap();
+        let answered = answer(&journal, &before, "accepted");
+        journal.settle(&before, &answered, Instant::now()).unwrap();
+
+        let batch = journal.take_batch(1).unwrap();
+        assert_eq!(batch.seqs, [void]);
+        // The server lost everything from the target on.
+        let requeued = journal.requeue_missing(&view(target_seq - 1, vec![]));
+        assert_eq!(requeued, (void - target_seq) as u64);
+        let mut refused = answer(&journal, &batch, "rejected");
+        refused.results[0].code = Some("void_target_unknown".into());
+        let settled = journal.settle(&batch, &refused, Instant::now()).unwrap();
+        assert!(settled.rejected.is_empty());
+        assert_eq!(settled.requeued, 1);
+        let resent = journal.take_batch(400).unwrap().seqs;
+        let at = |seq: i64| resent.iter().position(|&s| s == seq).unwrap();
+        assert_eq!(at(void), at(target_seq) + 1, "{resent:?}");
+        assert_eq!(resent.iter().filter(|&&s| s == target_seq).count(), 1);
     }
 
     #[test]
