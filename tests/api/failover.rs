@@ -33,41 +33,6 @@ fn multi_host_url(first: &Cluster<'_>, second: &Cluster<'_>) -> String {
     )
 }
 
-/// Makes every commit on `primary` wait for the standby to have it, so a
-/// 200 already sent survives the failover.
-async fn make_replication_synchronous(primary: &Cluster<'_>) {
-    let mut conn = PgConnection::connect(&primary.url("postgres"))
-        .await
-        .unwrap();
-    sqlx::query("alter system set synchronous_standby_names = '*'")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    sqlx::query("select pg_reload_conf()")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    // Wait until the standby is counted as synchronous.
-    let started = Instant::now();
-    loop {
-        let sync: i64 = sqlx::query_scalar(
-            "select count(*) from pg_stat_replication where sync_state = 'sync'",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-        if sync == 1 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no sync standby"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = conn.close().await;
-}
-
 /// The seqs of the till's sales stored on this server.
 async fn stored_seqs(url: &str, terminal_id: Uuid) -> Vec<i64> {
     let mut conn = PgConnection::connect(url).await.unwrap();
@@ -85,7 +50,7 @@ async fn a_host_list_naming_the_standby_first_reaches_the_primary_and_follows_it
     let scratch = Scratch::new();
     let primary = block_in_place(|| scratch.primary("primary"));
     let standby = block_in_place(|| primary.standby("standby"));
-    make_replication_synchronous(&primary).await;
+    primary.make_synchronous().await;
     let url = multi_host_url(&standby, &primary);
     let client = Client::new();
 
@@ -179,20 +144,6 @@ async fn a_host_list_naming_the_standby_first_reaches_the_primary_and_follows_it
     server.abort();
 }
 
-/// Runs `statement` on the cluster's `postgres` database, then reloads its
-/// configuration.
-async fn reconfigure(cluster: &Cluster<'_>, statement: &str) {
-    let mut conn = PgConnection::connect(&cluster.url("postgres"))
-        .await
-        .unwrap();
-    sqlx::query(statement).execute(&mut conn).await.unwrap();
-    sqlx::query("select pg_reload_conf()")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let _ = conn.close().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_to_a_former_primary_still_up_are_retired_when_the_pool_moves() {
     let scratch = Scratch::new();
@@ -221,11 +172,9 @@ async fn connections_to_a_former_primary_still_up_are_retired_when_the_pool_move
 
     // The old primary stays up but takes no more writes (as a demoted one
     // would), and the standby takes over.
-    reconfigure(
-        &primary,
-        "alter system set default_transaction_read_only = on",
-    )
-    .await;
+    primary
+        .reconfigure("alter system set default_transaction_read_only = on")
+        .await;
     block_in_place(|| standby.promote());
 
     // Within seconds every push succeeds; a pooled connection still on the
@@ -306,30 +255,6 @@ async fn a_standby_alone_with_read_write_is_never_used_for_reads_either() {
     );
     bare_server.abort();
     gated_server.abort();
-}
-
-/// Waits until the standby has no WAL receiver: what the primary commits
-/// from now on is not on it.
-async fn wait_until_cut_off(standby: &Cluster<'_>) {
-    let started = Instant::now();
-    loop {
-        let mut conn = PgConnection::connect(&standby.url("postgres"))
-            .await
-            .unwrap();
-        let receiving: i64 = sqlx::query_scalar("select count(*) from pg_stat_wal_receiver")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        let _ = conn.close().await;
-        if receiving == 0 {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the standby still receives WAL"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// What `GET /v1/sync` says the server holds of the till's sales.
@@ -428,8 +353,7 @@ async fn after_an_asynchronous_failover_a_till_finds_its_lost_sales_through_sync
         }
     };
     replayed.await;
-    reconfigure(&standby, "alter system set primary_conninfo = ''").await;
-    wait_until_cut_off(&standby).await;
+    standby.cut_off_from_primary().await;
     for seq in 6..=10 {
         let response = send(seq).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "seq {seq}");

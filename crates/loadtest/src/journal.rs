@@ -388,8 +388,9 @@ mod tests {
         assert_eq!(journal.undelivered(), 0);
     }
 
-    #[test]
-    fn a_void_refused_because_the_server_lost_its_sale_is_sent_again_after_that_sale() {
+    /// A journal whose sales before its first void are stored, with that
+    /// void alone in the batch in flight; the void's seq, and its sale's.
+    fn a_void_in_flight() -> (Journal, i64, i64, Batch) {
         let mut journal = journal_with(400);
         let expected = journal.expected();
         let void = expected
@@ -405,6 +406,12 @@ mod tests {
 
         let batch = journal.take_batch(1).unwrap();
         assert_eq!(batch.seqs, [void]);
+        (journal, void, target_seq, batch)
+    }
+
+    #[test]
+    fn a_void_refused_because_the_server_lost_its_sale_is_sent_again_after_that_sale() {
+        let (mut journal, void, target_seq, batch) = a_void_in_flight();
         let mut refused = answer(&journal, &batch, "rejected");
         refused.results[0].code = Some("void_target_unknown".into());
         let settled = journal.settle(&batch, &refused, Instant::now()).unwrap();
@@ -418,21 +425,7 @@ mod tests {
     /// queue, then the void is refused. It goes back right behind its sale.
     #[test]
     fn a_void_refused_after_a_sync_requeued_its_sale_goes_back_behind_that_sale() {
-        let mut journal = journal_with(400);
-        let expected = journal.expected();
-        let void = expected
-            .iter()
-            .position(|s| s.kind == Kind::Void)
-            .expect("the generator makes a void within 400 sales") as i64
-            + 1;
-        let target = expected[seq_index(void)].refers_to_sale_id.unwrap();
-        let target_seq = expected.iter().position(|s| s.sale_id == target).unwrap() as i64 + 1;
-        let before = journal.take_batch(void as usize - 1).unwrap();
-        let answered = answer(&journal, &before, "accepted");
-        journal.settle(&before, &answered, Instant::now()).unwrap();
-
-        let batch = journal.take_batch(1).unwrap();
-        assert_eq!(batch.seqs, [void]);
+        let (mut journal, void, target_seq, batch) = a_void_in_flight();
         // The server lost everything from the target on.
         let requeued = journal.requeue_missing(&view(target_seq - 1, vec![]));
         assert_eq!(requeued, (void - target_seq) as u64);

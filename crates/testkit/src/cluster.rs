@@ -17,6 +17,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, PgConnection};
 
 /// Where the Postgres server tools are.
 fn pg_bin() -> PathBuf {
@@ -219,5 +222,66 @@ impl Cluster<'_> {
             .arg(&self.data)
             .args(["-m", "immediate", "-w", "stop"]);
         run(stop);
+    }
+    /// Runs `statement` (an `alter system`) on the `postgres` database,
+    /// then reloads the configuration so it takes effect.
+    pub async fn reconfigure(&self, statement: &str) {
+        let mut conn = self.connect().await;
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+        sqlx::query("select pg_reload_conf()")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let _ = conn.close().await;
+    }
+
+    /// On a primary: makes every commit wait for a standby to have it (a
+    /// 200 already sent survives a failover), and waits until its standby
+    /// counts as synchronous.
+    pub async fn make_synchronous(&self) {
+        self.reconfigure("alter system set synchronous_standby_names = '*'")
+            .await;
+        self.wait_until(
+            "select count(*) from pg_stat_replication where sync_state = 'sync'",
+            1,
+            "no synchronous standby",
+        )
+        .await;
+    }
+
+    /// On a standby: stops receiving WAL from its primary, and waits until
+    /// it has: what the primary commits from then on is not on it.
+    pub async fn cut_off_from_primary(&self) {
+        self.reconfigure("alter system set primary_conninfo = ''")
+            .await;
+        self.wait_until(
+            "select count(*) from pg_stat_wal_receiver",
+            0,
+            "the standby still receives WAL",
+        )
+        .await;
+    }
+
+    async fn connect(&self) -> PgConnection {
+        PgConnection::connect(&self.url("postgres")).await.unwrap()
+    }
+
+    /// Polls `count` (a `select count(*)`) until it gives `wanted`, for up
+    /// to 30 s.
+    async fn wait_until(&self, count: &str, wanted: i64, failure: &str) {
+        let started = Instant::now();
+        let mut conn = self.connect().await;
+        loop {
+            let found: i64 = sqlx::query_scalar(count)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            if found == wanted {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "{failure}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = conn.close().await;
     }
 }

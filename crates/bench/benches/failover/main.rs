@@ -69,8 +69,7 @@ async fn main() {
     let primary = block_in_place(|| scratch.primary("primary"));
     let standby = block_in_place(|| primary.standby("standby"));
     if synchronous {
-        run_sql(&primary, "alter system set synchronous_standby_names = '*'").await;
-        wait_until_synchronous(&primary).await;
+        primary.make_synchronous().await;
     }
     let url = format!(
         "postgresql://postgres@127.0.0.1:{},127.0.0.1:{}/tillsync?target_session_attrs=read-write",
@@ -137,7 +136,7 @@ async fn main() {
         tokio::time::sleep(kill_at.saturating_sub(cut_before)).await;
         // The standby stops receiving WAL: what the primary acknowledges
         // from now on is not on it.
-        run_sql(&standby, "alter system set primary_conninfo = ''").await;
+        standby.cut_off_from_primary().await;
         tokio::time::sleep(cut_before).await;
         behind = Some(sales_behind(&primary, &standby).await);
     }
@@ -213,44 +212,6 @@ async fn main() {
         println!("drill FAILED: {}", missed.join("; "));
         std::process::exit(1);
     }
-}
-
-/// Runs one statement on the cluster's `postgres` database and reloads its
-/// configuration (what `alter system` needs to take effect).
-async fn run_sql(cluster: &Cluster<'_>, statement: &str) {
-    let mut conn = PgConnection::connect(&cluster.url("postgres"))
-        .await
-        .unwrap();
-    sqlx::query(statement).execute(&mut conn).await.unwrap();
-    sqlx::query("select pg_reload_conf()")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let _ = conn.close().await;
-}
-
-async fn wait_until_synchronous(primary: &Cluster<'_>) {
-    let mut conn = PgConnection::connect(&primary.url("postgres"))
-        .await
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        let sync: i64 = sqlx::query_scalar(
-            "select count(*) from pg_stat_replication where sync_state = 'sync'",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-        if sync == 1 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no sync standby"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = conn.close().await;
 }
 
 /// Sales stored on the primary that the standby lacks.
