@@ -114,6 +114,10 @@ fn describe() {
         "Pushes written together in one transaction by the group committer"
     );
     describe_counter!(
+        "tillsync_ingest_read_skipped_total",
+        "Pushes written without a read first because this replica wrote the till's last push: written, or read_again when another writer had come between"
+    );
+    describe_counter!(
         "tillsync_db_stray_transactions_total",
         "Pooled connections closed because they came back inside a transaction nobody owned (a cancelled BEGIN)"
     );

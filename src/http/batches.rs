@@ -17,7 +17,7 @@ use super::extract::body_rejection;
 use crate::domain::sale::{Rejection, Sale};
 use crate::domain::terminal::Terminal;
 use crate::error::{ApiError, ProblemCode};
-use crate::ingest::{self, Counts, IngestError, Item, Pushed};
+use crate::ingest::{Counts, IngestError, Item, Push, Pushed};
 
 #[cfg(test)]
 mod tests;
@@ -38,17 +38,13 @@ pub async fn push(
     let items = parse_batch(&body, Utc::now())?;
     let request_sha256 = Sha256::digest(&body);
 
-    match ingest::push_batch(
-        &state.db,
-        &state.committer,
-        &terminal,
+    let push = Push {
+        terminal: &terminal,
         key,
-        &request_sha256,
-        &items,
-        state.ingest,
-    )
-    .await
-    {
+        request_sha256: &request_sha256,
+        items: &items,
+    };
+    match state.ingest.push(&push).await {
         Ok(Pushed::Fresh { body, counts }) => {
             record_batch(&counts, items.len());
             Ok(json_response(body, false))

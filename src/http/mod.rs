@@ -46,7 +46,7 @@ use crate::config::ServeArgs;
 use crate::db::Database;
 use crate::error::ApiError;
 use crate::health::Gate;
-use crate::ingest::{Committer, IngestOptions};
+use crate::ingest::{IngestOptions, Pipeline};
 use auth::Authenticator;
 pub use ratelimit::{TerminalConcurrency, TerminalRateLimit};
 
@@ -63,9 +63,8 @@ pub struct AppState {
     pub rate_limit: TerminalRateLimit,
     pub terminal_concurrency: TerminalConcurrency,
     pub metrics: PrometheusHandle,
-    pub ingest: IngestOptions,
-    /// Where pushes' writes are grouped into shared commits.
-    pub committer: Committer,
+    /// Where pushes are read, planned and written in shared commits.
+    pub ingest: Pipeline,
     pub stale_totals: reports::StaleCopies,
     pub body_timeout: body::BodyTimeout,
 }
@@ -85,10 +84,12 @@ impl AppState {
             ),
             terminal_concurrency: TerminalConcurrency::new(args.health.terminal_concurrency),
             metrics: crate::metrics::handle(),
-            ingest: IngestOptions {
-                maintain_totals: args.report_totals.is_on(),
-            },
-            committer: Committer::spawn(db.clone()),
+            ingest: Pipeline::new(
+                db.clone(),
+                IngestOptions {
+                    maintain_totals: args.report_totals.is_on(),
+                },
+            ),
             stale_totals: reports::StaleCopies::new(args.stale_report_ttl),
             body_timeout: body::BodyTimeout(args.client.body_timeout),
             db,

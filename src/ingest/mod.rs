@@ -18,6 +18,10 @@
 //! client goes away cannot leave a transaction open half-way: its write
 //! either happened whole (and a replay gets its stored response) or not.
 //!
+//! A push of new sales from a till whose last push this replica wrote
+//! skips step 1: its sync row is known and nothing could collide
+//! (`known`), so it costs the one round trip of its group's write.
+//!
 //! Concurrency is optimistic: when another batch of the till, a request
 //! with the same key, or a sale of another till with one of these ids
 //! committed between read and write, the write raises serialization_failure
@@ -32,22 +36,26 @@
 
 pub mod classify;
 mod group;
+mod known;
 mod progress;
 mod response;
 mod store;
 mod totals_check;
 
-use uuid::Uuid;
+use std::collections::HashMap;
 
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use crate::db::idempotency::StoredResponse;
-use crate::db::push::{self, PushRow};
+use crate::db::push::{self as db_push, PushRow};
+use crate::db::sync::SyncState;
 use crate::db::totals::TotalsColumns;
 use crate::db::{Database, DbError};
 use crate::domain::sale::{Rejection, Sale};
 use crate::domain::terminal::Terminal;
-pub use group::Committer;
+use group::Committer;
+use known::KnownTills;
 pub use response::Counts;
 use totals_check::TotalsCheck;
 
@@ -97,147 +105,230 @@ pub enum Pushed {
     Replayed { body: Vec<u8> },
 }
 
-pub async fn push_batch(
-    db: &Database,
-    committer: &Committer,
-    terminal: &Terminal,
-    key: Uuid,
-    request_sha256: &[u8],
-    items: &[Item],
+/// What a push goes through: the database, the group committer, what this
+/// replica knows of its tills' sync rows, and the options.
+#[derive(Clone)]
+pub struct Pipeline {
+    db: Database,
+    committer: Committer,
+    known: KnownTills,
     options: IngestOptions,
-) -> Result<Pushed, IngestError> {
-    let mut attempt = 1;
-    let mut against_stored = false;
-    loop {
-        let check = TotalsCheck::new(against_stored);
-        let pushed = try_push_batch(
-            db,
-            committer,
-            terminal,
-            key,
-            request_sha256,
-            items,
-            options,
-            check,
-        );
-        match pushed.await {
-            Err(IngestError::Db(DbError::Contention(e))) if attempt < MAX_ATTEMPTS => {
-                tracing::debug!(terminal.id = %terminal.terminal_id, error = %e, attempt, "batch collided, reading again");
-                attempt += 1;
-            }
-            Err(IngestError::Db(DbError::OutOfRange(e))) if !against_stored => {
-                tracing::warn!(
-                    terminal.id = %terminal.terminal_id, error = %e,
-                    "a total of terminal {} would go out of range; checking its batch sale by sale",
-                    terminal.terminal_id
-                );
-                against_stored = true;
-            }
-            result => return result,
-        }
-    }
 }
 
-/// One attempt: read, decide, write. The connection of the reads goes back
-/// to the pool before the write waits for its group.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the request's parts, passed through once"
-)]
-async fn try_push_batch(
-    db: &Database,
-    committer: &Committer,
-    terminal: &Terminal,
-    key: Uuid,
-    request_sha256: &[u8],
-    items: &[Item],
-    options: IngestOptions,
-    check: TotalsCheck,
-) -> Result<Pushed, IngestError> {
-    // A unit of work: a plain connection, or a transaction behind a
-    // transaction pooler (`db::unit`).
-    let mut unit = db.unit().await?;
-    let decided = decide(
-        &mut unit,
-        terminal,
-        key,
-        request_sha256,
-        items,
-        options,
-        check,
-    )
-    .await?;
-    unit.finish().await?;
-    let (row, body, counts) = match decided {
-        Decided::Replayed(pushed) => return Ok(pushed),
-        Decided::Write { row, body, counts } => (row, body, counts),
-    };
-    let batch_id = row.batch_id;
-    committer.write(*row).await?;
-    let terminal_id = terminal.terminal_id;
-    tracing::info!(
-        terminal.id = %terminal_id, batch.id = %batch_id,
-        accepted = counts.accepted, duplicates = counts.duplicates, rejected = counts.rejected,
-        "stored batch {batch_id} from terminal {terminal_id}"
-    );
-    Ok(Pushed::Fresh { body, counts })
+/// One push as the till sent it.
+pub struct Push<'a> {
+    pub terminal: &'a Terminal,
+    pub key: Uuid,
+    pub request_sha256: &'a [u8],
+    pub items: &'a [Item],
+}
+
+impl Pipeline {
+    /// Starts the group committer on `db`.
+    pub fn new(db: Database, options: IngestOptions) -> Self {
+        Self {
+            committer: Committer::spawn(db.clone()),
+            db,
+            known: KnownTills::default(),
+            options,
+        }
+    }
+
+    /// Stores a push, or answers it from the response stored under its key.
+    pub async fn push(&self, push: &Push<'_>) -> Result<Pushed, IngestError> {
+        let mut attempt = 1;
+        let mut against_stored = false;
+        let mut guess = self.known.guess(push.terminal, push.items);
+        loop {
+            let check = TotalsCheck::new(against_stored);
+            let guessed = guess.is_some();
+            let pushed = match guess.take() {
+                Some(sync) => self.write_guessed(push, sync).await,
+                None => self.read_then_write(push, check).await,
+            };
+            match pushed {
+                Err(IngestError::Db(DbError::Contention(e))) if attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(terminal.id = %push.terminal.terminal_id, error = %e, attempt, guessed, "batch collided, reading again");
+                    if guessed {
+                        metrics::counter!("tillsync_ingest_read_skipped_total", "result" => "read_again").increment(1);
+                        self.known.guessed_wrong(push.terminal);
+                    }
+                    attempt += 1;
+                }
+                Err(IngestError::Db(DbError::OutOfRange(e))) if !against_stored => {
+                    tracing::warn!(
+                        terminal.id = %push.terminal.terminal_id, error = %e,
+                        "a total of terminal {} would go out of range; checking its batch sale by sale",
+                        push.terminal.terminal_id
+                    );
+                    against_stored = true;
+                }
+                result => {
+                    if guessed && result.is_ok() {
+                        metrics::counter!("tillsync_ingest_read_skipped_total", "result" => "written").increment(1);
+                    }
+                    return result;
+                }
+            }
+        }
+    }
+
+    /// One attempt: read, decide, write. The connection of the reads goes
+    /// back to the pool before the write waits for its group.
+    async fn read_then_write(
+        &self,
+        push: &Push<'_>,
+        check: TotalsCheck,
+    ) -> Result<Pushed, IngestError> {
+        // A unit of work: a plain connection, or a transaction behind a
+        // transaction pooler (`db::unit`).
+        let mut unit = self.db.unit().await?;
+        let decided = decide(&mut unit, push, self.options, check).await?;
+        unit.finish().await?;
+        match decided {
+            Decided::Replayed(pushed) => Ok(pushed),
+            Decided::Write(planned) => self.write(push, *planned).await,
+        }
+    }
+
+    /// One attempt without a read: the push planned against the sync row
+    /// this replica's last write of the till left (`known`).
+    async fn write_guessed(&self, push: &Push<'_>, sync: SyncState) -> Result<Pushed, IngestError> {
+        let classified = store::classify(
+            push.terminal,
+            push.items,
+            &[],
+            &HashMap::new(),
+            &TotalsCheck::new(false),
+        );
+        let next = progress::advance_over_batch(&sync, &accepted_seqs(push.items, &classified));
+        let planned = plan(push, self.options, &sync, classified, next);
+        self.write(push, planned).await
+    }
+
+    /// Writes a planned push with its group, and remembers the sync row it
+    /// leaves.
+    async fn write(&self, push: &Push<'_>, planned: Planned) -> Result<Pushed, IngestError> {
+        let Planned {
+            row,
+            next,
+            body,
+            counts,
+        } = planned;
+        let batch_id = row.batch_id;
+        self.committer.write(row).await?;
+        self.known.remember(push.terminal, next);
+        let terminal_id = push.terminal.terminal_id;
+        tracing::info!(
+            terminal.id = %terminal_id, batch.id = %batch_id,
+            accepted = counts.accepted, duplicates = counts.duplicates, rejected = counts.rejected,
+            "stored batch {batch_id} from terminal {terminal_id}"
+        );
+        Ok(Pushed::Fresh { body, counts })
+    }
 }
 
 /// What reading a push decided.
 enum Decided {
     /// The key was used before with this body: its stored answer.
     Replayed(Pushed),
-    /// What to write, and the answer once it is written.
-    Write {
-        row: Box<PushRow>,
-        body: Vec<u8>,
-        counts: Counts,
-    },
+    Write(Box<Planned>),
+}
+
+/// What to write, the sync row it leaves, and the answer once it is written.
+struct Planned {
+    row: PushRow,
+    next: SyncState,
+    body: Vec<u8>,
+    counts: Counts,
 }
 
 /// Reads what the push is checked against and works out everything it
 /// stores, without writing anything.
 async fn decide(
     conn: &mut PgConnection,
-    terminal: &Terminal,
-    key: Uuid,
-    request_sha256: &[u8],
-    items: &[Item],
+    push: &Push<'_>,
     options: IngestOptions,
     mut check: TotalsCheck,
 ) -> Result<Decided, IngestError> {
-    let valid: Vec<&Sale> = items.iter().filter_map(|i| i.sale.as_ref().ok()).collect();
+    let valid: Vec<&Sale> = push
+        .items
+        .iter()
+        .filter_map(|i| i.sale.as_ref().ok())
+        .collect();
     let ids: Vec<Uuid> = valid
         .iter()
         .flat_map(|s| std::iter::once(s.sale_id).chain(s.refers_to_sale_id))
         .collect();
     let seqs: Vec<i64> = valid.iter().map(|s| s.seq).collect();
-    let seen = push::read(conn, terminal, key, &ids, &seqs, progress::WALK_CHUNK).await?;
+    let seen = db_push::read(
+        conn,
+        push.terminal,
+        push.key,
+        &ids,
+        &seqs,
+        progress::WALK_CHUNK,
+    )
+    .await?;
     if let Some(stored) = seen.stored {
-        return if stored.request_sha256 == request_sha256 {
+        return if stored.request_sha256 == push.request_sha256 {
             Ok(Decided::Replayed(Pushed::Replayed { body: stored.body }))
         } else {
             Err(IngestError::KeyReused)
         };
     }
 
-    let batch_id = Uuid::now_v7();
-    let classified = store::classify(conn, terminal, items, &seen.related, &mut check).await?;
-    let accepted_seqs: Vec<i64> = classified
+    let void_targets = store::void_targets(&valid, &seen.related);
+    check
+        .load(conn, push.terminal, &valid, &void_targets)
+        .await?;
+    let classified = store::classify(
+        push.terminal,
+        push.items,
+        &seen.related,
+        &void_targets,
+        &check,
+    );
+    let next = progress::advance(
+        conn,
+        push.terminal,
+        &seen.sync,
+        seen.seqs_above,
+        &accepted_seqs(push.items, &classified),
+    )
+    .await?;
+    Ok(Decided::Write(Box::new(plan(
+        push, options, &seen.sync, classified, next,
+    ))))
+}
+
+/// The seqs of the sales the batch stores.
+fn accepted_seqs(items: &[Item], classified: &store::Classified) -> Vec<i64> {
+    classified
         .accepted
         .iter()
         .map(|&i| items[i].valid_sale().seq)
-        .collect();
-    let next =
-        progress::advance(conn, terminal, &seen.sync, seen.seqs_above, &accepted_seqs).await?;
+        .collect()
+}
+
+/// The push's row and answer, from its classified sales and the sync row
+/// it was planned against (`seen`) and leaves (`next`).
+fn plan(
+    push: &Push<'_>,
+    options: IngestOptions,
+    seen: &SyncState,
+    classified: store::Classified,
+    next: SyncState,
+) -> Planned {
+    let batch_id = Uuid::now_v7();
     let (body, counts) = response::body(
         batch_id,
-        items,
+        push.items,
         &classified.verdicts,
         next.contiguous_through_seq,
     );
     let response = StoredResponse {
-        request_sha256: request_sha256.to_vec(),
+        request_sha256: push.request_sha256.to_vec(),
         status: 200,
         body,
     };
@@ -247,21 +338,22 @@ async fn decide(
         TotalsColumns::default()
     };
     let body = response.body.clone();
-    let row = push::Write {
-        terminal,
+    let row = db_push::Write {
+        terminal: push.terminal,
         batch_id,
-        key,
-        seen: &seen.sync,
+        key: push.key,
+        seen,
         next: &next,
         response,
-        sales: store::new_rows(terminal, items, &classified.accepted),
-        conflicts: store::conflicts(items, &classified.verdicts),
+        sales: store::new_rows(push.terminal, push.items, &classified.accepted),
+        conflicts: store::conflicts(push.items, &classified.verdicts),
         totals,
     }
     .into_row();
-    Ok(Decided::Write {
-        row: Box::new(row),
+    Planned {
+        row,
+        next,
         body,
         counts,
-    })
+    }
 }

@@ -38,19 +38,8 @@ pub async fn advance(
     stored_above: Option<Vec<i64>>,
     accepted_seqs: &[i64],
 ) -> Result<SyncState, DbError> {
-    let mut state = seen.clone();
-    if let Some(&max) = accepted_seqs.iter().max() {
-        state.highest_seq = state.highest_seq.max(max);
-    }
-    // A count of rows: it cannot really reach i64::MAX, so saturating only
-    // guards against a stored value that is already wrong.
-    state.sales_stored = state
-        .sales_stored
-        .saturating_add(accepted_seqs.len() as i64);
-    state.last_batch_at = Some(Utc::now());
-
-    let next = state.contiguous_through_seq.checked_add(1);
-    if !next.is_some_and(|next| accepted_seqs.contains(&next)) {
+    let mut state = counted(seen, accepted_seqs);
+    if !moves_prefix(&state, accepted_seqs) {
         return Ok(state);
     }
     let mut held: BTreeSet<i64> = accepted_seqs
@@ -87,6 +76,46 @@ pub async fn advance(
     }
 }
 
+/// The sync state once `accepted_seqs` are stored, for a till known to
+/// store no seq above its contiguous prefix (`known`): the prefix walks over
+/// the batch's seqs alone, with no read.
+pub fn advance_over_batch(seen: &SyncState, accepted_seqs: &[i64]) -> SyncState {
+    let mut state = counted(seen, accepted_seqs);
+    if moves_prefix(&state, accepted_seqs) {
+        let held: BTreeSet<i64> = accepted_seqs
+            .iter()
+            .copied()
+            .filter(|&s| s > state.contiguous_through_seq)
+            .collect();
+        let run = contiguous_run(state.contiguous_through_seq, &held);
+        if let Some(&last) = held.iter().take(run).next_back() {
+            state.contiguous_through_seq = last;
+        }
+    }
+    state
+}
+
+/// The sync state with the batch counted: highest seq, count, time.
+fn counted(seen: &SyncState, accepted_seqs: &[i64]) -> SyncState {
+    let mut state = seen.clone();
+    if let Some(&max) = accepted_seqs.iter().max() {
+        state.highest_seq = state.highest_seq.max(max);
+    }
+    // A count of rows: it cannot really reach i64::MAX, so saturating only
+    // guards against a stored value that is already wrong.
+    state.sales_stored = state
+        .sales_stored
+        .saturating_add(accepted_seqs.len() as i64);
+    state.last_batch_at = Some(Utc::now());
+    state
+}
+
+/// Whether the batch holds the seq right after the prefix.
+fn moves_prefix(state: &SyncState, accepted_seqs: &[i64]) -> bool {
+    let next = state.contiguous_through_seq.checked_add(1);
+    next.is_some_and(|next| accepted_seqs.contains(&next))
+}
+
 /// How many of `seqs` (ascending) continue the run that ends at `after`.
 fn contiguous_run<'a>(after: i64, seqs: impl IntoIterator<Item = &'a i64>) -> usize {
     seqs.into_iter()
@@ -98,7 +127,36 @@ fn contiguous_run<'a>(after: i64, seqs: impl IntoIterator<Item = &'a i64>) -> us
 
 #[cfg(test)]
 mod tests {
-    use super::contiguous_run;
+    use super::{SyncState, advance_over_batch, contiguous_run};
+
+    fn synced_through(seq: i64) -> SyncState {
+        SyncState {
+            highest_seq: seq,
+            contiguous_through_seq: seq,
+            sales_stored: seq,
+            last_batch_at: None,
+        }
+    }
+
+    #[test]
+    fn a_known_till_walks_its_prefix_over_the_batch_alone() {
+        let next = advance_over_batch(&synced_through(5), &[7, 6, 9]);
+        assert_eq!(next.contiguous_through_seq, 7);
+        assert_eq!(next.highest_seq, 9);
+        assert_eq!(next.sales_stored, 8);
+        assert!(next.last_batch_at.is_some());
+    }
+
+    #[test]
+    fn a_known_till_keeps_its_prefix_when_the_batch_leaves_a_gap_after_it() {
+        let next = advance_over_batch(&synced_through(5), &[7, 8]);
+        assert_eq!(next.contiguous_through_seq, 5);
+        assert_eq!(next.highest_seq, 8);
+        let nothing = advance_over_batch(&synced_through(5), &[]);
+        assert_eq!(nothing.contiguous_through_seq, 5);
+        assert_eq!(nothing.highest_seq, 5);
+        assert_eq!(nothing.sales_stored, 5);
+    }
 
     #[test]
     fn a_run_stops_at_the_first_gap() {

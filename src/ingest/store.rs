@@ -20,7 +20,6 @@ use uuid::Uuid;
 use super::Item;
 use super::classify::{Stored, Verdict, classify_with};
 use super::totals_check::{TotalsCheck, total_out_of_range};
-use crate::db::DbError;
 use crate::db::push::{Conflicts, NewSales};
 use crate::domain::sale::{Sale, StoredSale};
 use crate::domain::terminal::Terminal;
@@ -37,14 +36,16 @@ pub(super) struct Classified {
 }
 
 /// Classifies the valid sales against `related`; invalid ones keep the
-/// rejection parsing gave them.
-pub(super) async fn classify(
-    conn: &mut sqlx::PgConnection,
+/// rejection parsing gave them. `void_targets` are the stored sales the
+/// batch's voids name (`void_targets`), and `check` has loaded what it
+/// checks against (`TotalsCheck::load`).
+pub(super) fn classify(
     terminal: &Terminal,
     items: &[Item],
     related: &[StoredSale],
-    check: &mut TotalsCheck,
-) -> Result<Classified, DbError> {
+    void_targets: &HashMap<Uuid, Sale>,
+    check: &TotalsCheck,
+) -> Classified {
     let mut verdicts: Vec<Verdict> = items
         .iter()
         .map(|item| match &item.sale {
@@ -56,8 +57,6 @@ pub(super) async fn classify(
         .filter(|&i| items[i].sale.is_ok())
         .collect();
     let sales: Vec<&Sale> = valid.iter().map(|&i| items[i].valid_sale()).collect();
-    let void_targets = void_targets(&sales, related);
-    check.load(conn, terminal, &sales, &void_targets).await?;
     let mut deltas = Deltas::default();
     let classified = classify_with(
         terminal.terminal_id,
@@ -79,15 +78,15 @@ pub(super) async fn classify(
         }
         verdicts[index] = verdict;
     }
-    Ok(Classified {
+    Classified {
         verdicts,
         accepted,
         deltas,
-    })
+    }
 }
 
 /// Stored sales that the batch's voids name, parsed, for the totals.
-fn void_targets(sales: &[&Sale], related: &[StoredSale]) -> HashMap<Uuid, Sale> {
+pub(super) fn void_targets(sales: &[&Sale], related: &[StoredSale]) -> HashMap<Uuid, Sale> {
     let targets: HashSet<Uuid> = sales.iter().filter_map(|s| s.refers_to_sale_id).collect();
     related
         .iter()

@@ -9,6 +9,8 @@ mod deploy;
 mod failover;
 mod fault_proxy;
 mod fuzz;
+mod group_write;
+mod guessed;
 mod health;
 mod idempotency;
 mod ingest;
