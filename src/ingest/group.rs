@@ -1,8 +1,10 @@
 //! Group commit: the writes of pushes that are ready at the same moment,
 //! from any tills, go to Postgres together, in one call of
 //! `ingest_write_group`: one round trip and one commit (one WAL flush) for
-//! the group instead of one per push. Each push still succeeds or fails on
-//! its own (a block of its own inside the call) and gets its own answer.
+//! the group instead of one per push. The call writes the whole group in
+//! one statement, and push by push (each in a block of its own) only when
+//! one of them cannot be written (migration 20261129000003), so each push
+//! still succeeds or fails on its own and gets its own answer.
 //!
 //! There is no waiting for a group to fill: the committer takes whatever is
 //! queued when a group slot is free. A lone push goes alone at once; under
