@@ -160,7 +160,7 @@ pub struct Conflicts {
 
 /// Everything one push stores, as the `ingest_push` composite type of
 /// `ingest_write_group` (fields in the type's order).
-#[derive(sqlx::Type)]
+#[derive(sqlx::Type, Default)]
 #[sqlx(type_name = "ingest_push")]
 pub struct PushRow {
     pub merchant_id: Uuid,

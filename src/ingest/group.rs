@@ -15,6 +15,13 @@
 //! written here because it has to know what a push is (its answer, its
 //! retry); no crate does it for sqlx.
 //!
+//! A group also stops growing at `MAX_GROUP_SALES`, so the pushes queued
+//! behind a group of large backlog batches (an offline queue replayed after
+//! an outage) wait for tens of milliseconds, not most of a second: a till
+//! selling now gets its answer while the backlog drains. (Two lanes, live
+//! pushes always first, were tried: under ten times the load the backlog
+//! starved and held the admitted slots; docs/benchmarks.md.)
+//!
 //! Within a group, pushes are written in (merchant, terminal) order, so two
 //! groups in flight take their sync-row locks in the same order and cannot
 //! deadlock on them. Two pushes of one till in one group are fine: the
@@ -31,17 +38,27 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::db::push::{self, PushRow};
 use crate::db::{Database, DbError};
 
-/// Most pushes in one group: each is a subtransaction, and Postgres keeps
-/// up to 64 of a transaction's in shared memory before every snapshot of
-/// every other session gets slower.
+/// Most pushes in one group: written push by push (when one of them cannot
+/// be written), each is a subtransaction, and Postgres keeps up to 64 of a
+/// transaction's in shared memory before every snapshot of every other
+/// session gets slower.
 const MAX_GROUP: usize = 32;
 
+/// A group takes no further push once it holds this many sales (the push
+/// that crosses it is the last; one push alone holds up to the API's 500).
+/// A stored sale costs about 60 us of Postgres time on the development
+/// machine (the ingest grid at batch 100: 1.19 cores for 19 600 sales/s), so
+/// a group stays near 60 ms; 32 backlog batches of 500 would take about a
+/// second, and every live push queued behind them would wait for it.
+const MAX_GROUP_SALES: usize = 1000;
+
 /// Groups being written at once. While they are in flight the next group
-/// fills; more than two would only split the load into smaller groups.
+/// fills; more than two would only split the load into smaller groups
+/// (measured: four in flight were slower, docs/benchmarks.md).
 const GROUPS_IN_FLIGHT: usize = 2;
 
-/// Pushes queued for the committer at most; past that a push waits to queue
-/// (its request's deadline still bounds it).
+/// Pushes queued for the committer at most; past that a push waits to
+/// queue (its request's deadline still bounds it).
 const QUEUE: usize = 1024;
 
 /// One push waiting for its group.
@@ -76,23 +93,58 @@ impl Committer {
     }
 }
 
-async fn run(db: Database, mut jobs: mpsc::Receiver<Job>) {
-    let slots = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
-    while let Some(first) = jobs.recv().await {
-        // Waiting for a slot is when the group grows.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
+/// A group being filled.
+struct Group {
+    jobs: Vec<Job>,
+    sales: usize,
+}
+
+impl Group {
+    fn of(first: Job) -> Self {
+        let mut group = Self {
+            jobs: Vec::with_capacity(MAX_GROUP),
+            sales: 0,
         };
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
+        group.add(first);
+        group
+    }
+
+    fn add(&mut self, job: Job) {
+        self.sales += job.row.sale_id.len();
+        self.jobs.push(job);
+    }
+
+    fn full(&self) -> bool {
+        self.jobs.len() >= MAX_GROUP || self.sales >= MAX_GROUP_SALES
+    }
+
+    /// Adds what is queued now, until the group is full.
+    fn fill_from(&mut self, jobs: &mut mpsc::Receiver<Job>) {
+        while !self.full() {
             match jobs.try_recv() {
-                Ok(job) => group.push(job),
+                Ok(job) => self.add(job),
                 Err(_) => break,
             }
         }
+    }
+}
+
+async fn run(db: Database, mut jobs: mpsc::Receiver<Job>) {
+    let slots = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
+    loop {
+        // A group is formed once a slot is free, from what is queued then:
+        // waiting for the slot is when the queue grows.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = jobs.recv().await else {
+            return;
+        };
+        let mut group = Group::of(first);
+        group.fill_from(&mut jobs);
         let db = db.clone();
         tokio::spawn(async move {
-            write(&db, group).await;
+            write(&db, group.jobs).await;
             drop(slot);
         });
     }
@@ -140,4 +192,53 @@ async fn write_group(db: &Database, rows: &[PushRow]) -> Result<Vec<Result<(), D
     let outcomes = push::write_group(&mut unit, rows).await?;
     unit.finish().await?;
     Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(sales: usize) -> Job {
+        let row = PushRow {
+            sale_id: vec![uuid::Uuid::nil(); sales],
+            ..PushRow::default()
+        };
+        Job {
+            row,
+            done: oneshot::channel().0,
+        }
+    }
+
+    fn queue_of(sizes: &[usize]) -> mpsc::Receiver<Job> {
+        let (sender, jobs) = mpsc::channel(QUEUE);
+        for &sales in sizes {
+            sender.try_send(job(sales)).unwrap();
+        }
+        jobs
+    }
+
+    #[test]
+    fn a_group_stops_once_it_holds_enough_sales() {
+        let mut jobs = queue_of(&[1, 1, 300, 300, 300, 300, 300]);
+        let mut group = Group::of(job(1));
+        group.fill_from(&mut jobs);
+        let sizes: Vec<usize> = group.jobs.iter().map(|j| j.row.sale_id.len()).collect();
+        assert_eq!(sizes, [1, 1, 1, 300, 300, 300, 300]);
+        assert_eq!(group.sales, 1203);
+        assert!(group.full());
+        assert!(jobs.try_recv().is_ok(), "the rest waits for the next group");
+    }
+
+    #[test]
+    fn a_group_stops_at_its_most_pushes() {
+        let mut jobs = queue_of(&[1; 40]);
+        let mut group = Group::of(job(1));
+        group.fill_from(&mut jobs);
+        assert_eq!(group.jobs.len(), MAX_GROUP);
+        let mut left = 0;
+        while jobs.try_recv().is_ok() {
+            left += 1;
+        }
+        assert_eq!(left, 40 - (MAX_GROUP - 1));
+    }
 }
