@@ -11,6 +11,8 @@ use tillsync_testkit::app::{TestApp, Till, spawn_app_with, statuses};
 use tillsync_testkit::sales::{sale_of, with};
 use uuid::Uuid;
 
+use crate::races::{day_totals, sync_of};
+
 async fn push_to(app: &TestApp, address: &str, till: &Till, key: Uuid, sales: &[Value]) -> Value {
     let response = app
         .client
@@ -23,24 +25,6 @@ async fn push_to(app: &TestApp, address: &str, till: &Till, key: Uuid, sales: &[
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     response.json().await.unwrap()
-}
-
-async fn sync_of(app: &TestApp, till: &Till) -> Value {
-    let response = app.get("/v1/sync", &till.token).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.unwrap()
-}
-
-/// The till's day totals as the reports keep them: count and gross.
-async fn day_totals(app: &TestApp, till: &Till) -> (i64, i64) {
-    sqlx::query_as(
-        "select coalesce(sum(sales_count), 0)::int8, coalesce(sum(gross_minor), 0)::int8
-           from sales_day_totals where terminal_id = $1",
-    )
-    .bind(till.terminal_id)
-    .fetch_one(&app.db)
-    .await
-    .unwrap()
 }
 
 #[tokio::test]
@@ -67,12 +51,15 @@ async fn a_till_moving_between_replicas_stores_each_sale_once() {
     let (key, sales, body) = &bodies[3];
     assert_eq!(&push_to(&app, &second, &till, *key, sales).await, body);
     let n = route.len() as i64;
-    let sync = sync_of(&app, &till).await;
+    let sync = sync_of(&app, &till.token).await;
     assert_eq!(sync["contiguous_through_seq"], n);
     assert_eq!(sync["highest_seq"], n);
     assert_eq!(sync["sales_stored"], n);
     assert_eq!(app.stored_count(&till).await, n);
-    assert_eq!(day_totals(&app, &till).await, (n, 100 * n * (n + 1) / 2));
+    assert_eq!(
+        day_totals(&app, till.terminal_id).await,
+        (n, 100 * n * (n + 1) / 2)
+    );
 }
 
 #[tokio::test]
@@ -89,14 +76,14 @@ async fn a_guessed_push_of_a_sale_id_another_till_holds_is_answered_as_if_read_f
     let clash = with(taken.clone(), json!({"seq": 2}));
     let body = app.push_ok(&other, &[clash, sale_of(3, 300)]).await;
     assert_eq!(statuses(&body), ["rejected:sale_id_conflict", "accepted"]);
-    let sync = sync_of(&app, &other).await;
+    let sync = sync_of(&app, &other.token).await;
     assert_eq!(sync["highest_seq"], 3);
     assert_eq!(sync["contiguous_through_seq"], 1);
     assert_eq!(sync["sales_stored"], 2);
-    assert_eq!(day_totals(&app, &other).await, (2, 600));
+    assert_eq!(day_totals(&app, other.terminal_id).await, (2, 600));
     // The holder's sale is untouched.
     assert_eq!(app.stored_count(&holder).await, 1);
-    assert_eq!(day_totals(&app, &holder).await, (1, 700));
+    assert_eq!(day_totals(&app, holder.terminal_id).await, (1, 700));
     let owner: Uuid = sqlx::query_scalar("select terminal_id from sales where sale_id = $1")
         .bind(taken["sale_id"].as_str().unwrap().parse::<Uuid>().unwrap())
         .fetch_one(&app.db)
@@ -148,10 +135,16 @@ async fn a_group_with_a_clashing_push_writes_the_rest_and_answers_each_its_own()
     }
     for till in &tills[1..] {
         assert_eq!(app.stored_count(till).await, ROUNDS);
-        assert_eq!(day_totals(&app, till).await, (ROUNDS, ROUNDS * 100));
-        assert_eq!(sync_of(&app, till).await["contiguous_through_seq"], ROUNDS);
+        assert_eq!(
+            day_totals(&app, till.terminal_id).await,
+            (ROUNDS, ROUNDS * 100)
+        );
+        assert_eq!(
+            sync_of(&app, &till.token).await["contiguous_through_seq"],
+            ROUNDS
+        );
     }
     assert_eq!(app.stored_count(&tills[0]).await, 0);
-    assert_eq!(day_totals(&app, &tills[0]).await, (0, 0));
-    assert_eq!(day_totals(&app, &holder).await, (1, 900));
+    assert_eq!(day_totals(&app, tills[0].terminal_id).await, (0, 0));
+    assert_eq!(day_totals(&app, holder.terminal_id).await, (1, 900));
 }

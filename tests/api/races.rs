@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 /// The till's day totals as the reports keep them: count and gross.
-async fn day_totals(app: &TestApp, terminal_id: Uuid) -> (i64, i64) {
+pub(crate) async fn day_totals(app: &TestApp, terminal_id: Uuid) -> (i64, i64) {
     sqlx::query_as(
         "select coalesce(sum(sales_count), 0)::int8, coalesce(sum(gross_minor), 0)::int8
            from sales_day_totals where terminal_id = $1",
@@ -27,7 +27,8 @@ async fn day_totals(app: &TestApp, terminal_id: Uuid) -> (i64, i64) {
     .unwrap()
 }
 
-async fn sync_of(app: &TestApp, token: &str) -> Value {
+/// `GET /v1/sync` of the till with this token, expected 200.
+pub(crate) async fn sync_of(app: &TestApp, token: &str) -> Value {
     let response = app.get("/v1/sync", token).await;
     assert_eq!(response.status(), StatusCode::OK);
     response.json().await.unwrap()
