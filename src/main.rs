@@ -10,6 +10,13 @@ use clap::{Parser, Subcommand};
 use tillsync::config::{AdminCommand, LogArgs, ServerCommand};
 use tillsync::{admin, app, db, telemetry};
 
+/// mimalloc instead of glibc's malloc: a request allocates and frees many
+/// small buffers across the runtime's threads, and glibc's malloc, with its
+/// consolidation of freed chunks, was 18 % of the service's CPU at 64 tills
+/// (`perf`, docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for a bad setting, as for any usage error.
 const EXIT_USAGE: u8 = 2;
 

@@ -105,6 +105,17 @@ impl Primary {
         opened.as_micros() >= u128::from(moved_at_us)
     }
 
+    /// Whether the pool moved after `since`: a connection kept out of the
+    /// pool since then (`unit::Kept`) may lead to the old server.
+    pub fn moved_since(&self, since: Instant) -> bool {
+        let moved_at_us = self.inner.moved_at_us.load(Ordering::Acquire);
+        moved_at_us != 0
+            && since
+                .saturating_duration_since(self.inner.epoch)
+                .as_micros()
+                <= u128::from(moved_at_us)
+    }
+
     /// Looks for the server to use now and moves the pool there. Called by
     /// the prober after a failed probe; `current_refused` says the current
     /// server answered but is not suitable (read-only), so its connections

@@ -6,14 +6,18 @@
 //! one of them cannot be written (migration 20261129000003), so each push
 //! still succeeds or fails on its own and gets its own answer.
 //!
-//! There is no waiting for a group to fill: the committer takes whatever is
-//! queued when a group slot is free. A lone push goes alone at once; under
+//! There is no waiting for a group to fill: one of the committer's writers
+//! takes whatever is queued once it is free. A lone push goes alone at once; under
 //! load, pushes queue while the groups in flight commit, so groups grow
 //! with the load and the commits per second stay flat: goodput rises with
 //! load instead of the database drowning in tiny transactions. This is the
 //! idea of Postgres's own `commit_delay` and of a Kafka producer's batches,
 //! written here because it has to know what a push is (its answer, its
 //! retry); no crate does it for sqlx.
+//!
+//! Each writer keeps its connection from one group to the next while pushes
+//! keep coming (`db::unit::Kept`): handing it back to the pool and taking it
+//! again cost two round trips a group, as many as the group's write.
 //!
 //! A group also stops growing at `MAX_GROUP_SALES`, so the pushes queued
 //! behind a group of large backlog batches (an offline queue replayed after
@@ -33,9 +37,12 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use std::time::Duration;
+
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::db::push::{self, PushRow};
+use crate::db::unit::Kept;
 use crate::db::{Database, DbError};
 
 /// Most pushes in one group: written push by push (when one of them cannot
@@ -54,8 +61,17 @@ const MAX_GROUP_SALES: usize = 1000;
 
 /// Groups being written at once. While they are in flight the next group
 /// fills; more than two would only split the load into smaller groups
-/// (measured: four in flight were slower, docs/benchmarks.md).
+/// (measured: four in flight were slower, docs/benchmarks.md). With kept
+/// connections, one, three and four writers gave the same pushes/s as two
+/// at 8 and 64 tills within the runs' noise; one used less Postgres CPU.
 const GROUPS_IN_FLIGHT: usize = 2;
+
+/// A writer with no group to write for this long hands its connection back
+/// to the pool: a quiet fleet leaves the pool's connections to requests.
+/// Shorter than the idle time after which the pool pings a connection
+/// before handing it out (`db::IDLE_BEFORE_CHECK`, 1 s), so a kept
+/// connection is never used after a longer silence than a pooled one.
+const KEEP_WHILE_IDLE: Duration = Duration::from_millis(500);
 
 /// Pushes queued for the committer at most; past that a push waits to
 /// queue (its request's deadline still bounds it).
@@ -129,33 +145,56 @@ impl Group {
     }
 }
 
-async fn run(db: Database, mut jobs: mpsc::Receiver<Job>) {
-    let slots = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
-    loop {
-        // A group is formed once a slot is free, from what is queued then:
-        // waiting for the slot is when the queue grows.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let Some(first) = jobs.recv().await else {
-            return;
-        };
-        let mut group = Group::of(first);
-        group.fill_from(&mut jobs);
-        let db = db.clone();
-        tokio::spawn(async move {
-            write(&db, group.jobs).await;
-            drop(slot);
-        });
+/// The committer: `GROUPS_IN_FLIGHT` writers taking groups off one queue.
+async fn run(db: Database, jobs: mpsc::Receiver<Job>) {
+    let jobs = Arc::new(Mutex::new(jobs));
+    let writers: Vec<_> = (0..GROUPS_IN_FLIGHT)
+        .map(|_| tokio::spawn(writer(db.clone(), jobs.clone())))
+        .collect();
+    for writer in writers {
+        let _ = writer.await;
     }
 }
 
-async fn write(db: &Database, mut group: Vec<Job>) {
+/// One writer: forms a group from what is queued once it is free (waiting
+/// for a free writer is when the queue grows), writes it, and keeps its
+/// connection for the next group while pushes keep coming (`db::unit::Kept`).
+async fn writer(db: Database, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    let mut kept: Option<Kept> = None;
+    loop {
+        let group = {
+            let mut queue = jobs.lock().await;
+            let first = match kept {
+                Some(_) => match tokio::time::timeout(KEEP_WHILE_IDLE, queue.recv()).await {
+                    Ok(first) => first,
+                    Err(_) => {
+                        kept = None;
+                        queue.recv().await
+                    }
+                },
+                None => queue.recv().await,
+            };
+            let Some(first) = first else {
+                return;
+            };
+            let mut group = Group::of(first);
+            group.fill_from(&mut queue);
+            group
+        };
+        write(&db, &mut kept, group.jobs).await;
+    }
+}
+
+async fn write(db: &Database, kept: &mut Option<Kept>, mut group: Vec<Job>) {
     group.sort_by_key(|job| (job.row.merchant_id, job.row.terminal_id));
     metrics::histogram!("tillsync_ingest_group_size").record(group.len() as f64);
     let (rows, answers): (Vec<PushRow>, Vec<_>) =
         group.into_iter().map(|job| (job.row, job.done)).unzip();
-    let written = write_group(db, &rows).await;
+    let written = write_group(db, kept, &rows).await;
+    if written.is_err() {
+        // Back through the pool's checks, which close it if it is unsound.
+        *kept = None;
+    }
     match written {
         Ok(outcomes) if outcomes.len() == answers.len() => {
             for (answer, outcome) in answers.into_iter().zip(outcomes) {
@@ -185,10 +224,22 @@ async fn write(db: &Database, mut group: Vec<Job>) {
     }
 }
 
-/// The group's one statement, on a unit of work (`db::unit`): its own
-/// implicit transaction, or, behind a transaction pooler, an explicit one.
-async fn write_group(db: &Database, rows: &[PushRow]) -> Result<Vec<Result<(), DbError>>, DbError> {
-    let mut unit = db.unit().await?;
+/// The group's one statement, on a unit of work (`db::unit`) on the kept
+/// connection: its own implicit transaction, or, behind a transaction
+/// pooler, an explicit one.
+async fn write_group(
+    db: &Database,
+    kept: &mut Option<Kept>,
+    rows: &[PushRow],
+) -> Result<Vec<Result<(), DbError>>, DbError> {
+    if kept.as_ref().is_some_and(|k| !db.still_keeps(k)) {
+        *kept = None;
+    }
+    let conn = match kept {
+        Some(conn) => conn,
+        None => kept.insert(db.keep().await?),
+    };
+    let mut unit = conn.unit().await?;
     let outcomes = push::write_group(&mut unit, rows).await?;
     unit.finish().await?;
     Ok(outcomes)
