@@ -5,6 +5,7 @@ mod alerts;
 mod bounds;
 mod cli;
 mod clients;
+mod committer;
 mod deploy;
 mod failover;
 mod fault_proxy;
