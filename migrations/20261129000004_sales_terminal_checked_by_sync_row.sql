@@ -1,0 +1,14 @@
+-- A sale's till is checked once a push, not once a sale (issue 13).
+--
+-- Ingest inserts a till's sales only in the statement or transaction that
+-- has just updated that till's sync row: `ingest_write` raises 40001 when
+-- the guarded update finds no row, and `ingest_write_group` inserts only the
+-- pushes its `moved` update returned. `terminal_sync` references
+-- `terminals`, so the till exists, and its sync row keeps it from being
+-- deleted while the push commits. The foreign key of `sales` on `terminals`
+-- checked the same again for every sale row: a query per row in an AFTER
+-- trigger, about 14 % of Postgres's CPU at batches of 100 (`perf`,
+-- docs/benchmarks.md).
+--
+-- Rolling deploys: nothing an older binary does depends on the constraint.
+alter table sales drop constraint sales_merchant_id_terminal_id_fkey;
