@@ -136,3 +136,48 @@ async fn two_pushes_of_one_till_in_a_group_write_one_and_refuse_the_other() {
     assert_eq!(stored_sales(&app, till).await, 1);
     assert_eq!(stored_sales(&app, other).await, 1);
 }
+
+/// Sales carry no foreign key to their till (migration 20261129000004): a
+/// push is written only when the guarded update finds its till's sync row,
+/// which references `terminals`. A push planned for a till that is gone
+/// (its sync row and its terminal deleted) is refused and stores nothing.
+#[tokio::test]
+async fn a_push_for_a_till_without_a_sync_row_stores_nothing() {
+    let app = spawn_app().await;
+    let gone = app.create_till().await;
+    for table in ["terminal_sync", "terminals"] {
+        sqlx::query(&format!("delete from {table} where terminal_id = $1"))
+            .bind(gone.terminal_id)
+            .execute(&app.db)
+            .await
+            .unwrap();
+    }
+    // The group as `GROUP` builds it, planned against the sync row a fresh
+    // till would have.
+    let planned_as_fresh = GROUP.replace(
+        "  join terminal_sync t on t.terminal_id = w.terminal_id
+  join terminals tm on tm.merchant_id = t.merchant_id and tm.terminal_id = t.terminal_id",
+        "  cross join lateral (select $3::uuid as merchant_id, w.terminal_id, 0::int8 as highest_seq,
+                             0::int8 as contiguous_through_seq, 0::int8 as sales_stored,
+                             null::timestamptz as last_batch_at) t
+  cross join lateral (select $4::uuid as store_id) tm",
+    );
+    assert_ne!(planned_as_fresh, GROUP);
+    let codes: Vec<String> = sqlx::query_scalar(&planned_as_fresh)
+        .bind([gone.terminal_id])
+        .bind([Uuid::new_v4()])
+        .bind(app.merchant.merchant_id)
+        .bind(gone.store_id)
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(codes, ["40001"]);
+    assert_eq!(stored_sales(&app, gone.terminal_id).await, 0);
+    let keys: i64 =
+        sqlx::query_scalar("select count(*) from idempotency_keys where terminal_id = $1")
+            .bind(gone.terminal_id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(keys, 0);
+}
