@@ -97,23 +97,20 @@ impl Primary {
     /// For the pool's `before_acquire`: false for a connection opened before
     /// the pool last moved, which may lead to the old server.
     pub fn keeps(&self, meta: &PoolConnectionMetadata) -> bool {
-        let moved_at_us = self.inner.moved_at_us.load(Ordering::Acquire);
-        if moved_at_us == 0 {
-            return true;
-        }
         let opened = self.inner.epoch.elapsed().saturating_sub(meta.age);
-        opened.as_micros() >= u128::from(moved_at_us)
+        !self.moved_after(opened)
     }
 
     /// Whether the pool moved after `since`: a connection kept out of the
     /// pool since then (`unit::Kept`) may lead to the old server.
     pub fn moved_since(&self, since: Instant) -> bool {
+        self.moved_after(since.saturating_duration_since(self.inner.epoch))
+    }
+
+    /// Whether the pool last moved later than `at` (time since `epoch`).
+    fn moved_after(&self, at: Duration) -> bool {
         let moved_at_us = self.inner.moved_at_us.load(Ordering::Acquire);
-        moved_at_us != 0
-            && since
-                .saturating_duration_since(self.inner.epoch)
-                .as_micros()
-                <= u128::from(moved_at_us)
+        moved_at_us != 0 && at.as_micros() < u128::from(moved_at_us)
     }
 
     /// Looks for the server to use now and moves the pool there. Called by

@@ -7,13 +7,13 @@
 //! still succeeds or fails on its own and gets its own answer.
 //!
 //! There is no waiting for a group to fill: one of the committer's writers
-//! takes whatever is queued once it is free. A lone push goes alone at once; under
-//! load, pushes queue while the groups in flight commit, so groups grow
-//! with the load and the commits per second stay flat: goodput rises with
-//! load instead of the database drowning in tiny transactions. This is the
-//! idea of Postgres's own `commit_delay` and of a Kafka producer's batches,
-//! written here because it has to know what a push is (its answer, its
-//! retry); no crate does it for sqlx.
+//! takes whatever is queued once it is free. A lone push goes alone at
+//! once; under load, pushes queue while the groups in flight commit, so
+//! groups grow with the load and the commits per second stay flat: goodput
+//! rises with load instead of the database drowning in tiny transactions.
+//! This is the idea of Postgres's own `commit_delay` and of a Kafka
+//! producer's batches, written here because it has to know what a push is
+//! (its answer, its retry); no crate does it for sqlx.
 //!
 //! Each writer keeps its connection from one group to the next while pushes
 //! keep coming (`db::unit::Kept`): handing it back to the pool and taking it
@@ -36,7 +36,6 @@
 //! group is written or not, and a replay of the push finds out which.
 
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
