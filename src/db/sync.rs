@@ -16,7 +16,7 @@ use super::DbError;
 /// At most this many missing ranges are reported; the till asks again after resending.
 pub const MAX_MISSING_RANGES: i64 = 100;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SyncState {
     pub highest_seq: i64,
     pub contiguous_through_seq: i64,

@@ -19,8 +19,9 @@
 //! either happened whole (and a replay gets its stored response) or not.
 //!
 //! A push of new sales from a till whose last push this replica wrote
-//! skips step 1: its sync row is known and nothing could collide
-//! (`known`), so it costs the one round trip of its group's write.
+//! skips step 1: its sync row is known, nothing could collide, and the
+//! sales its voids name are among the till's latest, remembered (`known`),
+//! so it costs the one round trip of its group's write.
 //!
 //! Concurrency is optimistic: when another batch of the till, a request
 //! with the same key, or a sale of another till with one of these ids
@@ -42,8 +43,6 @@ mod response;
 mod store;
 mod totals_check;
 
-use std::collections::HashMap;
-
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -52,10 +51,10 @@ use crate::db::push::{self as db_push, PushRow};
 use crate::db::sync::SyncState;
 use crate::db::totals::TotalsColumns;
 use crate::db::{Database, DbError};
-use crate::domain::sale::{Rejection, Sale};
+use crate::domain::sale::{Rejection, Sale, StoredSale};
 use crate::domain::terminal::Terminal;
 use group::Committer;
-use known::KnownTills;
+use known::{Guess, KnownTills};
 pub use response::Counts;
 use totals_check::TotalsCheck;
 
@@ -143,7 +142,7 @@ impl Pipeline {
             let check = TotalsCheck::new(against_stored);
             let guessed = guess.is_some();
             let pushed = match guess.take() {
-                Some(sync) => self.write_guessed(push, sync).await,
+                Some(guess) => self.write_guessed(push, guess).await,
                 None => self.read_then_write(push, check).await,
             };
             match pushed {
@@ -192,17 +191,29 @@ impl Pipeline {
     }
 
     /// One attempt without a read: the push planned against the sync row
-    /// this replica's last write of the till left (`known`).
-    async fn write_guessed(&self, push: &Push<'_>, sync: SyncState) -> Result<Pushed, IngestError> {
+    /// and the voidable sales this replica's last write of the till left
+    /// (`known`).
+    async fn write_guessed(&self, push: &Push<'_>, guess: Guess) -> Result<Pushed, IngestError> {
+        let related = guess
+            .targets
+            .iter()
+            .map(|target| known_target(push.terminal, target))
+            .collect::<Vec<_>>();
+        let void_targets = guess
+            .targets
+            .iter()
+            .map(|target| (target.sale_id, Sale::clone(target)))
+            .collect();
         let classified = store::classify(
             push.terminal,
             push.items,
-            &[],
-            &HashMap::new(),
+            &related,
+            &void_targets,
             &TotalsCheck::new(false),
         );
-        let next = progress::advance_over_batch(&sync, &accepted_seqs(push.items, &classified));
-        let planned = plan(push, self.options, &sync, classified, next);
+        let next =
+            progress::advance_over_batch(&guess.sync, &accepted_seqs(push.items, &classified));
+        let planned = plan(push, self.options, &guess.sync, classified, next);
         self.write(push, planned).await
     }
 
@@ -211,13 +222,16 @@ impl Pipeline {
     async fn write(&self, push: &Push<'_>, planned: Planned) -> Result<Pushed, IngestError> {
         let Planned {
             row,
+            seen,
             next,
+            accepted,
             body,
             counts,
         } = planned;
         let batch_id = row.batch_id;
         self.committer.write(row).await?;
-        self.known.remember(push.terminal, next);
+        let stored = accepted.iter().map(|&i| push.items[i].valid_sale());
+        self.known.remember(push.terminal, &seen, next, stored);
         let terminal_id = push.terminal.terminal_id;
         tracing::info!(
             terminal.id = %terminal_id, batch.id = %batch_id,
@@ -238,7 +252,11 @@ enum Decided {
 /// What to write, the sync row it leaves, and the answer once it is written.
 struct Planned {
     row: PushRow,
+    /// The sync row the push was planned against, and the one it leaves.
+    seen: SyncState,
     next: SyncState,
+    /// The indexes of the items it stores.
+    accepted: Vec<usize>,
     body: Vec<u8>,
     counts: Counts,
 }
@@ -338,6 +356,7 @@ fn plan(
         TotalsColumns::default()
     };
     let body = response.body.clone();
+    let accepted = classified.accepted;
     let row = db_push::Write {
         terminal: push.terminal,
         batch_id,
@@ -345,15 +364,35 @@ fn plan(
         seen,
         next: &next,
         response,
-        sales: store::new_rows(push.terminal, push.items, &classified.accepted),
+        sales: store::new_rows(push.terminal, push.items, &accepted),
         conflicts: store::conflicts(push.items, &classified.verdicts),
         totals,
     }
     .into_row();
     Planned {
         row,
+        seen: seen.clone(),
         next,
+        accepted,
         body,
         counts,
+    }
+}
+
+/// A remembered sale of the till as the read would have found it: stored,
+/// not voided. Its body is never compared: a push qualifies for a guess only
+/// when none of its sales reuses a target's id (`known`).
+fn known_target(terminal: &Terminal, target: &Sale) -> StoredSale {
+    StoredSale {
+        sale_id: target.sale_id,
+        terminal_id: terminal.terminal_id,
+        seq: target.seq,
+        kind: target.kind,
+        currency: target.currency.clone(),
+        total_minor: target.total_minor,
+        tax_minor: target.tax_minor,
+        discount_minor: target.discount_minor,
+        body: serde_json::Value::Null,
+        voided: false,
     }
 }

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use sqlx::PgConnection;
 
 use crate::db::DbError;
@@ -106,7 +106,9 @@ fn counted(seen: &SyncState, accepted_seqs: &[i64]) -> SyncState {
     state.sales_stored = state
         .sales_stored
         .saturating_add(accepted_seqs.len() as i64);
-    state.last_batch_at = Some(Utc::now());
+    // To the microsecond, as Postgres keeps it: the row this replica
+    // remembers (`known`) then equals the one a read brings back.
+    state.last_batch_at = Some(Utc::now().trunc_subsecs(6));
     state
 }
 
@@ -144,7 +146,9 @@ mod tests {
         assert_eq!(next.contiguous_through_seq, 7);
         assert_eq!(next.highest_seq, 9);
         assert_eq!(next.sales_stored, 8);
-        assert!(next.last_batch_at.is_some());
+        // to the microsecond, as Postgres keeps it
+        let at = next.last_batch_at.unwrap();
+        assert_eq!(at.timestamp_subsec_nanos() % 1_000, 0);
     }
 
     #[test]

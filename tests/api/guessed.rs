@@ -8,7 +8,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tillsync_testkit::app::{TestApp, Till, spawn_app_with, statuses};
-use tillsync_testkit::sales::{sale_of, with};
+use tillsync_testkit::sales::{refund_of, sale_of, void_of, with};
 use uuid::Uuid;
 
 use crate::races::{day_totals, sync_of};
@@ -147,4 +147,89 @@ async fn a_group_with_a_clashing_push_writes_the_rest_and_answers_each_its_own()
     assert_eq!(app.stored_count(&tills[0]).await, 0);
     assert_eq!(day_totals(&app, tills[0].terminal_id).await, (0, 0));
     assert_eq!(day_totals(&app, holder.terminal_id).await, (1, 900));
+}
+
+/// The till's stored totals of one day: sales, gross, voids.
+async fn day_voids(app: &TestApp, terminal_id: Uuid) -> (i64, i64, i64) {
+    sqlx::query_as(
+        "select coalesce(sum(sales_count), 0)::int8, coalesce(sum(gross_minor), 0)::int8,
+                coalesce(sum(voids_count), 0)::int8
+           from sales_day_totals where terminal_id = $1",
+    )
+    .bind(terminal_id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn voids_and_refunds_of_remembered_sales_are_written_without_a_read_and_answered_as_if_read_first()
+ {
+    let app = spawn_app_with(&["--terminal-rate", "0"]).await;
+    let address = app.address.clone();
+    let till = app.create_till().await;
+    let first = sale_of(1, 700);
+    let second = sale_of(2, 300);
+    // The first push reads; from then on the replica remembers the till,
+    // and every push below but the second void qualifies for the guess
+    // (src/ingest/known.rs, unit tests). The metrics are the process's,
+    // shared with the tests running beside this one, so the test checks
+    // the answers and the totals, not which path each push took.
+    push_to(
+        &app,
+        &address,
+        &till,
+        Uuid::new_v4(),
+        std::slice::from_ref(&first),
+    )
+    .await;
+    // A void that does not mirror the second sale.
+    let mismatched = with(
+        void_of(6, &sale_of(6, 299)),
+        json!({"refers_to_sale_id": second["sale_id"]}),
+    );
+    let pushes: [(Vec<Value>, &[&str]); 4] = [
+        (
+            vec![second.clone(), refund_of(3, 100, Some(&first))],
+            &["accepted", "accepted"],
+        ),
+        (vec![void_of(4, &first)], &["accepted"]),
+        // The first sale is voided: no longer remembered, so read first.
+        (vec![void_of(5, &first)], &["rejected:already_voided"]),
+        (vec![mismatched], &["rejected:void_amounts_mismatch"]),
+    ];
+    for (sales, expected) in pushes {
+        let body = push_to(&app, &address, &till, Uuid::new_v4(), &sales).await;
+        assert_eq!(statuses(&body), expected, "{sales:?}");
+    }
+    // Sales 700 + 300, the first voided: one sale of 300, one void.
+    assert_eq!(day_voids(&app, till.terminal_id).await, (1, 300, 1));
+    assert_eq!(app.stored_count(&till).await, 4);
+}
+
+#[tokio::test]
+async fn a_remembered_sale_voided_on_another_replica_is_already_voided() {
+    let mut app = spawn_app_with(&["--terminal-rate", "0"]).await;
+    let first = app.address.clone();
+    let second = app.spawn_second_instance().await;
+    let till = app.create_till().await;
+    let sale = sale_of(1, 700);
+    push_to(
+        &app,
+        &first,
+        &till,
+        Uuid::new_v4(),
+        std::slice::from_ref(&sale),
+    )
+    .await;
+    push_to(&app, &first, &till, Uuid::new_v4(), &[sale_of(2, 300)]).await;
+    // The second replica voids the sale the first one remembers as voidable.
+    let body = push_to(&app, &second, &till, Uuid::new_v4(), &[void_of(3, &sale)]).await;
+    assert_eq!(statuses(&body), ["accepted"]);
+    // The first replica's guess is refused by the write's guard, and the
+    // push read again finds the void.
+    let body = push_to(&app, &first, &till, Uuid::new_v4(), &[void_of(4, &sale)]).await;
+    assert_eq!(statuses(&body), ["rejected:already_voided"]);
+    assert_eq!(day_voids(&app, till.terminal_id).await, (1, 300, 1));
+    assert_eq!(app.stored_count(&till).await, 3);
 }
