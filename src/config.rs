@@ -221,7 +221,7 @@ pub struct HealthArgs {
     #[arg(long, env = "TILLSYNC_ADMISSION_MIN_LIMIT")]
     pub admission_min_limit: Option<usize>,
 
-    /// Highest concurrency limit [default: 8 x the pool size].
+    /// Highest concurrency limit [default: 16 x the pool size].
     #[arg(long, env = "TILLSYNC_ADMISSION_MAX_LIMIT")]
     pub admission_max_limit: Option<usize>,
 

@@ -37,7 +37,7 @@ use slots::{Permit, QueueBounds, Shed, Slots};
 const SHEDDING_WINDOW: Duration = Duration::from_secs(1);
 
 /// Default highest admission limit per pooled connection (see `Gate::new`).
-const ADMITTED_PER_CONNECTION: usize = 8;
+const ADMITTED_PER_CONNECTION: usize = 16;
 
 /// A slot held for one piece of work, with its deadline (none of either
 /// when the layer is off).
@@ -101,16 +101,16 @@ struct Inner {
 
 impl Gate {
     pub fn new(settings: HealthArgs, pool_size: u32) -> Self {
-        // Eight requests per pooled connection unless set: a push holds a
-        // connection only for its read and hands its write to the group
-        // committer, which writes many pushes in one transaction, so far
-        // more requests than connections make progress at once, and the
-        // more pushes are in flight, the fuller the groups. Measured in the
-        // recovery benchmark (docs/benchmarks.md, issue 13): at the pool size
-        // (10) the backlog after a 30 s stall took 25 s to be served; at 4x,
-        // overload goodput was 0.79 of the layer-off pool's at 2x; at 8x it
-        // matched it (1.07 C both) and beat it at 10x (0.93 against 0.90 C);
-        // at 16x, 10x fell to 0.86 C.
+        // Sixteen requests per pooled connection unless set: most pushes
+        // hold no connection at all (their group's writer does, `ingest`),
+        // so far more requests than connections make progress at once, and
+        // the more pushes are in flight, the fuller the groups. Measured in
+        // the recovery benchmark (docs/benchmarks.md, issue 13): at the pool
+        // size (10) the backlog after a 30 s stall took 25 s to be served;
+        // at 8x, once nearly every push skipped its read, the layer-off pool
+        // delivered 1.2-1.3x what the layer admitted at 2x, 5x and 10x; at
+        // 16x the layer delivered more than the layer-off pool at 2x and 5x
+        // (admitted p99 201 ms at 2x), 0.80 of it at 10x.
         let max_limit = settings
             .admission_max_limit
             .unwrap_or(pool_size as usize * ADMITTED_PER_CONNECTION);
