@@ -227,7 +227,10 @@ pub struct HealthArgs {
 
     /// Longest expected wait for a slot a request may queue with (judged
     /// from how fast requests are finishing); beyond, 503 `overloaded` at once.
-    #[arg(long, env = "TILLSYNC_ADMISSION_QUEUE_WAIT", default_value = "150ms", value_parser = parse_duration)]
+    /// An admitted push then waits for its group too, so this is about a
+    /// third of the latency an admitted push should stay under (250 ms at
+    /// p99, docs/benchmarks.md).
+    #[arg(long, env = "TILLSYNC_ADMISSION_QUEUE_WAIT", default_value = "75ms", value_parser = parse_duration)]
     pub admission_queue_wait: Duration,
 
     /// Most requests that may wait for a slot at once, whatever their wait.
