@@ -2,8 +2,10 @@
 //! and its tills provisioned through the API, then every till pushing
 //! batches (`POST /v1/sales/batches`, a new Idempotency-Key each) back to
 //! back over its own keep-alive connection. Every answer must be 200 with
-//! the whole batch accepted.
+//! the whole batch accepted (or 503, and the same sales are sent again);
+//! after the last answer, the exactly-once verdict (`verdict.rs`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,6 +16,7 @@ use uuid::Uuid;
 use crate::Phase;
 use crate::body::BodyTemplate;
 use crate::measure::{Clock, Measured, Tally, measure};
+use crate::verdict::{self, Verdict};
 
 /// The release binary serving this database, logging warnings only.
 fn start_server(binary: &Binary, database_url: &str) -> Served {
@@ -30,7 +33,7 @@ fn start_server(binary: &Binary, database_url: &str) -> Served {
     })
 }
 
-pub async fn http_phase(binary: &Binary, database_url: &str, phase: Phase) -> Measured {
+pub async fn http_phase(binary: &Binary, database_url: &str, phase: Phase) -> (Measured, Verdict) {
     let server = start_server(binary, database_url);
     let admin = binary.create_merchant(database_url, "Bench");
     let client = reqwest::Client::builder()
@@ -51,6 +54,7 @@ pub async fn http_phase(binary: &Binary, database_url: &str, phase: Phase) -> Me
     // checking costs the generator little.
     let accepted = format!(r#""accepted":{},"duplicates":0,"#, phase.batch).into_bytes();
     let clock = Clock::start(phase.warmup, phase.measure);
+    let till_ids: Vec<_> = tills.iter().map(|till| till.terminal_id).collect();
     let workers = tills
         .into_iter()
         .map(|till| {
@@ -100,6 +104,13 @@ pub async fn http_phase(binary: &Binary, database_url: &str, phase: Phase) -> Me
         })
         .collect();
     let measured = measure(clock, phase.batch, Some(server.pid()), workers).await;
+    // Every worker has its last answer: nothing of the phase is in flight.
+    let committed: HashMap<_, _> = till_ids
+        .into_iter()
+        .zip(&measured.ended)
+        .map(|(till, &pushes)| (till, (pushes * phase.batch as u64) as i64))
+        .collect();
+    let verdict = verdict::check(database_url, &committed).await;
     drop(server);
-    measured
+    (measured, verdict)
 }

@@ -20,8 +20,11 @@
 //! second (sales), p50/p99 of an operation, and the CPU split over the
 //! window (`measure.rs`, `tillsync_bench::cpu`): the service process,
 //! Postgres (its processes), the load generator (this whole process), the
-//! rest of the machine. Then the ratio HTTP sales/s over raw rows/s. One
-//! table at the end (Markdown, as `docs/benchmarks.md` records it).
+//! rest of the machine. Then the ratio HTTP sales/s over raw rows/s, and
+//! the HTTP phase's exactly-once verdict (`verdict.rs`: the database holds
+//! exactly the sales answered as committed, each counted once). One table
+//! at the end (Markdown, as `docs/benchmarks.md` records it); the run fails
+//! after it if any verdict did.
 //!
 //! Run: `scripts/bench-ingest` (or, with the release binary built,
 //! `cargo bench -p tillsync-bench --bench ingest`).
@@ -40,6 +43,7 @@ mod body;
 mod http;
 mod measure;
 mod raw;
+mod verdict;
 
 use std::time::Duration;
 
@@ -52,6 +56,7 @@ use tillsync_testkit::database::{drop_database, fresh_name, server_url};
 use crate::http::http_phase;
 use crate::measure::Measured;
 use crate::raw::raw_phase;
+use crate::verdict::Verdict;
 
 /// The most sales a push may carry (the API's limit).
 const MAX_BATCH: usize = 500;
@@ -70,6 +75,7 @@ struct Scenario {
     phase: Phase,
     http: Measured,
     raw: Measured,
+    verdict: Verdict,
 }
 
 impl Scenario {
@@ -84,6 +90,10 @@ impl Scenario {
             "http": self.http.to_json(),
             "raw": self.raw.to_json(),
             "ratio_http_to_raw": self.ratio(),
+            "verdict_passed": self.verdict.passed(),
+            "sales_committed": self.verdict.committed,
+            "tills_short": self.verdict.tills_short,
+            "tills_over": self.verdict.tills_over,
         })
     }
 }
@@ -118,10 +128,11 @@ async fn main() {
             };
             let scenario = run(&binary, phase).await;
             println!(
-                "  {tills} tills, batch {batch}: HTTP {:.0} sales/s, raw {:.0} rows/s, ratio {:.2}",
+                "  {tills} tills, batch {batch}: HTTP {:.0} sales/s, raw {:.0} rows/s, ratio {:.2}; exactly once: {}",
                 scenario.http.rows_per_s,
                 scenario.raw.rows_per_s,
-                scenario.ratio()
+                scenario.ratio(),
+                scenario.verdict
             );
             scenarios.push(scenario);
         }
@@ -137,13 +148,18 @@ async fn main() {
             .unwrap_or_else(|e| panic!("BENCH_JSON {path}: {e}"));
         println!("figures written to {path}");
     }
+    let failed = scenarios.iter().filter(|s| !s.verdict.passed()).count();
+    assert_eq!(
+        failed, 0,
+        "{failed} scenarios failed the exactly-once verdict"
+    );
 }
 
 /// Both phases of one scenario, each on a fresh database.
 async fn run(binary: &Binary, phase: Phase) -> Scenario {
     let server = server_url();
     let database = fresh_name("tillsync_bench_http");
-    let http = http_phase(binary, &format!("{server}/{database}"), phase).await;
+    let (http, verdict) = http_phase(binary, &format!("{server}/{database}"), phase).await;
     drop_database(&database);
     let database = fresh_name("tillsync_bench_raw");
     let mut admin = PgConnection::connect(&format!("{server}/postgres"))
@@ -156,7 +172,12 @@ async fn run(binary: &Binary, phase: Phase) -> Scenario {
     admin.close().await.ok();
     let raw = raw_phase(&format!("{server}/{database}"), phase).await;
     drop_database(&database);
-    Scenario { phase, http, raw }
+    Scenario {
+        phase,
+        http,
+        raw,
+        verdict,
+    }
 }
 
 /// The commit measured, as `git describe` gives it (`-dirty` if the tree
@@ -174,17 +195,22 @@ fn commit() -> String {
 fn print_table(scenarios: &[Scenario]) {
     println!();
     println!(
-        "| tills | batch | path | ops/s | rows/s | p50 ms | p99 ms | CPU service | CPU Postgres | CPU generator | CPU rest | HTTP / raw |"
+        "| tills | batch | path | ops/s | rows/s | p50 ms | p99 ms | CPU service | CPU Postgres | CPU generator | CPU rest | HTTP / raw | exactly once |"
     );
-    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for s in scenarios {
-        for (path, m, ratio) in [
-            ("HTTP", &s.http, format!("{:.2}", s.ratio())),
-            ("raw", &s.raw, String::new()),
+        let verdict = if s.verdict.passed() {
+            "passed"
+        } else {
+            "FAILED"
+        };
+        for (path, m, ratio, verdict) in [
+            ("HTTP", &s.http, format!("{:.2}", s.ratio()), verdict),
+            ("raw", &s.raw, String::new(), ""),
         ] {
             let ms = |d: Duration| d.as_secs_f64() * 1e3;
             println!(
-                "| {} | {} | {path} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {ratio} |",
+                "| {} | {} | {path} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {ratio} | {verdict} |",
                 s.phase.tills,
                 s.phase.batch,
                 m.ops_per_s,

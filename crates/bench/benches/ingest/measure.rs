@@ -33,15 +33,19 @@ impl Clock {
     }
 }
 
-/// What one worker timed: the operations that ended inside the window.
+/// What one worker timed: the operations that ended inside the window,
+/// and how many ended in all (warm-up and the last one included), which
+/// the exactly-once verdict checks the database against.
 #[derive(Debug, Default)]
 pub struct Tally {
     latencies: Vec<Duration>,
+    ended: u64,
 }
 
 impl Tally {
     /// An operation that began at `began` just ended.
     pub fn record(&mut self, clock: &Clock, began: Instant) {
+        self.ended += 1;
         let now = Instant::now();
         if now >= clock.from && now < clock.to {
             self.latencies.push(now - began);
@@ -60,6 +64,8 @@ pub struct Measured {
     pub cpu: CpuSeconds,
     /// CPU seconds used over the window.
     pub cpu_seconds: CpuSeconds,
+    /// Operations that ended in all, per worker, in the workers' order.
+    pub ended: Vec<u64>,
 }
 
 impl Measured {
@@ -94,9 +100,11 @@ pub async fn measure(
         CpuSeconds::now(service_pid, Generator::WholeProcess),
         Instant::now(),
     );
-    let mut latencies = Vec::new();
+    let (mut latencies, mut ended) = (Vec::new(), Vec::new());
     for worker in workers {
-        latencies.extend(worker.await.expect("a worker ran").latencies);
+        let tally = worker.await.expect("a worker ran");
+        latencies.extend(tally.latencies);
+        ended.push(tally.ended);
     }
     latencies.sort_unstable();
     let window_s = (clock.to - clock.from).as_secs_f64();
@@ -108,5 +116,6 @@ pub async fn measure(
         p99: quantile(&latencies, 0.99),
         cpu: cpu_to.cores_since(&cpu_from, read_to - read_from),
         cpu_seconds: cpu_to.since(&cpu_from),
+        ended,
     }
 }
