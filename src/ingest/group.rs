@@ -3,8 +3,8 @@
 //! `ingest_write_group`: one round trip and one commit (one WAL flush) for
 //! the group instead of one per push. The call writes the whole group in
 //! one statement, and push by push (each in a block of its own) only when
-//! one of them cannot be written (migration 20261129000003), so each push
-//! still succeeds or fails on its own and gets its own answer.
+//! one of them cannot be written (migrations 20261129000003 and 0005), so
+//! each push still succeeds or fails on its own and gets its own answer.
 //!
 //! There is no waiting for a group to fill: one of the committer's writers
 //! takes whatever is queued once it is free. A lone push goes alone at

@@ -1,4 +1,4 @@
-//! How Postgres writes a group (migration 20261129000003): one statement
+//! How Postgres writes a group (migrations 20261129000003 and 0005): one statement
 //! for the whole group when every push can be written, push by push only
 //! when one of them cannot. Asked of the function itself, with its calls
 //! counted by `pg_stat_xact_user_functions`: the per-push form calls
@@ -180,4 +180,82 @@ async fn a_push_for_a_till_without_a_sync_row_stores_nothing() {
             .await
             .unwrap();
     assert_eq!(keys, 0);
+}
+
+/// A push whose Idempotency-Key is stored already (a key replayed while
+/// its first push's group committed, planned against the sync row as it is
+/// now) fails the set-based attempt with the key's unique violation
+/// (migration 20261129000005: plain inserts, no `on conflict`): the group
+/// is written push by push, that push alone is refused and stores nothing,
+/// and the stored key keeps its first answer.
+#[tokio::test]
+async fn a_push_with_a_stored_key_fails_alone_and_keeps_the_first_answer() {
+    let app = spawn_app().await;
+    let first = app.create_till().await;
+    let mut tills = vec![first.terminal_id];
+    for _ in 0..2 {
+        tills.push(
+            app.create_till_in(&app.merchant, first.store_id)
+                .await
+                .terminal_id,
+        );
+    }
+    let fresh = || -> Vec<Uuid> { tills.iter().map(|_| Uuid::new_v4()).collect() };
+    let (codes, _) = write_group(&app, &tills, &fresh()).await;
+    assert_eq!(codes, ["00000"; 3]);
+    let (stored_key, stored_at): (Uuid, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
+        "select idempotency_key, created_at from idempotency_keys where terminal_id = $1",
+    )
+    .bind(tills[1])
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+
+    // The second push of the group reuses that key.
+    let reusing = GROUP.replace(
+        "  gen_random_uuid(), '\\x00'::bytea, 200::int2,",
+        "  case when w.ord = 2 then $3::uuid else gen_random_uuid() end, '\\x00'::bytea, 201::int2,",
+    );
+    assert_ne!(reusing, GROUP);
+    let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    sqlx::query("set local track_functions = 'pl'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let codes: Vec<String> = sqlx::query_scalar(&reusing)
+        .bind(&tills)
+        .bind(fresh())
+        .bind(stored_key)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    let per_push: i64 = sqlx::query_scalar(
+        "select coalesce(sum(calls), 0)::int8 from pg_stat_xact_user_functions
+          where funcname = 'ingest_write'",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    assert_eq!(codes, ["00000", "40001", "00000"]);
+    assert_eq!(
+        per_push, 2,
+        "written push by push; the refused push not counted"
+    );
+    for (i, till) in tills.iter().enumerate() {
+        let expected = if i == 1 { 1 } else { 2 };
+        assert_eq!(stored_sales(&app, *till).await, expected, "till {i}");
+    }
+    let kept: (i16, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
+        "select response_status, created_at from idempotency_keys
+          where terminal_id = $1 and idempotency_key = $2",
+    )
+    .bind(tills[1])
+    .bind(stored_key)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(kept, (200, stored_at), "the first answer is kept");
 }
