@@ -36,18 +36,29 @@ select array_agg(row(
 /// Writes the group in a transaction of its own and returns each push's
 /// SQLSTATE and how often the per-push `ingest_write` ran.
 async fn write_group(app: &TestApp, tills: &[Uuid], sale_ids: &[Uuid]) -> (Vec<String>, i64) {
+    write_group_as(app, GROUP, tills, sale_ids, None).await
+}
+
+/// `write_group` with the group built by `sql` (`GROUP` changed), which
+/// may take a third parameter, `key`.
+async fn write_group_as(
+    app: &TestApp,
+    sql: &str,
+    tills: &[Uuid],
+    sale_ids: &[Uuid],
+    key: Option<Uuid>,
+) -> (Vec<String>, i64) {
     let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
     let mut tx = conn.begin().await.unwrap();
     sqlx::query("set local track_functions = 'pl'")
         .execute(&mut *tx)
         .await
         .unwrap();
-    let codes: Vec<String> = sqlx::query_scalar(GROUP)
-        .bind(tills)
-        .bind(sale_ids)
-        .fetch_all(&mut *tx)
-        .await
-        .unwrap();
+    let mut group = sqlx::query_scalar(sql).bind(tills).bind(sale_ids);
+    if let Some(key) = key {
+        group = group.bind(key);
+    }
+    let codes: Vec<String> = group.fetch_all(&mut *tx).await.unwrap();
     let per_push: i64 = sqlx::query_scalar(
         "select coalesce(sum(calls), 0)::int8 from pg_stat_xact_user_functions
           where funcname = 'ingest_write'",
@@ -57,6 +68,20 @@ async fn write_group(app: &TestApp, tills: &[Uuid], sale_ids: &[Uuid]) -> (Vec<S
     .unwrap();
     tx.commit().await.unwrap();
     (codes, per_push)
+}
+
+/// `n` tills of one store, ids only.
+async fn tills_of_one_store(app: &TestApp, n: usize) -> Vec<Uuid> {
+    let first = app.create_till().await;
+    let mut tills = vec![first.terminal_id];
+    for _ in 1..n {
+        tills.push(
+            app.create_till_in(&app.merchant, first.store_id)
+                .await
+                .terminal_id,
+        );
+    }
+    tills
 }
 
 async fn stored_sales(app: &TestApp, till: Uuid) -> i64 {
@@ -70,15 +95,7 @@ async fn stored_sales(app: &TestApp, till: Uuid) -> i64 {
 #[tokio::test]
 async fn a_group_is_written_in_one_statement_unless_a_push_of_it_cannot_be() {
     let app = spawn_app().await;
-    let first = app.create_till().await;
-    let mut tills = vec![first.terminal_id];
-    for _ in 0..3 {
-        tills.push(
-            app.create_till_in(&app.merchant, first.store_id)
-                .await
-                .terminal_id,
-        );
-    }
+    let tills = tills_of_one_store(&app, 4).await;
     let fresh = || -> Vec<Uuid> { tills.iter().map(|_| Uuid::new_v4()).collect() };
 
     let (codes, per_push) = write_group(&app, &tills, &fresh()).await;
@@ -191,15 +208,7 @@ async fn a_push_for_a_till_without_a_sync_row_stores_nothing() {
 #[tokio::test]
 async fn a_push_with_a_stored_key_fails_alone_and_keeps_the_first_answer() {
     let app = spawn_app().await;
-    let first = app.create_till().await;
-    let mut tills = vec![first.terminal_id];
-    for _ in 0..2 {
-        tills.push(
-            app.create_till_in(&app.merchant, first.store_id)
-                .await
-                .terminal_id,
-        );
-    }
+    let tills = tills_of_one_store(&app, 3).await;
     let fresh = || -> Vec<Uuid> { tills.iter().map(|_| Uuid::new_v4()).collect() };
     let (codes, _) = write_group(&app, &tills, &fresh()).await;
     assert_eq!(codes, ["00000"; 3]);
@@ -217,27 +226,8 @@ async fn a_push_with_a_stored_key_fails_alone_and_keeps_the_first_answer() {
         "  case when w.ord = 2 then $3::uuid else gen_random_uuid() end, '\\x00'::bytea, 201::int2,",
     );
     assert_ne!(reusing, GROUP);
-    let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
-    let mut tx = conn.begin().await.unwrap();
-    sqlx::query("set local track_functions = 'pl'")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    let codes: Vec<String> = sqlx::query_scalar(&reusing)
-        .bind(&tills)
-        .bind(fresh())
-        .bind(stored_key)
-        .fetch_all(&mut *tx)
-        .await
-        .unwrap();
-    let per_push: i64 = sqlx::query_scalar(
-        "select coalesce(sum(calls), 0)::int8 from pg_stat_xact_user_functions
-          where funcname = 'ingest_write'",
-    )
-    .fetch_one(&mut *tx)
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    let (codes, per_push) =
+        write_group_as(&app, &reusing, &tills, &fresh(), Some(stored_key)).await;
 
     assert_eq!(codes, ["00000", "40001", "00000"]);
     assert_eq!(
