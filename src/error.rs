@@ -16,7 +16,7 @@ macro_rules! problem_codes {
         /// Every `code` a problem document can carry. Handlers build errors
         /// from these, middleware (admission, metrics) tells outcomes apart by
         /// them (the value is left in the response's extensions), and the
-        /// OpenAPI and README drift tests read `ProblemCode::ALL`.
+        /// OpenAPI and README drift tests read [`ProblemCode::ALL`].
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum ProblemCode {
             $($variant,)+
@@ -83,7 +83,7 @@ problem_codes! {
 
 impl ProblemCode {
     /// The health layer's reason behind a database-related 503, whose
-    /// `Retry-After` the layer chooses (see `http::retry_after`).
+    /// `Retry-After` the layer chooses (see [`crate::http::middleware::retry_after`]).
     pub fn refusal(self) -> Option<Refusal> {
         match self {
             ProblemCode::DatabaseUnavailable => Some(Refusal::Unavailable),
@@ -134,7 +134,7 @@ impl ApiError {
     }
 
     // The database's 503s carry no Retry-After of their own: the health
-    // layer adds it (`http::retry_after`), one source for all of them.
+    // layer adds it (`http::middleware::retry_after`), one source for all of them.
 
     pub fn database_unavailable() -> Self {
         Self::new(

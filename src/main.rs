@@ -1,5 +1,5 @@
 //! The `tillsync` binary: parse settings, start logging, run one command.
-//! Its command line is the server's commands (`tillsync::config`) and the
+//! Its command line is the server's commands ([`tillsync::config`]) and the
 //! fleet simulator's `loadtest` (the `tillsync-loadtest` crate), which the
 //! server's library knows nothing of.
 

@@ -1,19 +1,34 @@
-//! Prometheus metrics: one recorder per process, histograms with explicit
-//! buckets, the help text of every metric the service records, and the
-//! gauges that are read from live state at scrape time (link state,
-//! admission, pool) so the hot path does not update them.
+//! Prometheus metrics. Each application has a recorder of its own
+//! ([`Metrics`]), not one installed for the whole process: tests run many
+//! applications in one process, and a figure read from one application's
+//! `/metrics` must be that application's alone (a test that reads another
+//! app's gauge cannot fail when its own feature breaks).
+//!
+//! The `metrics` macros record into the thread's local recorder when one
+//! is set. [`Metrics::scope`] sets it around every poll of a future, and
+//! [`spawn`] gives a new task the recorder of the task that spawns it, so
+//! everything an application runs records into its own recorder: the
+//! server's connection tasks, the committer, the probe, the jobs. Code of
+//! this crate spawns only through [`spawn`] (`clippy.toml` refuses
+//! `tokio::spawn`); a task spawned otherwise records nothing.
+//!
+//! Written here because the `metrics` crate offers the local recorder only
+//! for a closure on one thread, and a future moves between threads.
 //!
 //! The metrics themselves are recorded where things happen (request path,
-//! health layer, pool, ingest); their names and meaning are listed in
-//! `describe` below, which is what `/metrics` shows as `# HELP`.
+//! health layer, pool, ingest, jobs); their names and meaning are listed
+//! in `describe` below, which is what `/metrics` shows as `# HELP`.
 
-use std::sync::OnceLock;
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::db::Database;
-use crate::health::Gate;
-use crate::health::link::LinkState;
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+use tokio::task::JoinHandle;
 
 /// Request and query latencies: 1 ms to 10 s, dense where the deadlines are.
 const LATENCY_BUCKETS_S: &[f64] = &[
@@ -22,35 +37,134 @@ const LATENCY_BUCKETS_S: &[f64] = &[
 const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0];
 const GROUP_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0];
 
-/// The process-wide recorder. Installed once: several services in one
-/// process (tests) share it.
-pub fn handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS_S)
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full("tillsync_batch_sales".into()),
-                        BATCH_SIZE_BUCKETS,
-                    )
-                })
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full("tillsync_ingest_group_size".into()),
-                        GROUP_SIZE_BUCKETS,
-                    )
-                })
-                .expect("bucket lists are not empty")
-                .install_recorder()
-                .inspect(|_| {
-                    describe();
-                    export_known_series();
-                })
-                .expect("no other metrics recorder is installed")
-        })
-        .clone()
+thread_local! {
+    /// The recorder of the future being polled on this thread, for [`spawn`].
+    static CURRENT: RefCell<Option<Metrics>> = const { RefCell::new(None) };
+}
+
+/// One application's recorder. Clones share it.
+#[derive(Clone)]
+pub struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A recorder with the service's buckets and the help text of every
+    /// metric.
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS_S)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("tillsync_batch_sales".into()),
+                    BATCH_SIZE_BUCKETS,
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("tillsync_ingest_group_size".into()),
+                    GROUP_SIZE_BUCKETS,
+                )
+            })
+            .expect("bucket lists are not empty")
+            .build_recorder();
+        let metrics = Self {
+            recorder: Arc::new(recorder),
+        };
+        metrics.record(describe);
+        metrics
+    }
+
+    /// Runs `f` with this recorder as the thread's recorder.
+    pub fn record<T>(&self, f: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(self.recorder.as_ref(), f)
+    }
+
+    /// `future`, recording into this recorder wherever it is polled.
+    pub fn scope<F: Future>(&self, future: F) -> Recorded<F> {
+        Recorded {
+            metrics: Some(self.clone()),
+            future,
+        }
+    }
+
+    /// What `/metrics` shows.
+    pub fn handle(&self) -> PrometheusHandle {
+        self.recorder.handle()
+    }
+}
+
+/// The recorder of the future being polled now, if it runs in a scope.
+pub fn current() -> Option<Metrics> {
+    CURRENT.with(|current| current.borrow().clone())
+}
+
+/// `future`, recording into the current recorder (if any) wherever it is
+/// polled: for a task handed to a spawner that is not [`spawn`].
+pub fn in_current_scope<F: Future>(future: F) -> Recorded<F> {
+    Recorded {
+        metrics: current(),
+        future,
+    }
+}
+
+/// `tokio::spawn`, with the new task recording into the spawning task's
+/// recorder.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the one place that spawns a task, in the spawner's scope"
+)]
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(in_current_scope(future))
+}
+
+pin_project_lite::pin_project! {
+    /// A future that records into a recorder of its own ([`Metrics::scope`]).
+    pub struct Recorded<F> {
+        metrics: Option<Metrics>,
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for Recorded<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let Some(metrics) = this.metrics.as_ref() else {
+            return this.future.poll(cx);
+        };
+        let _current = Current::enter(metrics.clone());
+        metrics.record(|| this.future.poll(cx))
+    }
+}
+
+/// Sets [`CURRENT`] for one poll, and puts back what was there (a scope
+/// polled inside another) when dropped, even by a panic.
+struct Current(Option<Metrics>);
+
+impl Current {
+    fn enter(metrics: Metrics) -> Self {
+        Self(CURRENT.with(|current| current.replace(Some(metrics))))
+    }
+}
+
+impl Drop for Current {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CURRENT.with(|current| *current.borrow_mut() = previous);
+    }
 }
 
 /// The help text of every metric. Described once, after the recorder is
@@ -168,56 +282,43 @@ fn describe() {
         "tillsync_terminals_silent",
         "Tills of every merchant, not revoked, that have pushed before but not for over a day (over=\"1d\") or three days (over=\"3d\"), counted once a minute"
     );
-    metrics::gauge!("tillsync_fold_caught_up_timestamp_seconds").set(0.0);
-    for over in ["1d", "3d"] {
-        metrics::gauge!("tillsync_terminals_silent", "over" => over).set(0.0);
-    }
-    // Exported from the start, so an alert on it sees 0 before the first skip.
-    metrics::counter!("tillsync_fold_skipped_total").increment(0);
 }
 
-/// Puts every counter whose labels are known in advance on the page at 0,
-/// so an alert on `rate(...)` or `increase(...)` has a series to read on a
-/// healthy service, before the first refusal or failure ever happens.
-fn export_known_series() {
-    use crate::health::Priority;
-    for reason in ["database_unavailable", "overloaded", "expired_in_queue"] {
-        for priority in Priority::ALL {
-            metrics::counter!("tillsync_requests_shed_total", "reason" => reason, "priority" => priority.as_str())
-                .increment(0);
-        }
-    }
-    for reason in ["rate_limited", "terminal_concurrency"] {
-        metrics::counter!("tillsync_requests_shed_total", "reason" => reason, "priority" => "ingest")
-            .increment(0);
-    }
-    for state in [LinkState::Ok, LinkState::Degraded, LinkState::Unavailable] {
-        metrics::counter!("tillsync_db_state_changes_total", "to" => state.as_str()).increment(0);
-    }
-    metrics::counter!("tillsync_db_probe_failures_total").increment(0);
-    metrics::counter!("tillsync_db_primary_moves_total").increment(0);
-    for result in ["accepted", "duplicate", "rejected"] {
-        metrics::counter!("tillsync_sales_total", "result" => result).increment(0);
-    }
-    for job in crate::db::leader::Job::ALL {
-        metrics::counter!("tillsync_background_led_elsewhere_total", "job" => job.as_str())
-            .increment(0);
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Renders the exposition, refreshing the gauges read from live state first.
-pub fn render(handle: &PrometheusHandle, gate: &Gate, db: &Database) -> String {
-    let link = gate.link();
-    for state in [LinkState::Ok, LinkState::Degraded, LinkState::Unavailable] {
-        let value = if link.state == state { 1.0 } else { 0.0 };
-        metrics::gauge!("tillsync_db_state", "state" => state.as_str()).set(value);
+    fn counted(metrics: &Metrics) -> bool {
+        metrics.handle().render().contains("tillsync_test_total 1")
     }
-    let load = gate.load();
-    metrics::gauge!("tillsync_admission_limit").set(load.limit as f64);
-    metrics::gauge!("tillsync_admission_min_limit").set(load.min_limit as f64);
-    metrics::gauge!("tillsync_admission_in_flight").set(load.in_flight as f64);
-    metrics::gauge!("tillsync_admission_queued").set(load.queued as f64);
-    metrics::gauge!("tillsync_db_pool_size").set(db.pool().size() as f64);
-    metrics::gauge!("tillsync_db_pool_idle").set(db.pool().num_idle() as f64);
-    handle.render()
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_task_records_into_its_own_application_and_passes_it_to_what_it_spawns() {
+        let (one, other) = (Metrics::new(), Metrics::new());
+        one.scope(async {
+            spawn(async {
+                tokio::task::yield_now().await;
+                metrics::counter!("tillsync_test_total").increment(1);
+            })
+            .await
+            .unwrap();
+        })
+        .await;
+        assert!(counted(&one));
+        assert!(!counted(&other), "the other application saw nothing");
+    }
+
+    #[tokio::test]
+    async fn a_scope_inside_another_records_into_its_own_and_gives_the_outer_back() {
+        let (outer, inner) = (Metrics::new(), Metrics::new());
+        outer
+            .scope(async {
+                inner.scope(async {}).await;
+                metrics::counter!("tillsync_test_total").increment(1);
+            })
+            .await;
+        assert!(counted(&outer));
+        assert!(!counted(&inner));
+        assert!(current().is_none(), "nothing is left set after the poll");
+    }
 }

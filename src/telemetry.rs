@@ -1,7 +1,7 @@
 //! Logging: one `tracing` subscriber, text for people or JSON for log
 //! pipelines, always on stderr so stdout stays clean for command output.
 //! What is logged per request (and what never is) is decided in
-//! `http::observe`.
+//! [`crate::http::middleware::observe`].
 
 use std::io::IsTerminal;
 

@@ -1,7 +1,7 @@
 //! Stored responses of batch pushes, keyed by (terminal, Idempotency-Key).
 //!
-//! `db::push` reads a key's stored response and writes it in the same
-//! statement as the batch's sales, so it exists exactly when they are
+//! [`super::push`] reads a key's stored response and writes it in the same
+//! statement as the push's sales, so it exists exactly when they are
 //! committed. Old responses are purged here, in chunks, by one replica at a
 //! time.
 
@@ -25,7 +25,7 @@ const MAX_PURGE_CHUNKS: usize = 10_000;
 
 /// Deletes stored responses older than `retention`, a chunk at a time, each
 /// chunk in a transaction of its own that first takes the purge's lock
-/// (`db::leader`): while another replica purges, this one stops. Returns
+/// ([`super::leader`]): while another replica purges, this one stops. Returns
 /// how many this call deleted.
 pub async fn purge_older_than(
     conn: &mut PgConnection,

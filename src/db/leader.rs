@@ -14,16 +14,17 @@ use sqlx::PgConnection;
 use super::DbError;
 
 /// The first key of every job lock: the two-key form of the advisory lock
-/// is a space apart from the one-key form the idempotency keys use
-/// (`db::idempotency`), so a job can never collide with a request.
+/// is a space apart from the one-key form that sqlx's migrator and the
+/// role-timeouts lock ([`super::pooler`]) take, so a job never waits on
+/// them.
 const NAMESPACE: i32 = 0x746c_7379; // "tlsy"
 
 /// A background job only one replica runs at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
-    /// The fold of store deltas into store totals (`crate::fold`).
+    /// The fold of store deltas into store totals ([`crate::jobs::fold`]).
     Fold = 1,
-    /// The purge of stored responses past retention (`db::idempotency`).
+    /// The purge of stored responses past retention ([`crate::jobs::purge`]).
     Purge = 2,
 }
 

@@ -15,7 +15,6 @@ pub mod push;
 mod release;
 pub mod reports;
 pub mod sync;
-pub mod targets;
 pub mod tenancy;
 pub mod totals;
 pub mod unit;
@@ -26,7 +25,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Postgres, Transaction};
 
-use crate::config::DatabaseArgs;
+use crate::config::{DatabaseArgs, Pooler};
 
 /// The migrations this binary knows.
 ///
@@ -56,7 +55,7 @@ const UNAVAILABLE_STATES: &[&str] = &[
     "25006", "08000", "08003", "08006", "08001", "08004", // connection exceptions
     // protocol_violation: what PgBouncer answers with its own errors (no
     // server connection within query_wait_timeout, pool or server down),
-    // then closes the connection: `db::pooler`.
+    // then closes the connection: see `db::pooler`.
     "08P01",
 ];
 
@@ -162,18 +161,18 @@ impl DbError {
 #[derive(Clone)]
 pub struct Database {
     pool: PgPool,
-    /// Which server of `DATABASE_URL` the pool uses (`primary.rs`).
+    /// Which server of `DATABASE_URL` the pool uses ([`primary`]).
     primary: primary::Primary,
-    /// Whether a unit of work must be a transaction (`unit::Unit`).
-    pooler: pooler::Pooler,
+    /// Whether a unit of work must be a transaction ([`unit::Unit`]).
+    pooler: Pooler,
 }
 
 impl Database {
     /// Connects lazily: the service starts and answers `/healthz` even when
-    /// Postgres is down; queries fail fast with `DbError::Unavailable`.
+    /// Postgres is down; queries fail fast with [`DbError::Unavailable`].
     ///
     /// `db_release_check_timeout` bounds the check a connection passes when
-    /// it goes back to the pool (`release`).
+    /// it goes back to the pool ([`release`]).
     pub fn connect_lazy(args: &DatabaseArgs, db_release_check_timeout: Duration) -> Self {
         // Timeouts (statement, lock, and idle in transaction, so a stuck
         // client cannot hold locks forever) as startup options, or behind
@@ -214,10 +213,16 @@ impl Database {
                     }
                 })
             });
-        // See `release`: a bounded check that the connection is sound and
-        // outside any transaction.
+        // See [`release`]: a bounded check that the connection is sound and
+        // outside any transaction. sqlx runs it in a task of its own, so it
+        // is given the recorder of the application that builds the pool.
+        let metrics = crate::metrics::current();
         let pool = pool.after_release(move |conn, _meta| {
-            release::check_returned(conn, db_release_check_timeout)
+            let check = release::check_returned(conn, db_release_check_timeout);
+            match &metrics {
+                Some(metrics) => Box::pin(metrics.scope(check)),
+                None => check,
+            }
         });
         Self {
             pool: pool.connect_lazy_with(primary.current()),
@@ -233,6 +238,11 @@ impl Database {
 
     pub fn primary(&self) -> &primary::Primary {
         &self.primary
+    }
+
+    /// The pooler between the pool and Postgres, if any.
+    pub fn pooler(&self) -> Pooler {
+        self.pooler
     }
 
     /// A transaction on a pooled connection. The wait is recorded as acquire

@@ -1,5 +1,5 @@
 //! Running behind a connection pooler (PgBouncer). `TILLSYNC_DB_POOLER`
-//! says whether there is one and in which mode; it is a setting, not a
+//! ([`Pooler`]) says whether there is one and in which mode; it is a setting, not a
 //! guess, because PgBouncer is invisible to its clients: it forwards the
 //! server's version and parameters, and nothing a client can ask tells
 //! session mode from transaction mode.
@@ -15,15 +15,14 @@
 //! - **Timeouts** come from the server: role settings in the database
 //!   (`ALTER ROLE .. IN DATABASE .. SET statement_timeout`), which every
 //!   server connection PgBouncer opens picks up, in any pool mode. Not
-//!   `SET LOCAL` per transaction: ingest is moving to single statements in
+//!   `SET LOCAL` per transaction: ingest runs single statements in
 //!   implicit transactions, where that would be one more round trip per
 //!   statement on the hot path; and not a session `SET`, which in
 //!   transaction mode sticks to whichever server connection ran it. The
-//!   migration step writes the role settings (`migrate`), and the service
-//!   reads them back every minute through the pool, exports them as
-//!   `tillsync_db_server_timeout_seconds{setting}` and logs an error when
-//!   one is off or longer than configured (`watch_server_settings`): a
-//!   timeout silently dropped is what issue 14 found.
+//!   migration step writes the role settings ([`migrate`]), and a job reads
+//!   them back every minute through the pool ([`server_timeouts`], in
+//!   [`crate::jobs::server_settings`]): a timeout silently dropped is what
+//!   issue 14 found.
 //! - **Migrations** take sqlx's session-level advisory lock, which a
 //!   transaction pooler would leave on a server connection it lends to
 //!   others, and `CREATE DATABASE` needs the maintenance database. So with
@@ -38,42 +37,26 @@
 //!   two clients' counters meet on one server connection. PgBouncer 1.18
 //!   must therefore deallocate them when a client lets go of a server
 //!   (`server_reset_query = DEALLOCATE ALL`, `server_reset_query_always =
-//!   1`); the watch below notices when it does not. And sqlx parses a
+//!   1`); the settings job notices when it does not ([`prepared_statements`]). And sqlx parses a
 //!   statement and binds it in two round trips, each ending in a Sync:
 //!   outside an explicit transaction PgBouncer may lend the server
 //!   connection to another client in between, so in this mode every unit
-//!   of work is a transaction (`db::unit`). PgBouncer 1.21+ with
+//!   of work is a transaction ([`crate::db::unit`]). PgBouncer 1.21+ with
 //!   `max_prepared_statements` re-prepares named statements wherever they
 //!   are bound; that is not available here (Debian ships 1.18), untested,
 //!   and so not relied on.
 //!
 //! Session state is otherwise not relied on: the leader lock of background
-//! work (`db::leader`) and the ingest key claim are transaction-level
-//! advisory locks, and the health probe asks in one simple-protocol query.
+//! work ([`crate::db::leader`]) is a transaction-level advisory lock, and the
+//! health probe asks in one simple-protocol query.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use clap::ValueEnum;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection, Executor, Row};
-use tokio_util::sync::CancellationToken;
 
-use super::targets::Targets;
-use super::{Database, DbError};
-use crate::config::DatabaseArgs;
-use crate::health::{Gate, Priority};
-
-/// Whether a pooler stands between tillsync and Postgres, and its mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum Pooler {
-    /// Straight to Postgres: timeouts are sent as startup options.
-    #[default]
-    None,
-    /// PgBouncer `pool_mode = session`.
-    Session,
-    /// PgBouncer `pool_mode = transaction`.
-    Transaction,
-}
+use crate::config::database_url::DatabaseUrl;
+use crate::config::{DatabaseArgs, Pooler};
 
 /// The server settings that bound how long tillsync's work may hold a
 /// connection or a lock; each is set to `TILLSYNC_DB_STATEMENT_TIMEOUT`.
@@ -82,13 +65,6 @@ pub const TIMEOUT_SETTINGS: [&str; 3] = [
     "lock_timeout",
     "statement_timeout",
 ];
-
-/// How often the server's timeouts are read back through the pool.
-const TIMEOUT_CHECK_INTERVAL: Duration = Duration::from_secs(60);
-
-/// How soon a look that failed or was put off (at start the health layer
-/// refuses background work until its first probe answers) is tried again.
-const TIMEOUT_CHECK_RETRY: Duration = Duration::from_secs(2);
 
 /// The options connections to the first server of `DATABASE_URL` are made with.
 pub fn connect_options(args: &DatabaseArgs) -> PgConnectOptions {
@@ -110,7 +86,7 @@ pub fn options_for(url: PgConnectOptions, args: &DatabaseArgs) -> PgConnectOptio
 
 /// Where migrations go: Postgres itself. Without a pooler that is
 /// `DATABASE_URL`; with one it must be given apart.
-pub fn migration_targets(args: &DatabaseArgs) -> anyhow::Result<Targets> {
+pub fn migration_url(args: &DatabaseArgs) -> anyhow::Result<DatabaseUrl> {
     match (&args.migrate_database_url, args.db_pooler) {
         (Some(direct), _) => Ok(direct.clone()),
         (None, Pooler::None) => Ok(args.database_url.clone()),
@@ -128,7 +104,7 @@ pub fn migration_targets(args: &DatabaseArgs) -> anyhow::Result<Targets> {
 /// in as: docs/deploy.md).
 pub async fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
     // On the primary, when the URL lists several servers.
-    let direct = super::primary::locate(&migration_targets(args)?).await?;
+    let direct = super::primary::locate(&migration_url(args)?).await?;
     super::create_and_migrate(direct.first()).await?;
     if args.db_pooler != Pooler::None {
         set_role_timeouts(direct.first(), args.db_statement_timeout).await?;
@@ -199,27 +175,6 @@ pub async fn server_timeouts(
         .collect()
 }
 
-/// The settings among `found` that do not bound work by `wanted`: off (0),
-/// longer, or not reported at all.
-pub fn unbounded(found: &[(String, Duration)], wanted: Duration) -> Vec<&'static str> {
-    TIMEOUT_SETTINGS
-        .into_iter()
-        .filter(|setting| {
-            !found
-                .iter()
-                .any(|(name, value)| name == setting && !value.is_zero() && *value <= wanted)
-        })
-        .collect()
-}
-
-/// What one look at the server through the pool found.
-struct Looked {
-    timeouts: Vec<(String, Duration)>,
-    /// Prepared statements a server connection held when this client's
-    /// transaction began on it (transaction mode only).
-    leftover_statements: Option<i64>,
-}
-
 /// Prepared statements the session holds. In transaction mode, as the
 /// first statement of a transaction: what earlier clients of this server
 /// connection left there, which PgBouncer 1.18 must deallocate
@@ -232,92 +187,9 @@ pub async fn prepared_statements(conn: &mut PgConnection) -> Result<i64, sqlx::E
     row.try_get(0)
 }
 
-async fn look(db: &Database) -> Result<Looked, DbError> {
-    let mut unit = db.unit().await?;
-    let leftover_statements = match db.pooler {
-        Pooler::Transaction => Some(prepared_statements(&mut unit).await?),
-        Pooler::None | Pooler::Session => None,
-    };
-    let timeouts = server_timeouts(&mut unit).await?;
-    unit.finish().await?;
-    Ok(Looked {
-        timeouts,
-        leftover_statements,
-    })
-}
-
-/// Looks at the server through the pool every minute (the first time at
-/// once, and again after 2 s when a look fails), at background priority: exports the timeouts sessions get and
-/// logs an error whenever the set of unbounded ones changes to a
-/// non-empty one; in transaction mode also whether PgBouncer hands over
-/// server connections with other clients' prepared statements.
-pub async fn watch_server_settings(
-    db: Database,
-    gate: Gate,
-    wanted: Duration,
-    stopping: CancellationToken,
-) {
-    let mut wait = Duration::ZERO;
-    let mut reported: Option<Vec<&'static str>> = None;
-    let mut leftovers_reported = false;
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = stopping.cancelled() => return,
-        }
-        wait = TIMEOUT_CHECK_RETRY;
-        let looked = match gate
-            .run(Priority::Background, Instant::now(), look(&db))
-            .await
-        {
-            Ok(Ok(looked)) => looked,
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "could not read the server's settings: {e}");
-                continue;
-            }
-            Err(_) => continue,
-        };
-        wait = TIMEOUT_CHECK_INTERVAL;
-        for (name, value) in &looked.timeouts {
-            metrics::gauge!("tillsync_db_server_timeout_seconds", "setting" => name.clone())
-                .set(value.as_secs_f64());
-        }
-        let unbounded = unbounded(&looked.timeouts, wanted);
-        if reported.as_ref() != Some(&unbounded) && !unbounded.is_empty() {
-            tracing::error!(
-                settings = ?unbounded,
-                wanted_ms = wanted.as_millis() as u64,
-                "server timeouts {unbounded:?} are off or longer than {} ms: behind a pooler, \
-                 set them per role (docs/deploy.md, PgBouncer)",
-                wanted.as_millis()
-            );
-        }
-        reported = Some(unbounded);
-        if let Some(leftovers) = looked.leftover_statements {
-            metrics::gauge!("tillsync_db_pooler_leftover_statements").set(leftovers as f64);
-            if leftovers > 0 && !leftovers_reported {
-                tracing::error!(
-                    leftover_statements = leftovers,
-                    "PgBouncer lent a server connection holding {leftovers} prepared statements \
-                     of other clients: set server_reset_query = DEALLOCATE ALL and \
-                     server_reset_query_always = 1 (docs/deploy.md, PgBouncer)"
-                );
-            }
-            leftovers_reported = leftovers > 0;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn found(values: &[(&str, u64)]) -> Vec<(String, Duration)> {
-        values
-            .iter()
-            .map(|(name, ms)| ((*name).to_owned(), Duration::from_millis(*ms)))
-            .collect()
-    }
 
     fn database_args(argv: &[&str]) -> DatabaseArgs {
         #[derive(clap::Parser)]
@@ -335,34 +207,17 @@ mod tests {
     fn behind_a_pooler_migrations_need_a_direct_url() {
         let pooled = ["--database-url", "postgres://u@pooler:6432/db"];
         let none = database_args(&pooled);
-        assert_eq!(migration_targets(&none).unwrap().first().get_port(), 6432);
+        assert_eq!(migration_url(&none).unwrap().first().get_port(), 6432);
         for mode in ["session", "transaction"] {
             let args = database_args(&[&pooled[..], &["--db-pooler", mode]].concat());
-            let refused = migration_targets(&args).unwrap_err().to_string();
+            let refused = migration_url(&args).unwrap_err().to_string();
             assert!(
                 refused.contains("TILLSYNC_MIGRATE_DATABASE_URL"),
                 "{refused}"
             );
             let direct = ["--migrate-database-url", "postgres://u@db:5432/db"];
             let args = database_args(&[&pooled[..], &["--db-pooler", mode], &direct].concat());
-            assert_eq!(migration_targets(&args).unwrap().first().get_port(), 5432);
+            assert_eq!(migration_url(&args).unwrap().first().get_port(), 5432);
         }
-    }
-
-    #[test]
-    fn a_timeout_that_is_off_longer_or_missing_is_unbounded() {
-        let wanted = Duration::from_secs(5);
-        let all = found(&[
-            ("idle_in_transaction_session_timeout", 5000),
-            ("lock_timeout", 1000),
-            ("statement_timeout", 5000),
-        ]);
-        assert!(unbounded(&all, wanted).is_empty());
-        let off = found(&[("lock_timeout", 0), ("statement_timeout", 6000)]);
-        assert_eq!(
-            unbounded(&off, wanted),
-            TIMEOUT_SETTINGS.to_vec(),
-            "off, longer and missing all count"
-        );
     }
 }

@@ -1,20 +1,22 @@
 //! Which server of `DATABASE_URL` the pool talks to, and moving it when a
 //! failover makes another one the primary. The list and the session
-//! attributes come from `db::targets`; this module owns the choice.
+//! attributes come from [`crate::config::database_url`]; this module owns
+//! the choice.
 //!
 //! - Every new pooled connection is checked against `target_session_attrs`
 //!   before use (`check_session`, the pool's `after_connect`), as libpq
 //!   does: with `read-write` a standby or a read-only server is refused, so
 //!   a request can never run on one, even before the probe has looked.
 //! - When the health probe finds the current server read-only or
-//!   unreachable, it calls `Primary::search`: every candidate is asked at
+//!   unreachable, it calls [`Primary::search`]: every candidate is asked at
 //!   once, with a fresh connection, under the probe's timeout, and the first
 //!   suitable one in the URL's order wins (libpq's order rule). Requests are
 //!   never blocked by it: they keep getting fast 503s from the health layer.
-//! - Moving the pool is `Pool::set_connect_options` (new connections go to
-//!   the new server) plus retirement: the move time is recorded, and a
+//! - Moving the pool is
+//!   [`Pool::set_connect_options`](sqlx::Pool::set_connect_options) (new
+//!   connections go to the new server) plus retirement: the move time is recorded, and a
 //!   pooled connection opened before it is closed when next acquired
-//!   (`Primary::keeps`, for the pool's `before_acquire`). A connection
+//!   ([`Primary::keeps`], for the pool's `before_acquire`). A connection
 //!   whose connect began before the move but ended after it slips past
 //!   that, but it passed `check_session` against its server, so it is only
 //!   ever on a server that qualified at that moment.
@@ -29,7 +31,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::{ConnectOptions, Connection};
 use tokio::task::JoinSet;
 
-use super::targets::{SessionAttrs, Targets, describe};
+use crate::config::database_url::{DatabaseUrl, SessionAttrs, describe};
 
 /// How long `tillsync migrate`, the start's create-and-migrate and `admin`
 /// give each candidate to answer while looking for the primary: these run
@@ -44,7 +46,7 @@ pub struct Primary {
 }
 
 struct State {
-    targets: Targets,
+    targets: DatabaseUrl,
     current: AtomicUsize,
     /// Bumped on every move; the prober drops its connection when it changes.
     generation: AtomicU64,
@@ -68,7 +70,7 @@ enum Answer {
 impl Primary {
     /// Starts at the first candidate; `targets` carry the session settings
     /// every connection is made with.
-    pub fn new(targets: Targets) -> Self {
+    pub fn new(targets: DatabaseUrl) -> Self {
         Self {
             inner: Arc::new(State {
                 targets,
@@ -102,7 +104,7 @@ impl Primary {
     }
 
     /// Whether the pool moved after `since`: a connection kept out of the
-    /// pool since then (`unit::Kept`) may lead to the old server.
+    /// pool since then ([`super::unit::Kept`]) may lead to the old server.
     pub fn moved_since(&self, since: Instant) -> bool {
         self.moved_after(since.saturating_duration_since(self.inner.epoch))
     }
@@ -230,13 +232,17 @@ async fn ask_all(
     let mut asking = JoinSet::new();
     for (index, options) in candidates.iter().enumerate() {
         let options = options.clone();
-        asking.spawn(async move {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the task is wrapped in the current metrics scope"
+        )]
+        asking.spawn(crate::metrics::in_current_scope(async move {
             let answer = tokio::time::timeout(timeout, async {
                 let mut conn = options.connect().await?;
                 let answer = ask(&mut conn, session_attrs, true).await;
                 // Said goodbye to off the search's clock: a server that
                 // answered has nothing more to tell.
-                tokio::spawn(async move {
+                crate::metrics::spawn(async move {
                     let _ = tokio::time::timeout(timeout, conn.close()).await;
                 });
                 answer
@@ -248,7 +254,7 @@ async fn ask_all(
                 Err(_) => Answer::Failed(format!("no answer within {} ms", timeout.as_millis())),
             };
             (index, answer)
-        });
+        }));
     }
     let mut answers: Vec<Answer> = candidates
         .iter()
@@ -268,7 +274,7 @@ async fn ask_all(
 /// there. Asked through the maintenance database `postgres`, since the
 /// service's own database may not exist yet. One server with `any` is
 /// returned as is, without a connection, exactly as before multi-host URLs.
-pub async fn locate(targets: &Targets) -> anyhow::Result<Targets> {
+pub async fn locate(targets: &DatabaseUrl) -> anyhow::Result<DatabaseUrl> {
     let session_attrs = targets.session_attrs();
     if targets.candidates().len() == 1 && session_attrs == SessionAttrs::Any {
         return Ok(targets.clone());

@@ -1,10 +1,12 @@
-//! A pushed batch's two round trips: `read` what it is checked against, and
-//! write everything it stores (`write_group`, with the pushes of other
+//! A push's two round trips: [`read`] what it is checked against, and
+//! write everything it stores ([`write_group`], with the pushes of other
 //! tills that are ready at the same moment). Each is one statement, a call
-//! of a plpgsql function of `migrations/20261129000001_ingest_write.sql`,
-//! in its own implicit transaction: no BEGIN or COMMIT of its own, no lock
+//! of a plpgsql function (`ingest_read`, `ingest_write_group`, and
+//! `ingest_write` for a group written push by push: read them as they live
+//! in `src/db/schema.sql`, the dump of the migrated schema), in its own
+//! implicit transaction: no BEGIN or COMMIT of its own, no lock
 //! held across round trips. The write checks that what `read` saw still
-//! holds and reports `DbError::Contention` for a push where it does not,
+//! holds and reports [`DbError::Contention`] for a push where it does not,
 //! writing nothing of it; the caller then reads again.
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -304,10 +306,11 @@ impl Write<'_> {
 const WRITTEN: &str = "00000";
 
 /// Writes several pushes in one transaction, each all or nothing on its
-/// own, and says how each ended: `DbError::Contention` when what `read`
+/// own, and says how each ended: [`DbError::Contention`] when what [`read`]
 /// saw changed meanwhile (nothing of that push was written),
-/// `DbError::OutOfRange` when a total would overflow. An `Err` is the whole group's (the link, the statement timeout):
-/// nothing of it was written, or, if the link broke during the commit,
+/// [`DbError::OutOfRange`] when a total would overflow. An `Err` is the
+/// whole group's (the link, the statement timeout): nothing of it was
+/// written, or, if the link broke during the commit,
 /// possibly all of it; either way a replay of each push finds out.
 pub async fn write_group(
     conn: &mut PgConnection,

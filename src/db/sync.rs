@@ -1,8 +1,10 @@
 //! Per-terminal sync state: what the server holds from each till. Ingest
-//! locks, walks and saves it inside a batch's transaction; `view` reads it
-//! for `GET /v1/sync`.
+//! reads it with the rest of a push ([`super::push::read`]), works out the
+//! next one without I/O, and its write stores it only if the row is still
+//! the one it read (no lock held in between); `view` reads it for
+//! `GET /v1/sync`.
 //!
-//! `terminal_sync` is kept current by ingest in the batch's own transaction,
+//! `terminal_sync` is written by the same statement as the push's sales,
 //! so reading it is one row; only the gap list and the day check look at
 //! sales, and only at this till's rows above its contiguous prefix or on one
 //! business day.
@@ -147,7 +149,7 @@ async fn missing_ranges(
 /// Count and net per currency of this till's sales on one business day, with
 /// the report definitions: voided sales and voids count nowhere in net,
 /// refunds subtract. Added up in numeric; a net beyond `i64` fails the cast
-/// back (`DbError::OutOfRange`), never wraps.
+/// back ([`DbError::OutOfRange`]), never wraps.
 async fn day_totals(
     conn: &mut PgConnection,
     merchant_id: Uuid,

@@ -201,7 +201,8 @@ pub async fn revoke_terminal(
 }
 
 /// Tills of every merchant that are not revoked, have pushed before, and
-/// have not pushed for a day, and for three days (`crate::silence`).
+/// have not pushed for a day, and for three days
+/// ([`crate::jobs::silent_tills`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SilentTerminals {
     pub over_1d: i64,

@@ -1,9 +1,9 @@
-//! Report totals: a batch's deltas as the columns `db::push::write` adds to
-//! the till-day, till-hour and tender tables and appends to the store
-//! deltas; and the background fold of store deltas
-//! into store totals, by chunk or one store at a time (`crate::fold` says
-//! which). Ingest reads a till's stored totals only to check a batch whose
-//! totals the database refused as out of range.
+//! Report totals: a push's deltas as the columns its group write
+//! ([`super::push::write_group`]) adds to the till-day, till-hour and tender
+//! tables and appends to the store deltas; and the background fold of store
+//! deltas into store totals, by chunk or one store at a time
+//! ([`crate::jobs::fold`] says which). Ingest reads a till's stored totals
+//! only to check a push whose totals the database refused as out of range.
 
 use chrono::NaiveDate;
 use sqlx::{Connection, PgConnection};
@@ -203,7 +203,7 @@ fn columns(stores: &[StoreKey]) -> (Vec<Uuid>, Vec<Uuid>) {
 
 /// Moves up to `limit` store deltas of every store but those in `skip`
 /// into the store totals, in one statement. Returns how many were moved, or
-/// `None` if another replica leads the fold now (`db::leader`).
+/// `None` if another replica leads the fold now ([`super::leader`]).
 pub async fn fold_store_deltas(
     conn: &mut PgConnection,
     limit: i64,
@@ -253,10 +253,10 @@ pub async fn stores_with_deltas(
 /// Moves up to `limit` store deltas (of `only`, or of every store not in
 /// `skip`) into the store totals in one statement, so a report never sees
 /// them in both places or in neither. A total that cannot take its deltas
-/// fails the statement (`DbError::OutOfRange`), never wraps.
+/// fails the statement ([`DbError::OutOfRange`]), never wraps.
 ///
 /// Replicas fold one at a time: the statement runs in a transaction that
-/// first takes the fold's lock (`db::leader`), and returns `None` without
+/// first takes the fold's lock ([`super::leader`]), and returns `None` without
 /// moving anything if another replica holds it. Two folds at once used to
 /// upsert the same totals rows in different orders and deadlock now and
 /// then; the upserts also go in key order, so even two folds that somehow

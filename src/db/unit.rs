@@ -1,5 +1,5 @@
 //! A connection for a unit of work that opens no transaction of its own
-//! (a token lookup, a list, a single insert): `Database::unit`.
+//! (a token lookup, a list, a single insert): [`Database::unit`](super::Database::unit).
 //!
 //! Straight to Postgres, or through a session pooler, it is a pooled
 //! connection and costs nothing more. Behind PgBouncer 1.18 in transaction
@@ -9,11 +9,11 @@
 //! bind lands where the statement was never prepared (or where another
 //! client's statement of that name is). Inside a transaction the server
 //! connection stays lent to this client until `finish` commits. Only that
-//! mode pays the BEGIN and COMMIT round trips (`db::pooler`).
+//! mode pays the BEGIN and COMMIT round trips ([`super::pooler`]).
 //!
 //! A writer that runs one unit after another (the group committer) keeps
 //! its connection between them ([`Kept`]): each time a connection goes back
-//! to the pool it costs two round trips, the release check (`db::release`)
+//! to the pool it costs two round trips, the release check ([`super::release`])
 //! and sqlx's own ping, which for a group of one or two pushes is as many
 //! round trips as the group's write itself. A kept connection is never
 //! inside a stray transaction (its units are not cancelled half-way: the
@@ -28,8 +28,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Postgres, Transaction};
 
-use super::pooler::Pooler;
 use super::{Database, DbError};
+use crate::config::Pooler;
 
 /// Statements run on it through `&mut unit` like on a connection; work
 /// that writes must end with [`Unit::finish`], or, in transaction mode,

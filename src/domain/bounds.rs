@@ -1,6 +1,7 @@
 //! The bounds every number and text of the API is held to at the edge, in
 //! one place so the rules that check them and the arithmetic that relies on
-//! them agree. README "Limits" and `openapi.yaml` document the same numbers.
+//! them agree. docs/limits.md ("Limits") and `openapi.yaml` document the same
+//! numbers.
 //!
 //! Why these numbers:
 //! - Amounts and `seq` stay within 2^53 - 1 in magnitude: every JSON reader,

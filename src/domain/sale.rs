@@ -2,7 +2,7 @@
 //! what a stored sale offers to check new ones against.
 //!
 //! Rules that need stored data (duplicates, seq conflicts, what a void names)
-//! live in `crate::ingest`; here is only what one sale says about itself.
+//! live in [`crate::ingest`]; here is only what one sale says about itself.
 
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};

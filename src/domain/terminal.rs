@@ -1,5 +1,5 @@
 //! The terminal making a request: which till of which merchant, in which
-//! store, and that store's time zone. `http::auth` resolves it once from the
+//! store, and that store's time zone. [`crate::http::middleware::auth`] resolves it once from the
 //! bearer token; handlers, ingest and repositories take it as it is, so a
 //! push needs no further query to know whose sales these are or on which
 //! business day they fall.

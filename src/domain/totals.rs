@@ -1,6 +1,6 @@
 //! What a batch adds to the report totals: per (business date, hour,
 //! currency) of the till, per day, and per tender method. Pure: ingest adds
-//! each sale it accepts with `Deltas::try_add` and `db::totals` writes the
+//! each sale it accepts with `Deltas::try_add` and [`crate::db::totals`] writes the
 //! deltas in the batch's transaction.
 //!
 //! A void adds to `voids_count` on its own business day and takes the sale

@@ -6,7 +6,7 @@
 //! building inside Postgres), so admission tracks what the database can
 //! take instead of a number picked at deploy time. Written here because no
 //! well-kept crate offers it with priorities and slow start; see
-//! `admission.rs` for the queue in front of it.
+//! [`super::slots`] for the queue in front of it.
 
 use std::time::Duration;
 

@@ -1,12 +1,12 @@
 //! The database health layer: the one place every database-bound piece of
-//! work goes through, by one call, `Gate::run(priority, arrived, work)`. It
-//! knows the state of the link (`link.rs`, fed by the probe in `probe.rs`
+//! work goes through, by one call, [`Gate::run`]`(priority, arrived, work)`. It
+//! knows the state of the link ([`link`], fed by the probe in [`probe`]
 //! and by real work that failed), refuses work at once while the link is
-//! down, admits what the database can take (`slots.rs` over the adaptive
-//! limit in `limit.rs`), runs admitted work under its deadline, cuts it short
-//! when the link is declared down, learns from how it ended (`signal.rs`),
+//! down, admits what the database can take ([`slots`] over the adaptive
+//! limit in [`limit`]), runs admitted work under its deadline, cuts it short
+//! when the link is declared down, learns from how it ended ([`signal`]),
 //! after an outage lets the backlog back in from a small limit upwards, and
-//! is the one source of every database-related `Retry-After` (`refusal.rs`).
+//! is the one source of every database-related `Retry-After` ([`refusal`]).
 
 pub mod limit;
 pub mod link;
@@ -36,7 +36,7 @@ use slots::{Permit, QueueBounds, Shed, Slots};
 /// Refusals within this window count as "shedding" for readiness and status.
 const SHEDDING_WINDOW: Duration = Duration::from_secs(1);
 
-/// Default highest admission limit per pooled connection (see `Gate::new`).
+/// Default highest admission limit per pooled connection (see [`Gate::new`]).
 const ADMITTED_PER_CONNECTION: usize = 16;
 
 /// A slot held for one piece of work, with its deadline (none of either
@@ -155,7 +155,7 @@ impl Gate {
             timeout: self.inner.settings.db_probe_timeout,
             wake: self.inner.probe_wake.clone(),
         };
-        Some(tokio::spawn(prober.run(self.clone(), stopping)))
+        Some(crate::metrics::spawn(prober.run(self.clone(), stopping)))
     }
 
     pub fn enabled(&self) -> bool {

@@ -9,7 +9,7 @@
 //! and the probe fails, in the same single round trip.
 //!
 //! A failed probe also starts the search for the server to use
-//! (`db::primary`): with several hosts in `DATABASE_URL` the pool moves to
+//! ([`crate::db::primary`]): with several hosts in `DATABASE_URL` the pool moves to
 //! the new primary, and the next probe, at once, checks it there.
 
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! The slots in front of the pool: at most `limit` database-bound
-//! operations run at once (the limit adapts, see `limit.rs`); more may wait in
+//! operations run at once (the limit adapts, see [`super::limit`]); more may wait in
 //! a queue, live ingest ahead of backlog ingest ahead of admin ahead of
 //! reports and background work, as long as their
 //! expected wait is short; everything else is refused at once, so an
@@ -41,7 +41,7 @@ pub enum Priority {
     /// Tills sending a large batch: most often an offline queue replayed
     /// after an outage. Served after live pushes, so while a backlog drains
     /// at the pace of the database, the sales being made now still go
-    /// through at once instead of waiting behind it (`http::admission`
+    /// through at once instead of waiting behind it ([`crate::http::middleware::admission`]
     /// tells the two apart by size).
     Backlog = 2,
     /// Provisioning by merchant admins.
@@ -389,7 +389,7 @@ mod tests {
         priority: Priority,
     ) -> tokio::task::JoinHandle<Result<(), Shed>> {
         let slots = slots.clone();
-        tokio::spawn(async move { slots.acquire(priority, soon()).await.map(|_| ()) })
+        crate::metrics::spawn(async move { slots.acquire(priority, soon()).await.map(|_| ()) })
     }
 
     async fn until_queued(slots: &Slots, n: usize) {
@@ -443,7 +443,7 @@ mod tests {
         until_queued(&slots, 2).await;
         let live = {
             let slots = slots.clone();
-            tokio::spawn(async move { slots.acquire(Priority::Ingest, soon()).await })
+            crate::metrics::spawn(async move { slots.acquire(Priority::Ingest, soon()).await })
         };
         until_queued(&slots, 3).await;
         drop(running);

@@ -61,7 +61,7 @@ pub async fn serve(
         let connection =
             http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = connections.watch(connection);
-        tokio::spawn(async move {
+        crate::metrics::spawn(async move {
             // A client that hung up, sent garbage or took too long for its
             // headers: nothing to do but let the connection go.
             if let Err(e) = connection.await {

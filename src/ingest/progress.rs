@@ -1,17 +1,17 @@
-//! A till's sync state after a batch: highest seq, count, and the
+//! A till's sync state after a push: highest seq, count, and the
 //! contiguous prefix (every seq from 1 through it is stored), worked out
-//! before the batch is written, so `db::push::write` stores it with the
-//! rest (and the response can name it).
+//! before the push is written, so the write stores it with the rest (and
+//! the response can name it). Pure: the stored seqs it walks over were read
+//! by the read step ([`super::read`]), which reads as many as the walk can
+//! need ([`more_needed`]).
 //!
-//! The prefix moves only when the batch holds the seq right after it: by
+//! The prefix moves only when the push holds the seq right after it: by
 //! definition `contiguous + 1` was missing before. When it moves, it walks
-//! forward over the batch's accepted seqs and the seqs the till stored
-//! earlier out of order. `db::push::read` brings the first chunk of those
-//! when the walk may need them; a walk that runs off the end of a chunk
-//! reads the next, so a batch costs reads proportional to how far the
-//! prefix moves, never to the till's history. The reads see the till's
-//! rows as the write will find them: the write checks that no batch of the
-//! till came between.
+//! forward over the push's accepted seqs and the seqs the till stored
+//! earlier out of order. The read brings those a chunk at a time, so a
+//! push costs reads proportional to how far the prefix moves, never to the
+//! till's history. The reads see the till's rows as the write will find
+//! them: the write checks that no push of the till came between.
 //!
 //! Seqs may be stored up to `i64::MAX` (rows older than the edge's bound):
 //! "the seq after" is computed checked, so a prefix or a seq at the top of
@@ -20,79 +20,50 @@
 use std::collections::BTreeSet;
 
 use chrono::{SubsecRound, Utc};
-use sqlx::PgConnection;
 
-use crate::db::DbError;
-use crate::db::sync::{self, SyncState};
-use crate::domain::terminal::Terminal;
+use crate::db::sync::SyncState;
 
 /// Stored seqs read per round trip while walking the prefix forward.
 pub const WALK_CHUNK: i64 = 1000;
 
-/// The sync state once `accepted_seqs` are stored. `stored_above` is the
-/// first chunk of the till's stored seqs above the prefix, when read.
-pub async fn advance(
-    conn: &mut PgConnection,
-    terminal: &Terminal,
-    seen: &SyncState,
-    stored_above: Option<Vec<i64>>,
-    accepted_seqs: &[i64],
-) -> Result<SyncState, DbError> {
+/// The sync state once `accepted_seqs` are stored. `stored_above` are the
+/// till's stored seqs above its prefix, ascending, as far as the read
+/// brought them: enough for any walk over these seqs ([`more_needed`]).
+pub fn advance(seen: &SyncState, stored_above: &[i64], accepted_seqs: &[i64]) -> SyncState {
     let mut state = counted(seen, accepted_seqs);
-    if !moves_prefix(&state, accepted_seqs) {
-        return Ok(state);
+    if let Some(last) = walk(&state, stored_above, accepted_seqs) {
+        state.contiguous_through_seq = last;
     }
-    let mut held: BTreeSet<i64> = accepted_seqs
+    state
+}
+
+/// Whether the read must bring more stored seqs for a push whose sales may
+/// store `candidate_seqs`: when the stored seqs read so far end a full chunk
+/// and a walk over them and every candidate reaches that end, the seq after
+/// it may be stored too. Then the seq to read above. A walk over the seqs a
+/// push accepts (some of the candidates) never goes further than this one,
+/// so once this says no, [`advance`] has every seq it needs.
+pub fn more_needed(seen: &SyncState, stored_above: &[i64], candidate_seqs: &[i64]) -> Option<i64> {
+    let chunks_full = stored_above.len() as i64 % WALK_CHUNK == 0;
+    let end = *stored_above.last()?;
+    let reached = walk(seen, stored_above, candidate_seqs)?;
+    (chunks_full && reached >= end).then_some(end)
+}
+
+/// Where the prefix ends once walked over `stored_above` and `seqs`, if
+/// it moves.
+fn walk(state: &SyncState, stored_above: &[i64], seqs: &[i64]) -> Option<i64> {
+    if !moves_prefix(state, seqs) {
+        return None;
+    }
+    let held: BTreeSet<i64> = seqs
         .iter()
+        .chain(stored_above)
         .copied()
         .filter(|&s| s > state.contiguous_through_seq)
         .collect();
-    let mut chunk = stored_above.unwrap_or_default();
-    loop {
-        let chunk_was_full = chunk.len() as i64 >= WALK_CHUNK;
-        let chunk_end = chunk.last().copied();
-        held.extend(chunk);
-        let run = contiguous_run(state.contiguous_through_seq, &held);
-        if let Some(&last) = held.iter().take(run).next_back() {
-            state.contiguous_through_seq = last;
-        }
-        // Only a walk that reached the end of a full chunk may go on
-        // through stored seqs not read yet.
-        match chunk_end {
-            Some(end) if chunk_was_full && state.contiguous_through_seq >= end => {
-                let after = state.contiguous_through_seq;
-                held.retain(|&s| s > after);
-                chunk = sync::seqs_above(
-                    conn,
-                    terminal.merchant_id,
-                    terminal.terminal_id,
-                    after,
-                    WALK_CHUNK,
-                )
-                .await?;
-            }
-            _ => return Ok(state),
-        }
-    }
-}
-
-/// The sync state once `accepted_seqs` are stored, for a till known to
-/// store no seq above its contiguous prefix (`known`): the prefix walks over
-/// the batch's seqs alone, with no read.
-pub fn advance_over_batch(seen: &SyncState, accepted_seqs: &[i64]) -> SyncState {
-    let mut state = counted(seen, accepted_seqs);
-    if moves_prefix(&state, accepted_seqs) {
-        let held: BTreeSet<i64> = accepted_seqs
-            .iter()
-            .copied()
-            .filter(|&s| s > state.contiguous_through_seq)
-            .collect();
-        let run = contiguous_run(state.contiguous_through_seq, &held);
-        if let Some(&last) = held.iter().take(run).next_back() {
-            state.contiguous_through_seq = last;
-        }
-    }
-    state
+    let run = contiguous_run(state.contiguous_through_seq, &held);
+    held.iter().take(run).next_back().copied()
 }
 
 /// The sync state with the batch counted: highest seq, count, time.
@@ -129,7 +100,7 @@ fn contiguous_run<'a>(after: i64, seqs: impl IntoIterator<Item = &'a i64>) -> us
 
 #[cfg(test)]
 mod tests {
-    use super::{SyncState, advance_over_batch, contiguous_run};
+    use super::{SyncState, WALK_CHUNK, advance, contiguous_run, more_needed};
 
     fn synced_through(seq: i64) -> SyncState {
         SyncState {
@@ -141,8 +112,8 @@ mod tests {
     }
 
     #[test]
-    fn a_known_till_walks_its_prefix_over_the_batch_alone() {
-        let next = advance_over_batch(&synced_through(5), &[7, 6, 9]);
+    fn a_till_with_nothing_stored_above_walks_its_prefix_over_the_push_alone() {
+        let next = advance(&synced_through(5), &[], &[7, 6, 9]);
         assert_eq!(next.contiguous_through_seq, 7);
         assert_eq!(next.highest_seq, 9);
         assert_eq!(next.sales_stored, 8);
@@ -152,14 +123,43 @@ mod tests {
     }
 
     #[test]
-    fn a_known_till_keeps_its_prefix_when_the_batch_leaves_a_gap_after_it() {
-        let next = advance_over_batch(&synced_through(5), &[7, 8]);
+    fn the_prefix_stays_when_the_push_leaves_a_gap_after_it() {
+        let next = advance(&synced_through(5), &[], &[7, 8]);
         assert_eq!(next.contiguous_through_seq, 5);
         assert_eq!(next.highest_seq, 8);
-        let nothing = advance_over_batch(&synced_through(5), &[]);
+        let nothing = advance(&synced_through(5), &[], &[]);
         assert_eq!(nothing.contiguous_through_seq, 5);
         assert_eq!(nothing.highest_seq, 5);
         assert_eq!(nothing.sales_stored, 5);
+    }
+
+    #[test]
+    fn the_prefix_walks_over_seqs_stored_out_of_order() {
+        let seen = SyncState {
+            highest_seq: 10,
+            ..synced_through(5)
+        };
+        let next = advance(&seen, &[7, 8, 10], &[6]);
+        assert_eq!(next.contiguous_through_seq, 8);
+        assert_eq!(next.highest_seq, 10);
+    }
+
+    #[test]
+    fn more_stored_seqs_are_read_only_when_a_walk_can_reach_the_end_of_a_full_chunk() {
+        let seen = synced_through(5);
+        let full: Vec<i64> = (7..7 + WALK_CHUNK).collect();
+        // seq 6 bridges to the whole chunk: the seq after it may be stored
+        assert_eq!(more_needed(&seen, &full, &[6]), full.last().copied());
+        // without seq 6 the prefix does not move at all
+        assert_eq!(more_needed(&seen, &full, &[9]), None);
+        // a chunk that is not full is the end of what is stored
+        assert_eq!(more_needed(&seen, &full[..10], &[6]), None);
+        // a gap inside the chunk stops the walk before its end
+        let gapped: Vec<i64> = (7..8 + WALK_CHUNK).filter(|&s| s != 20).collect();
+        assert_eq!(more_needed(&seen, &gapped, &[6]), None);
+        // two full chunks read: the walk over both decides
+        let two: Vec<i64> = (7..7 + 2 * WALK_CHUNK).collect();
+        assert_eq!(more_needed(&seen, &two, &[6]), two.last().copied());
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! What a batch's totals deltas are checked against as its sales are
-//! accepted (see `store`): the deltas alone, or (after the database refused
-//! the batch's totals as out of range) the till's stored totals plus them.
+//! What a push's totals deltas are checked against as its sales are
+//! accepted ([`super::decide`]): the deltas alone, or (after the database
+//! refused the push's totals as out of range) the till's stored totals plus
+//! them, read with the rest of the push ([`super::read`]).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 

@@ -1,4 +1,4 @@
-//! Hostile input at the edge: every bound of README "Limits" is enforced
+//! Hostile input at the edge: every bound of docs/limits.md is enforced
 //! per sale (or per request for names), never as a failed batch or a 5xx
 //! that a till would retry forever.
 

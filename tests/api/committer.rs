@@ -1,5 +1,5 @@
 //! The group committer's writers keep their connection from one group to
-//! the next (src/ingest/group.rs, `db::unit::Kept`). A kept connection the
+//! the next (src/ingest/write.rs, `db::unit::Kept`). A kept connection the
 //! server has ended must cost no more than a pooled one would: the push
 //! written on it is refused as retryable and nothing of it is stored, its
 //! retry is stored once, and the writer takes a new connection, so every

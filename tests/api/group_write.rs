@@ -1,64 +1,151 @@
-//! How Postgres writes a group (migrations 20261129000003 and 0005): one statement
+//! How Postgres writes a group (`ingest_write_group`, src/db/schema.sql): one statement
 //! for the whole group when every push can be written, push by push only
 //! when one of them cannot. Asked of the function itself, with its calls
 //! counted by `pg_stat_xact_user_functions`: the per-push form calls
 //! `ingest_write` once a push (the statistics count the calls that
 //! returned), the set-based form never.
 
+use chrono::{NaiveDate, Utc};
 use sqlx::{Connection, PgConnection};
+use tillsync::db::DbError;
+use tillsync::db::push::{PushRow, write_group as ingest_write_group};
 use tillsync_testkit::app::{TestApp, spawn_app};
 use uuid::Uuid;
 
-/// A group of one new sale from each till, in order, planned against the
-/// tills' sync rows as they are; `sale_ids[i]` is the sale id of till i's.
-const GROUP: &str = "
-select error_code from ingest_write_group((
-select array_agg(row(
-  t.merchant_id, t.terminal_id, tm.store_id, gen_random_uuid(),
-  t.highest_seq, t.contiguous_through_seq, t.sales_stored, t.last_batch_at,
-  t.highest_seq + 1, t.contiguous_through_seq + 1, t.sales_stored + 1, clock_timestamp(),
-  gen_random_uuid(), '\\x00'::bytea, 200::int2, '\\x00'::bytea,
-  array[w.sale_id], array[t.highest_seq + 1], array['sale'], array[now()],
-  array[date '2026-11-20'], array['EUR'], array[100::int8], array[10::int8], array[0::int8],
-  array[null::uuid], array['{}'::jsonb],
-  '{}'::uuid[], '{}'::uuid[], '{}'::jsonb[],
-  array[date '2026-11-20'], array['EUR'], array[1::int8], array[0::int8], array[0::int8],
-  array[100::int8], array[0::int8], array[0::int8], array[10::int8],
-  array[date '2026-11-20'], array[10::int2], array['EUR'], array[1::int8], array[0::int8],
-  array[0::int8], array[100::int8], array[0::int8], array[0::int8], array[10::int8],
-  array[date '2026-11-20'], array['EUR'], array['card'], array[1::int8], array[0::int8],
-  array[100::int8], array[0::int8]
-)::ingest_push order by w.ord)
-  from unnest($1::uuid[], $2::uuid[]) with ordinality as w(terminal_id, sale_id, ord)
-  join terminal_sync t on t.terminal_id = w.terminal_id
-  join terminals tm on tm.merchant_id = t.merchant_id and tm.terminal_id = t.terminal_id))";
-
-/// Writes the group in a transaction of its own and returns each push's
-/// SQLSTATE and how often the per-push `ingest_write` ran.
-async fn write_group(app: &TestApp, tills: &[Uuid], sale_ids: &[Uuid]) -> (Vec<String>, i64) {
-    write_group_as(app, GROUP, tills, sale_ids, None).await
+/// A till's sync row as a push is planned against it.
+#[derive(sqlx::FromRow)]
+struct Planned {
+    merchant_id: Uuid,
+    store_id: Uuid,
+    highest_seq: i64,
+    contiguous_through_seq: i64,
+    sales_stored: i64,
+    last_batch_at: Option<chrono::DateTime<Utc>>,
 }
 
-/// `write_group` with the group built by `sql` (`GROUP` changed), which
-/// may take a third parameter, `key`.
-async fn write_group_as(
-    app: &TestApp,
-    sql: &str,
-    tills: &[Uuid],
-    sale_ids: &[Uuid],
-    key: Option<Uuid>,
-) -> (Vec<String>, i64) {
+impl Planned {
+    /// As it is now.
+    async fn read(app: &TestApp, till: Uuid) -> Self {
+        sqlx::query_as(
+            "select t.merchant_id, tm.store_id, t.highest_seq, t.contiguous_through_seq,
+                    t.sales_stored, t.last_batch_at
+               from terminal_sync t
+               join terminals tm using (merchant_id, terminal_id)
+              where t.terminal_id = $1",
+        )
+        .bind(till)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+    }
+
+    /// As a fresh till's would be.
+    fn fresh(merchant_id: Uuid, store_id: Uuid) -> Self {
+        Self {
+            merchant_id,
+            store_id,
+            highest_seq: 0,
+            contiguous_through_seq: 0,
+            sales_stored: 0,
+            last_batch_at: None,
+        }
+    }
+
+    /// One new sale of 1.00 EUR (0.10 tax, by card) for `till`, with its
+    /// totals, planned against this row: the row type the service writes
+    /// (`PushRow`, the one definition of `ingest_push`).
+    fn push(&self, till: Uuid, sale_id: Uuid) -> PushRow {
+        let date = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+        let seq = self.highest_seq + 1;
+        PushRow {
+            merchant_id: self.merchant_id,
+            terminal_id: till,
+            store_id: self.store_id,
+            batch_id: Uuid::new_v4(),
+            seen_highest_seq: self.highest_seq,
+            seen_contiguous: self.contiguous_through_seq,
+            seen_sales_stored: self.sales_stored,
+            seen_last_batch_at: self.last_batch_at,
+            highest_seq: seq,
+            contiguous: self.contiguous_through_seq + 1,
+            sales_stored: self.sales_stored + 1,
+            last_batch_at: Some(Utc::now()),
+            idempotency_key: Uuid::new_v4(),
+            request_sha256: vec![0],
+            response_status: 200,
+            response_body: vec![0],
+            sale_id: vec![sale_id],
+            seq: vec![seq],
+            kind: vec!["sale".into()],
+            occurred_at: vec![Utc::now()],
+            business_date: vec![date],
+            currency: vec!["EUR".into()],
+            total_minor: vec![100],
+            tax_minor: vec![10],
+            discount_minor: vec![0],
+            refers_to_sale_id: vec![None],
+            body: vec![serde_json::json!({})],
+            day_date: vec![date],
+            day_currency: vec!["EUR".into()],
+            day_sales: vec![1],
+            day_refunds: vec![0],
+            day_voids: vec![0],
+            day_gross: vec![100],
+            day_refunded: vec![0],
+            day_discounts: vec![0],
+            day_tax: vec![10],
+            hour_date: vec![date],
+            hour: vec![10],
+            hour_currency: vec!["EUR".into()],
+            hour_sales: vec![1],
+            hour_refunds: vec![0],
+            hour_voids: vec![0],
+            hour_gross: vec![100],
+            hour_refunded: vec![0],
+            hour_discounts: vec![0],
+            hour_tax: vec![10],
+            tender_date: vec![date],
+            tender_currency: vec!["EUR".into()],
+            tender_method: vec!["card".into()],
+            tender_sales: vec![1],
+            tender_refunds: vec![0],
+            tender_gross: vec![100],
+            tender_refunded: vec![0],
+            ..PushRow::default()
+        }
+    }
+}
+
+/// A group of one new sale from each till, in order, planned against the
+/// tills' sync rows as they are; `sale_ids[i]` is the sale id of till i's.
+async fn group_of(app: &TestApp, tills: &[Uuid], sale_ids: &[Uuid]) -> Vec<PushRow> {
+    let mut rows = Vec::new();
+    for (&till, &sale_id) in tills.iter().zip(sale_ids) {
+        rows.push(Planned::read(app, till).await.push(till, sale_id));
+    }
+    rows
+}
+
+/// How a push of a group ended.
+fn outcome(written: &Result<(), DbError>) -> &'static str {
+    match written {
+        Ok(()) => "written",
+        Err(DbError::Contention(_)) => "refused",
+        Err(e) => panic!("a push failed otherwise: {e}"),
+    }
+}
+
+/// Writes `rows` as one group, in a transaction of its own, as the
+/// committer does, and returns how each push ended and how often the
+/// per-push `ingest_write` ran.
+async fn write_rows(app: &TestApp, rows: &[PushRow]) -> (Vec<&'static str>, i64) {
     let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
     let mut tx = conn.begin().await.unwrap();
     sqlx::query("set local track_functions = 'pl'")
         .execute(&mut *tx)
         .await
         .unwrap();
-    let mut group = sqlx::query_scalar(sql).bind(tills).bind(sale_ids);
-    if let Some(key) = key {
-        group = group.bind(key);
-    }
-    let codes: Vec<String> = group.fetch_all(&mut *tx).await.unwrap();
+    let written = ingest_write_group(&mut tx, rows).await.unwrap();
     let per_push: i64 = sqlx::query_scalar(
         "select coalesce(sum(calls), 0)::int8 from pg_stat_xact_user_functions
           where funcname = 'ingest_write'",
@@ -67,7 +154,12 @@ async fn write_group_as(
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    (codes, per_push)
+    (written.iter().map(outcome).collect(), per_push)
+}
+
+/// The group of `group_of`, written.
+async fn write_group(app: &TestApp, tills: &[Uuid], sale_ids: &[Uuid]) -> (Vec<&'static str>, i64) {
+    write_rows(app, &group_of(app, tills, sale_ids).await).await
 }
 
 /// `n` tills of one store, ids only.
@@ -99,7 +191,7 @@ async fn a_group_is_written_in_one_statement_unless_a_push_of_it_cannot_be() {
     let fresh = || -> Vec<Uuid> { tills.iter().map(|_| Uuid::new_v4()).collect() };
 
     let (codes, per_push) = write_group(&app, &tills, &fresh()).await;
-    assert_eq!(codes, ["00000"; 4]);
+    assert_eq!(codes, ["written"; 4]);
     assert_eq!(
         per_push, 0,
         "a group that can be written whole is one statement"
@@ -115,7 +207,7 @@ async fn a_group_is_written_in_one_statement_unless_a_push_of_it_cannot_be() {
     let mut clashing = fresh();
     clashing[2] = held;
     let (codes, per_push) = write_group(&app, &tills, &clashing).await;
-    assert_eq!(codes, ["00000", "00000", "40001", "00000"]);
+    assert_eq!(codes, ["written", "written", "refused", "written"]);
     // The statistics count calls that returned: the three written pushes
     // (the one that raised is not counted).
     assert_eq!(per_push, 3);
@@ -147,8 +239,8 @@ async fn two_pushes_of_one_till_in_a_group_write_one_and_refuse_the_other() {
     .await;
     let mut sorted = codes[..2].to_vec();
     sorted.sort();
-    assert_eq!(sorted, ["00000", "40001"]);
-    assert_eq!(codes[2], "00000");
+    assert_eq!(sorted, ["refused", "written"]);
+    assert_eq!(codes[2], "written");
     assert_eq!(per_push, 0);
     assert_eq!(stored_sales(&app, till).await, 1);
     assert_eq!(stored_sales(&app, other).await, 1);
@@ -169,26 +261,10 @@ async fn a_push_for_a_till_without_a_sync_row_stores_nothing() {
             .await
             .unwrap();
     }
-    // The group as `GROUP` builds it, planned against the sync row a fresh
-    // till would have.
-    let planned_as_fresh = GROUP.replace(
-        "  join terminal_sync t on t.terminal_id = w.terminal_id
-  join terminals tm on tm.merchant_id = t.merchant_id and tm.terminal_id = t.terminal_id",
-        "  cross join lateral (select $3::uuid as merchant_id, w.terminal_id, 0::int8 as highest_seq,
-                             0::int8 as contiguous_through_seq, 0::int8 as sales_stored,
-                             null::timestamptz as last_batch_at) t
-  cross join lateral (select $4::uuid as store_id) tm",
-    );
-    assert_ne!(planned_as_fresh, GROUP);
-    let codes: Vec<String> = sqlx::query_scalar(&planned_as_fresh)
-        .bind([gone.terminal_id])
-        .bind([Uuid::new_v4()])
-        .bind(app.merchant.merchant_id)
-        .bind(gone.store_id)
-        .fetch_all(&app.db)
-        .await
-        .unwrap();
-    assert_eq!(codes, ["40001"]);
+    // A push planned against the sync row a fresh till would have.
+    let planned = Planned::fresh(app.merchant.merchant_id, gone.store_id);
+    let (codes, _) = write_rows(&app, &[planned.push(gone.terminal_id, Uuid::new_v4())]).await;
+    assert_eq!(codes, ["refused"]);
     assert_eq!(stored_sales(&app, gone.terminal_id).await, 0);
     let keys: i64 =
         sqlx::query_scalar("select count(*) from idempotency_keys where terminal_id = $1")
@@ -211,7 +287,7 @@ async fn a_push_with_a_stored_key_fails_alone_and_keeps_the_first_answer() {
     let tills = tills_of_one_store(&app, 3).await;
     let fresh = || -> Vec<Uuid> { tills.iter().map(|_| Uuid::new_v4()).collect() };
     let (codes, _) = write_group(&app, &tills, &fresh()).await;
-    assert_eq!(codes, ["00000"; 3]);
+    assert_eq!(codes, ["written"; 3]);
     let (stored_key, stored_at): (Uuid, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
         "select idempotency_key, created_at from idempotency_keys where terminal_id = $1",
     )
@@ -220,16 +296,13 @@ async fn a_push_with_a_stored_key_fails_alone_and_keeps_the_first_answer() {
     .await
     .unwrap();
 
-    // The second push of the group reuses that key.
-    let reusing = GROUP.replace(
-        "  gen_random_uuid(), '\\x00'::bytea, 200::int2,",
-        "  case when w.ord = 2 then $3::uuid else gen_random_uuid() end, '\\x00'::bytea, 201::int2,",
-    );
-    assert_ne!(reusing, GROUP);
-    let (codes, per_push) =
-        write_group_as(&app, &reusing, &tills, &fresh(), Some(stored_key)).await;
+    // The second push of the group reuses that key, with another answer.
+    let mut group = group_of(&app, &tills, &fresh()).await;
+    group[1].idempotency_key = stored_key;
+    group[1].response_status = 201;
+    let (codes, per_push) = write_rows(&app, &group).await;
 
-    assert_eq!(codes, ["00000", "40001", "00000"]);
+    assert_eq!(codes, ["written", "refused", "written"]);
     assert_eq!(
         per_push, 2,
         "written push by push; the refused push not counted"

@@ -2,9 +2,8 @@
 //! the `/status` page following a change of the database link driven
 //! through the fault proxy.
 //!
-//! The metrics recorder is one per process and the tests of this binary run
-//! in parallel, so these tests look for names, labels and buckets and for
-//! counts of at least what they caused, never for exact totals.
+//! Each app has a metrics recorder of its own, so what a test reads from
+//! its app's page is what that app did.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use tillsync_testkit::metrics::sample;
 use tillsync_testkit::proxy::Fault;
 use tillsync_testkit::sales::{sale, with};
 use tillsync_testkit::{TestApp, spawn_app, spawn_app_behind_proxy, spawn_app_with};
@@ -24,30 +24,7 @@ const LATENCY_BUCKETS: &[&str] = &[
 const BATCH_BUCKETS: &[&str] = &["1", "5", "10", "25", "50", "100", "250", "500", "+Inf"];
 
 async fn scrape(app: &TestApp) -> String {
-    let response = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain; version=0.0.4")
-    );
-    response.text().await.unwrap()
-}
-
-/// The value of the first sample whose line starts with `name{` and holds
-/// every one of `labels`.
-fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .find(|l| labels.iter().all(|label| l.contains(label)))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    tillsync_testkit::metrics::scrape(&app.client, &app.address).await
 }
 
 fn assert_histogram(text: &str, name: &str, labels: &[&str], buckets: &[&str]) {
@@ -312,14 +289,27 @@ async fn silent_tills_are_counted_for_the_alert_unless_revoked_or_never_seen() {
         }
     );
 
-    // The page carries both series from the start (the figures are the
-    // last count of any app in this process: the recorder is shared).
-    let page = scrape(&app).await;
-    for over in ["over=\"1d\"", "over=\"3d\""] {
-        assert!(
-            sample(&page, "tillsync_terminals_silent", &[over]).is_some(),
-            "tillsync_terminals_silent{{{over}}} missing:\n{page}"
+    // The app counts at start, before these tills were silent; a second
+    // instance starting now counts at once (its first count, or a retry
+    // 2 s later while its probe has not answered yet), and its own page
+    // says what it counted.
+    let mut app = app;
+    let second = app.spawn_second_instance().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let page = tillsync_testkit::metrics::scrape(&app.client, &second).await;
+        let counted = (
+            sample(&page, "tillsync_terminals_silent", &["over=\"1d\""]),
+            sample(&page, "tillsync_terminals_silent", &["over=\"3d\""]),
         );
+        if counted == (Some(2.0), Some(1.0)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second instance never exported its count: {counted:?}\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -330,7 +320,8 @@ async fn the_fold_records_when_it_last_caught_up() {
         .unwrap()
         .as_secs_f64();
     let app = spawn_app().await;
-    // The fold ticks every second and, with nothing waiting, catches up.
+    // The fold ticks every second and, with nothing waiting, catches up;
+    // the gauge on this app's page is set by this app's fold alone.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let page = scrape(&app).await;

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use tillsync::fold::{self, Quarantine};
+use tillsync::jobs::fold::{self, Quarantine};
 use tillsync_testkit::spawn_app;
 
 /// Replicas fold in parallel this many times over.

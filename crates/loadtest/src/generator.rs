@@ -418,7 +418,7 @@ mod tests {
     /// push, up to 10) is live, an offline queue replayed 50 at a time is not.
     #[test]
     fn pushes_of_up_to_ten_sales_are_live_and_of_fifty_a_backlog() {
-        use tillsync::http::admission::LIVE_PUSH_MAX_BYTES;
+        use tillsync::http::middleware::admission::LIVE_PUSH_MAX_BYTES;
         let generated = generate(11, 5000);
         let body = |sales: &[Generated]| {
             let joined: Vec<&str> = sales.iter().map(|g| &*g.json).collect();

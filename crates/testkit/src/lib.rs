@@ -13,6 +13,7 @@
 //! - [`sales`]: builders for valid sales.
 //! - [`settings`]: command-line settings parsed as the binary parses them.
 //! - [`database`]: the Postgres server tests make their databases on.
+//! - [`metrics`]: a server's `/metrics` page, and one sample of it.
 //! - [`pgbouncer`]: a PgBouncer of the test's own in front of a server,
 //!   in the pool mode the test asks for.
 //! - [`balancer`]: a round-robin TCP balancer in front of several replicas.
@@ -26,6 +27,7 @@ pub mod balancer;
 pub mod binary;
 pub mod cluster;
 pub mod database;
+pub mod metrics;
 pub mod pgbouncer;
 pub mod proxy;
 pub mod sales;

@@ -1,5 +1,5 @@
 //! What one sale adds to a till's totals, per hour and per tender, before
-//! `Deltas::try_add` adds it (checked) to the batch's deltas.
+//! [`Deltas::try_add`](super::Deltas::try_add) adds it (checked) to the batch's deltas.
 
 use std::collections::BTreeMap;
 

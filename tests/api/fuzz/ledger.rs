@@ -1,5 +1,5 @@
 //! What the accepted sales imply for a till's report totals, computed here
-//! from the sales as sent (README "Reports": voided sales count nowhere, a
+//! from the sales as sent (docs/reports.md: voided sales count nowhere, a
 //! void counts on its own day), and the totals as the database holds them.
 //! Rows are keyed by their key columns joined with `|`.
 

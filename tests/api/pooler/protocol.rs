@@ -8,6 +8,7 @@ use std::time::Duration;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 use tillsync::db::pooler::{self, TIMEOUT_SETTINGS};
+use tillsync::jobs::server_settings::unbounded;
 use tillsync_testkit::pgbouncer::{Config, PoolMode};
 
 use super::Setup;
@@ -104,7 +105,7 @@ async fn the_old_defaults_through_a_transaction_pooler_lose_their_timeouts_and_c
     let mut conn = options.connect().await.unwrap();
     let found = pooler::server_timeouts(&mut conn).await.unwrap();
     assert_eq!(
-        pooler::unbounded(&found, Duration::from_secs(5)),
+        unbounded(&found, Duration::from_secs(5)),
         TIMEOUT_SETTINGS.to_vec(),
         "the timeouts sent as options were dropped: {found:?}"
     );

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use tillsync::app::Application;
 use tillsync::db::pooler;
+use tillsync::jobs::server_settings::unbounded;
 use tillsync_testkit::api::{create_store, create_till};
 use tillsync_testkit::pgbouncer::{Config, PoolMode};
 use tillsync_testkit::sales::sale;
@@ -100,7 +101,7 @@ async fn a_statement_timeout_is_enforced_through_a_transaction_pooler() {
     let mut conn: PgConnection = pooler::connect_options(&args).connect().await.unwrap();
     let found = pooler::server_timeouts(&mut conn).await.unwrap();
     assert!(
-        pooler::unbounded(&found, Duration::from_millis(300)).is_empty(),
+        unbounded(&found, Duration::from_millis(300)).is_empty(),
         "role settings reach sessions through the pooler: {found:?}"
     );
     let slept = sqlx::raw_sql("select pg_sleep(2)").execute(&mut conn).await;

@@ -1,0 +1,192 @@
+//! `POST /v1/sales/batches`: a till pushes sales. Parsing and the checks that
+//! need no database happen here; everything else is [`crate::ingest`].
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::domain::sale::{Rejection, Sale};
+use crate::domain::terminal::Terminal;
+use crate::error::{ApiError, ProblemCode};
+use crate::http::AppState;
+use crate::http::extract::body_rejection;
+use crate::ingest::{Counts, IngestError, Item, Push, Pushed};
+
+#[cfg(test)]
+mod tests;
+
+pub const MAX_SALES_PER_BATCH: usize = 500;
+
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+pub async fn push(
+    State(state): State<AppState>,
+    terminal: Terminal,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let body = body.map_err(body_rejection)?;
+    let items = parse_batch(&body, Utc::now())?;
+    let request_sha256 = Sha256::digest(&body);
+
+    let push = Push {
+        terminal: &terminal,
+        key,
+        request_sha256: &request_sha256,
+        items: &items,
+    };
+    match state.ingest.push(&push).await {
+        Ok(Pushed::Fresh { body, counts }) => {
+            record_batch(&counts, items.len());
+            Ok(json_response(body, false))
+        }
+        Ok(Pushed::Replayed { body }) => Ok(json_response(body, true)),
+        Err(IngestError::KeyReused) => Err(ApiError::new(
+            ProblemCode::IdempotencyKeyReused,
+            "this Idempotency-Key was already used with a different body",
+        )),
+        Err(IngestError::Db(e)) => Err(e.into()),
+    }
+}
+
+/// Counts a committed batch. Replays are left out: their sales were
+/// counted when the batch was first committed.
+fn record_batch(counts: &Counts, sales: usize) {
+    for (result, n) in [
+        ("accepted", counts.accepted),
+        ("duplicate", counts.duplicates),
+        ("rejected", counts.rejected),
+    ] {
+        metrics::counter!("tillsync_sales_total", "result" => result).increment(n as u64);
+    }
+    metrics::histogram!("tillsync_batch_sales").record(sales as f64);
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Uuid, ApiError> {
+    let raw = headers.get(IDEMPOTENCY_KEY).ok_or_else(|| {
+        ApiError::new(
+            ProblemCode::IdempotencyKeyMissing,
+            "an Idempotency-Key header with a UUID is required",
+        )
+    })?;
+    raw.to_str()
+        .ok()
+        .and_then(|s| Uuid::try_parse(s.trim()).ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                ProblemCode::IdempotencyKeyInvalid,
+                "Idempotency-Key must be a UUID",
+            )
+        })
+}
+
+fn json_response(body: Vec<u8>, replayed: bool) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if replayed {
+        headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    response
+}
+
+#[derive(Deserialize)]
+struct RawBatch<'a> {
+    #[serde(borrow)]
+    sales: Vec<&'a RawValue>,
+}
+
+/// Whether a JSON text is an object. serde's derived structs also take an
+/// array of their members in order, which the contract does not offer.
+fn is_object(json: &[u8]) -> bool {
+    json.trim_ascii_start().starts_with(b"{")
+}
+
+/// Reads the envelope strictly (a broken envelope fails the whole request)
+/// and each sale leniently (a broken sale is rejected alone, with its reason).
+///
+/// Nesting costs no stack here: the sales are kept as raw JSON, which
+/// serde_json skips without recursing, as it skips unknown members; typed
+/// members refuse an array or object at once. So only the sale at fault is
+/// rejected, however deep its JSON goes.
+fn parse_batch(body: &[u8], now: DateTime<Utc>) -> Result<Vec<Item>, ApiError> {
+    let not_a_batch = |e: &dyn std::fmt::Display| {
+        ApiError::new(
+            ProblemCode::InvalidBatch,
+            format!("expected {{\"sales\": [...]}}: {e}"),
+        )
+    };
+    let batch: RawBatch = serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            not_a_batch(&e)
+        } else {
+            ApiError::new(ProblemCode::InvalidJson, format!("malformed JSON: {e}"))
+        }
+    })?;
+    if !is_object(body) {
+        return Err(not_a_batch(&"the body is not a JSON object"));
+    }
+    match batch.sales.len() {
+        0 => Err(ApiError::new(
+            ProblemCode::BatchEmpty,
+            "a batch carries 1 to 500 sales",
+        )),
+        n if n > MAX_SALES_PER_BATCH => Err(ApiError::new(
+            ProblemCode::BatchTooLarge,
+            format!("a batch carries 1 to {MAX_SALES_PER_BATCH} sales, this one {n}"),
+        )),
+        _ => Ok(batch.sales.iter().map(|raw| parse_sale(raw, now)).collect()),
+    }
+}
+
+fn parse_sale(raw: &RawValue, now: DateTime<Utc>) -> Item {
+    if !is_object(raw.get().as_bytes()) {
+        return Item {
+            sale_id: None,
+            sale: Err(Rejection::new("invalid_sale", "a sale is a JSON object")),
+        };
+    }
+    // The path names the member at fault ("lines[0].quantity: ..."), which
+    // serde's own message leaves out.
+    let mut reader = serde_json::Deserializer::from_str(raw.get());
+    match serde_path_to_error::deserialize::<_, Sale>(&mut reader) {
+        Ok(sale) => Item {
+            sale_id: Some(sale.sale_id),
+            sale: sale.validate(now).map(|()| sale),
+        },
+        Err(e) => {
+            #[derive(Deserialize)]
+            struct Probe {
+                sale_id: Option<Uuid>,
+            }
+            let sale_id = serde_json::from_str::<Probe>(raw.get())
+                .ok()
+                .and_then(|p| p.sale_id);
+            Item {
+                sale_id,
+                sale: Err(Rejection::new("invalid_sale", invalid_sale_detail(&e))),
+            }
+        }
+    }
+}
+
+fn invalid_sale_detail(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = e.path().to_string();
+    if path == "." {
+        e.inner().to_string()
+    } else {
+        format!("{path}: {}", e.inner())
+    }
+}

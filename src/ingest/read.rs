@@ -1,0 +1,136 @@
+//! Step 1 of a push: what it is checked against, read from the database in
+//! one round trip ([`db_push::read`], one statement, its own implicit
+//! transaction): the response stored under its Idempotency-Key (a replay is
+//! answered from it), the till's sync row, every stored sale the push could
+//! collide with (its sale ids, the sales its voids and refunds name, the
+//! till's sales holding its seqs), and the first chunk of the till's seqs
+//! stored above its contiguous prefix when the prefix may move.
+//!
+//! Everything the decision needs is read here, so deciding is pure
+//! ([`super::decide`]): a prefix that could walk past the first chunk reads
+//! the next ones ([`progress::more_needed`]), and a push checked against the
+//! stored totals (after the database refused its totals as out of range)
+//! reads them too ([`TotalsCheck::load`]). Both are rare, and cost a round
+//! trip each.
+//!
+//! The connection goes back to the pool before the push waits for its
+//! group's write.
+
+use std::collections::{HashMap, HashSet};
+
+use uuid::Uuid;
+
+use super::progress::{self, WALK_CHUNK};
+use super::totals_check::TotalsCheck;
+use super::{IngestError, Push};
+use crate::db::Database;
+use crate::db::push as db_push;
+use crate::db::sync::{self, SyncState};
+use crate::domain::sale::{Sale, StoredSale};
+
+/// What a push is checked against: read, or guessed from what this replica
+/// remembers ([`super::read_skip`]).
+pub struct Seen {
+    /// The till's sync row the push is planned against; the write stores
+    /// nothing unless it is still the till's.
+    pub sync: SyncState,
+    /// Stored sales the push could collide with.
+    pub related: Vec<StoredSale>,
+    /// The stored sales the push's voids name, parsed, for the totals.
+    pub void_targets: HashMap<Uuid, Sale>,
+    /// The till's stored seqs above its prefix, ascending, as far as a
+    /// walk of the prefix over this push can need them.
+    pub stored_above: Vec<i64>,
+    /// What the push's totals are checked against.
+    pub check: TotalsCheck,
+}
+
+/// What reading a push found.
+pub enum Read {
+    /// The key was used before with this body: its stored answer.
+    Replayed { body: Vec<u8> },
+    /// A push to decide.
+    Seen(Box<Seen>),
+}
+
+/// Reads what `push` is checked against, on a unit of work of its own (a
+/// plain connection, or a transaction behind a transaction pooler:
+/// [`crate::db::unit`]). With `against_stored`, the till's stored totals of
+/// the push's dates are read too.
+pub async fn read(
+    db: &Database,
+    push: &Push<'_>,
+    against_stored: bool,
+) -> Result<Read, IngestError> {
+    let mut unit = db.unit().await?;
+    let read = read_on(&mut unit, push, against_stored).await?;
+    unit.finish().await?;
+    Ok(read)
+}
+
+async fn read_on(
+    conn: &mut sqlx::PgConnection,
+    push: &Push<'_>,
+    against_stored: bool,
+) -> Result<Read, IngestError> {
+    let valid: Vec<&Sale> = push
+        .items
+        .iter()
+        .filter_map(|item| item.sale.as_ref().ok())
+        .collect();
+    let ids: Vec<Uuid> = valid
+        .iter()
+        .flat_map(|s| std::iter::once(s.sale_id).chain(s.refers_to_sale_id))
+        .collect();
+    let seqs: Vec<i64> = valid.iter().map(|s| s.seq).collect();
+    let terminal = push.terminal;
+    let found = db_push::read(conn, terminal, push.key, &ids, &seqs, WALK_CHUNK).await?;
+    if let Some(stored) = found.stored {
+        return if stored.request_sha256 == push.request_sha256 {
+            Ok(Read::Replayed { body: stored.body })
+        } else {
+            Err(IngestError::KeyReused)
+        };
+    }
+
+    let mut stored_above = found.seqs_above.unwrap_or_default();
+    while let Some(after) = progress::more_needed(&found.sync, &stored_above, &seqs) {
+        let more = sync::seqs_above(
+            conn,
+            terminal.merchant_id,
+            terminal.terminal_id,
+            after,
+            WALK_CHUNK,
+        )
+        .await?;
+        if more.is_empty() {
+            break;
+        }
+        stored_above.extend(more);
+    }
+
+    let void_targets = void_targets(&valid, &found.related);
+    let mut check = TotalsCheck::new(against_stored);
+    check.load(conn, terminal, &valid, &void_targets).await?;
+    Ok(Read::Seen(Box::new(Seen {
+        sync: found.sync,
+        related: found.related,
+        void_targets,
+        stored_above,
+        check,
+    })))
+}
+
+/// Stored sales that the push's voids name, parsed, for the totals.
+fn void_targets(sales: &[&Sale], related: &[StoredSale]) -> HashMap<Uuid, Sale> {
+    let targets: HashSet<Uuid> = sales.iter().filter_map(|s| s.refers_to_sale_id).collect();
+    related
+        .iter()
+        .filter(|r| targets.contains(&r.sale_id))
+        .filter_map(|r| {
+            serde_json::from_value::<Sale>(r.body.clone())
+                .ok()
+                .map(|target| (r.sale_id, target))
+        })
+        .collect()
+}

@@ -1,0 +1,103 @@
+//! Background work: every job of the service, and the one loop they all run
+//! in. A job is a [`Job`]: a step, and how often it runs. [`spawn`] runs
+//! its steps through the health layer at background priority, so a sick or
+//! busy database only delays a job, and the limit does not learn from it
+//! (see [`Priority::Background`]).
+//!
+//! The jobs:
+//! - [`fold`]: store deltas folded into store totals, every second;
+//! - [`purge`]: stored batch responses past retention, every ten minutes;
+//! - [`silent_tills`]: the count of tills gone silent, every minute;
+//! - [`server_settings`]: the server's timeouts read back through the pool,
+//!   every minute.
+//!
+//! Jobs that only one replica should run at a time (the fold and the purge)
+//! take their lock in the database ([`crate::db::leader`]). Jobs know no
+//! HTTP state; in-memory housekeeping of the request path is handed in as a
+//! closure ([`spawn_housekeeping`]). The health probe is not here: it is
+//! the health layer's own ([`crate::health`]).
+
+pub mod fold;
+pub mod purge;
+pub mod server_settings;
+pub mod silent_tills;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::{Database, DbError};
+use crate::health::{Gate, Priority};
+
+/// How soon a step that failed or was put off is tried again, at most. At
+/// start the health layer refuses background work until its first probe
+/// answers: a job that runs once a minute should not wait a minute more.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
+
+/// A piece of background work that runs a step at a time: one `every`
+/// after the last, and sooner after one that failed or was put off
+/// (`RETRY_AFTER_FAILURE`).
+pub trait Job: Send + 'static {
+    /// What a step does, for logs: "fold store totals".
+    const WHAT: &'static str;
+
+    /// How long after a step the next one runs.
+    fn every(&self) -> Duration;
+
+    /// One step. Its own success is its to report; a failure is logged by
+    /// the loop.
+    fn step(&mut self, db: &Database) -> impl Future<Output = Result<(), DbError>> + Send;
+}
+
+/// Runs `job` until `stopping`: a step at once, then one `every` after the
+/// last ended (at most `RETRY_AFTER_FAILURE` after one that failed or was
+/// put off).
+pub fn spawn<J: Job>(
+    mut job: J,
+    db: Database,
+    gate: Gate,
+    stopping: CancellationToken,
+) -> JoinHandle<()> {
+    crate::metrics::spawn(async move {
+        let mut wait = Duration::ZERO;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stopping.cancelled() => return,
+            }
+            wait = match gate
+                .run(Priority::Background, Instant::now(), job.step(&db))
+                .await
+            {
+                Ok(Ok(())) => job.every(),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not {}; will retry", J::WHAT);
+                    job.every().min(RETRY_AFTER_FAILURE)
+                }
+                Err(refusal) => {
+                    tracing::debug!(?refusal, "{} put off", J::WHAT);
+                    job.every().min(RETRY_AFTER_FAILURE)
+                }
+            };
+        }
+    })
+}
+
+/// Runs `tidy` every `every` until `stopping`: upkeep of in-memory state
+/// that touches no database (the per-terminal rate limits).
+pub fn spawn_housekeeping(
+    every: Duration,
+    stopping: CancellationToken,
+    mut tidy: impl FnMut() + Send + 'static,
+) -> JoinHandle<()> {
+    crate::metrics::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => tidy(),
+                () = stopping.cancelled() => return,
+            }
+        }
+    })
+}
