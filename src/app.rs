@@ -20,7 +20,9 @@ use crate::health::Gate;
 use crate::http::{self, AppState};
 use crate::jobs;
 use crate::jobs::fold::Fold;
+use crate::jobs::open_exceptions::OpenExceptions;
 use crate::jobs::purge::Purge;
+use crate::jobs::resolve::Resolve;
 use crate::jobs::server_settings::ServerSettings;
 use crate::jobs::silent_tills::SilentTills;
 use crate::metrics::Metrics;
@@ -135,7 +137,9 @@ impl Application {
                 gate.clone(),
                 stopping.clone(),
             ),
+            jobs::spawn(Resolve, db.clone(), gate.clone(), stopping.clone()),
             jobs::spawn(SilentTills, db.clone(), gate.clone(), stopping.clone()),
+            jobs::spawn(OpenExceptions, db.clone(), gate.clone(), stopping.clone()),
             jobs::spawn(
                 ServerSettings::new(self.args.database.db_statement_timeout),
                 db.clone(),

@@ -60,12 +60,14 @@ problem_codes! {
     NotFound => "not_found", NOT_FOUND;
     StoreNotFound => "store_not_found", NOT_FOUND;
     TerminalNotFound => "terminal_not_found", NOT_FOUND;
+    ExceptionNotFound => "exception_not_found", NOT_FOUND;
     MethodNotAllowed => "method_not_allowed", METHOD_NOT_ALLOWED;
     RequestTimeout => "request_timeout", REQUEST_TIMEOUT;
     PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE;
     UnsupportedMediaType => "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE;
     InvalidBody => "invalid_body", UNPROCESSABLE_ENTITY;
     InvalidName => "invalid_name", UNPROCESSABLE_ENTITY;
+    InvalidNote => "invalid_note", UNPROCESSABLE_ENTITY;
     InvalidTimezone => "invalid_timezone", UNPROCESSABLE_ENTITY;
     InvalidCurrency => "invalid_currency", UNPROCESSABLE_ENTITY;
     InvalidBatch => "invalid_batch", UNPROCESSABLE_ENTITY;

@@ -271,7 +271,7 @@ fn describe() {
     );
     describe_counter!(
         "tillsync_background_led_elsewhere_total",
-        "Steps of a background job (fold, purge) this replica left to the replica that leads the job now"
+        "Steps of a background job (fold, purge, resolve) this replica left to the replica that leads the job now"
     );
     describe_gauge!(
         "tillsync_fold_caught_up_timestamp_seconds",
@@ -280,7 +280,20 @@ fn describe() {
     );
     describe_gauge!(
         "tillsync_terminals_silent",
-        "Tills of every merchant, not revoked, that have pushed before but not for over a day (over=\"1d\") or three days (over=\"3d\"), counted once a minute"
+        "Tills of every merchant, neither revoked nor retired, that have pushed before but not for over a day (over=\"1d\") or three days (over=\"3d\"), counted once a minute"
+    );
+    describe_counter!(
+        "tillsync_references_resolved_total",
+        "Sales whose voids and refunds the resolver settled (which void counts, what is listed for the back office)"
+    );
+    describe_gauge!(
+        "tillsync_exceptions_open",
+        "Open exceptions of every merchant, by kind (GET /v1/exceptions lists them), counted once a minute"
+    );
+    describe_gauge!(
+        "tillsync_exceptions_oldest_open_seconds",
+        Unit::Seconds,
+        "How long the oldest open exception of any merchant has waited for the back office, counted once a minute"
     );
 }
 

@@ -1,7 +1,8 @@
 //! Which replica runs a background job now. Every replica runs the fold of
-//! store totals and the purge of stored responses, but two replicas doing
-//! the same job at once only contend (the fold's upserts could deadlock and
-//! the purges repeat each other's work). Each step of a job therefore runs
+//! store totals, the purge of stored responses and the resolver of voids
+//! and refunds, but two replicas doing the same job at once only contend
+//! (the fold's upserts could deadlock, the purges repeat each other's work)
+//! or worse (two resolvers could both move one sale's totals). Each step of a job therefore runs
 //! in a transaction that first takes the job's transaction-level advisory
 //! lock with `pg_try_advisory_xact_lock`: the replica that gets it does the
 //! step, the others skip it. A transaction-level lock is released at commit
@@ -26,16 +27,19 @@ pub enum Job {
     Fold = 1,
     /// The purge of stored responses past retention ([`crate::jobs::purge`]).
     Purge = 2,
+    /// The resolver of voids and refunds ([`crate::jobs::resolve`]).
+    Resolve = 3,
 }
 
 impl Job {
-    pub const ALL: [Job; 2] = [Job::Fold, Job::Purge];
+    pub const ALL: [Job; 3] = [Job::Fold, Job::Purge, Job::Resolve];
 
     /// The `job` label of `tillsync_background_led_elsewhere_total`.
     pub fn as_str(self) -> &'static str {
         match self {
             Job::Fold => "fold",
             Job::Purge => "purge",
+            Job::Resolve => "resolve",
         }
     }
 }

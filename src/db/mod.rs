@@ -7,11 +7,13 @@
 //! SQLSTATEs.
 
 pub mod conflicts;
+pub mod exceptions;
 pub mod idempotency;
 pub mod leader;
 pub mod pooler;
 pub mod primary;
 pub mod push;
+pub mod refs;
 mod release;
 pub mod reports;
 pub mod sync;

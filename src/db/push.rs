@@ -1,10 +1,9 @@
 //! A push's two round trips: [`read`] what it is checked against, and
 //! write everything it stores ([`write_group`], with the pushes of other
 //! tills that are ready at the same moment). Each is one statement, a call
-//! of a plpgsql function (`ingest_read`, `ingest_write_group`, and
-//! `ingest_write` for a group written push by push: read them as they live
-//! in `src/db/schema.sql`, the dump of the migrated schema), in its own
-//! implicit transaction: no BEGIN or COMMIT of its own, no lock
+//! of a plpgsql function (`ingest_read_v2`, and `ingest_write_group_v2` over
+//! `ingest_write_set_v2`: read them as they live in `src/db/schema.sql`, the
+//! dump of the migrated schema), in its own implicit transaction: no BEGIN or COMMIT of its own, no lock
 //! held across round trips. The write checks that what `read` saw still
 //! holds and reports [`DbError::Contention`] for a push where it does not,
 //! writing nothing of it; the caller then reads again.
@@ -17,7 +16,7 @@ use super::DbError;
 use super::idempotency::StoredResponse;
 use super::sync::SyncState;
 use super::totals::TotalsColumns;
-use crate::domain::sale::{SaleKind, StoredSale};
+use crate::domain::sale::StoredSale;
 use crate::domain::terminal::Terminal;
 
 /// What a push is checked against, read from one snapshot.
@@ -33,8 +32,8 @@ pub struct Seen {
     pub seqs_above: Option<Vec<i64>>,
 }
 
-/// One row of `ingest_read`: the sync row and key columns, repeated, and one
-/// related sale if any.
+/// One row of `ingest_read_v2`: the sync row and key columns, repeated, and
+/// one related sale if any.
 struct ReadRow {
     highest_seq: i64,
     contiguous_through_seq: i64,
@@ -47,45 +46,30 @@ struct ReadRow {
     sale_id: Option<Uuid>,
     sale_terminal_id: Option<Uuid>,
     seq: Option<i64>,
-    kind: Option<String>,
-    currency: Option<String>,
-    total_minor: Option<i64>,
-    tax_minor: Option<i64>,
-    discount_minor: Option<i64>,
     body: Option<serde_json::Value>,
-    voided: bool,
 }
 
 impl ReadRow {
     fn related(self) -> Option<StoredSale> {
-        // The table's check constraint admits these three kinds only.
-        let kind = match self.kind?.as_str() {
-            "sale" => SaleKind::Sale,
-            "refund" => SaleKind::Refund,
-            _ => SaleKind::Void,
-        };
         Some(StoredSale {
             sale_id: self.sale_id?,
             terminal_id: self.sale_terminal_id?,
             seq: self.seq?,
-            kind,
-            currency: self.currency?,
-            total_minor: self.total_minor?,
-            tax_minor: self.tax_minor?,
-            discount_minor: self.discount_minor?,
             body: self.body?,
-            voided: self.voided,
         })
     }
 }
 
-/// Reads what a push with these sale ids and seqs is checked against.
+/// Reads what a push with these sale ids and seqs is checked against;
+/// `settling` are the seqs it settles (refused for good, or skipped), which
+/// may move the contiguous prefix as stored ones do.
 pub async fn read(
     conn: &mut PgConnection,
     terminal: &Terminal,
     key: Uuid,
     sale_ids: &[Uuid],
     seqs: &[i64],
+    settling: &[i64],
     walk_chunk: i64,
 ) -> Result<Seen, DbError> {
     let rows = sqlx::query_as!(
@@ -93,14 +77,14 @@ pub async fn read(
         r#"select highest_seq as "highest_seq!", contiguous_through_seq as "contiguous_through_seq!",
                   sales_stored as "sales_stored!", last_batch_at,
                   request_sha256, response_status, response_body, seqs_above,
-                  sale_id, sale_terminal_id, seq, kind, currency, total_minor, tax_minor,
-                  discount_minor, body, voided as "voided!"
-             from ingest_read($1, $2, $3, $4, $5, $6)"#,
+                  sale_id, sale_terminal_id, seq, body
+             from ingest_read_v2($1, $2, $3, $4, $5, $6, $7)"#,
         terminal.merchant_id,
         terminal.terminal_id,
         key,
         sale_ids,
         seqs,
+        settling,
         walk_chunk
     )
     .fetch_all(conn)
@@ -160,10 +144,33 @@ pub struct Conflicts {
     pub payload: Vec<serde_json::Value>,
 }
 
-/// Everything one push stores, as the `ingest_push` composite type of
-/// `ingest_write_group` (fields in the type's order).
+/// What a push lists for the back office, in column-major form: one entry
+/// per (kind, subject), merged with what is listed already.
+#[derive(Debug, Default)]
+pub struct NewExceptions {
+    pub kind: Vec<String>,
+    pub subject: Vec<String>,
+    /// Each exception's sale ids.
+    pub sale_ids: Vec<Vec<Uuid>>,
+    pub seq: Vec<Option<i64>>,
+    pub code: Vec<Option<String>>,
+    pub detail: Vec<String>,
+    /// A refused payload, as JSON text.
+    pub payload: Vec<Option<String>>,
+}
+
+/// Seqs a push settles: refused for good, or declared never used.
+#[derive(Debug, Default)]
+pub struct Settled {
+    pub seq: Vec<i64>,
+    pub reason: Vec<String>,
+}
+
+/// Everything one push stores, as the `ingest_push_v2` composite type of
+/// `ingest_write_group_v2` (fields in the type's order; the type is in
+/// `src/db/schema.sql`).
 #[derive(sqlx::Type, Default)]
-#[sqlx(type_name = "ingest_push")]
+#[sqlx(type_name = "ingest_push_v2")]
 pub struct PushRow {
     pub merchant_id: Uuid,
     pub terminal_id: Uuid,
@@ -223,6 +230,16 @@ pub struct PushRow {
     pub tender_refunds: Vec<i64>,
     pub tender_gross: Vec<i64>,
     pub tender_refunded: Vec<i64>,
+    pub exception_kind: Vec<String>,
+    pub exception_subject: Vec<String>,
+    /// Each exception's sale ids, comma-separated.
+    pub exception_sale_ids: Vec<String>,
+    pub exception_seq: Vec<Option<i64>>,
+    pub exception_code: Vec<Option<String>>,
+    pub exception_detail: Vec<String>,
+    pub exception_payload: Vec<Option<String>>,
+    pub settled_seq: Vec<i64>,
+    pub settled_reason: Vec<String>,
 }
 
 /// The parts of a push's write, assembled into its row.
@@ -235,12 +252,15 @@ pub struct Write<'a> {
     pub response: StoredResponse,
     pub sales: NewSales,
     pub conflicts: Conflicts,
+    pub exceptions: NewExceptions,
+    pub settled: Settled,
     pub totals: TotalsColumns,
 }
 
 impl Write<'_> {
     pub fn into_row(self) -> PushRow {
         let (s, c, t) = (self.sales, self.conflicts, self.totals);
+        let (x, z) = (self.exceptions, self.settled);
         PushRow {
             merchant_id: self.terminal.merchant_id,
             terminal_id: self.terminal.terminal_id,
@@ -298,11 +318,27 @@ impl Write<'_> {
             tender_refunds: t.tender.refunds_count,
             tender_gross: t.tender.gross_minor,
             tender_refunded: t.tender.refunds_minor,
+            exception_kind: x.kind,
+            exception_subject: x.subject,
+            exception_sale_ids: x
+                .sale_ids
+                .iter()
+                .map(|ids| {
+                    let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+                    ids.join(",")
+                })
+                .collect(),
+            exception_seq: x.seq,
+            exception_code: x.code,
+            exception_detail: x.detail,
+            exception_payload: x.payload,
+            settled_seq: z.seq,
+            settled_reason: z.reason,
         }
     }
 }
 
-/// SQLSTATE of a push that `ingest_write_group` wrote.
+/// SQLSTATE of a push that `ingest_write_group_v2` wrote.
 const WRITTEN: &str = "00000";
 
 /// Writes several pushes in one transaction, each all or nothing on its
@@ -319,7 +355,7 @@ pub async fn write_group(
     // A runtime query: the macros cannot check a composite-type array
     // parameter against a struct of ours.
     let results: Vec<(Option<String>, Option<String>)> =
-        sqlx::query_as("select error_code, error_message from ingest_write_group($1)")
+        sqlx::query_as("select error_code, error_message from ingest_write_group_v2($1)")
             .bind(rows)
             .fetch_all(conn)
             .await?;

@@ -294,10 +294,13 @@ pub struct FleetRow {
     pub store_id: Uuid,
     pub name: String,
     pub revoked_at: Option<DateTime<Utc>>,
+    pub retired_at: Option<DateTime<Utc>>,
     pub last_seen_at: Option<DateTime<Utc>>,
     pub highest_seq: i64,
     pub contiguous_through_seq: i64,
     pub sales_stored: i64,
+    /// Seqs up to the highest that are neither stored nor settled.
+    pub missing_count: i64,
 }
 
 pub async fn fleet(
@@ -307,8 +310,23 @@ pub async fn fleet(
 ) -> Result<Vec<FleetRow>, DbError> {
     let rows = sqlx::query_as!(
         FleetRow,
-        r#"select t.terminal_id, t.store_id, t.name, t.revoked_at,
-                  ts.last_batch_at as last_seen_at, ts.highest_seq, ts.contiguous_through_seq, ts.sales_stored
+        r#"select t.terminal_id, t.store_id, t.name, t.revoked_at, t.retired_at,
+                  ts.last_batch_at as last_seen_at, ts.highest_seq, ts.contiguous_through_seq,
+                  ts.sales_stored,
+                  -- only a till with gaps costs a count, of its seqs above the prefix
+                  case when ts.highest_seq > ts.contiguous_through_seq
+                       then greatest(ts.highest_seq - ts.contiguous_through_seq
+                            - (select count(*) from (
+                                   select a.seq from sales a
+                                    where a.merchant_id = t.merchant_id
+                                      and a.terminal_id = t.terminal_id
+                                      and a.seq > ts.contiguous_through_seq
+                                   union
+                                   select z.seq from settled_seqs z
+                                    where z.merchant_id = t.merchant_id
+                                      and z.terminal_id = t.terminal_id
+                                      and z.seq > ts.contiguous_through_seq) held), 0)
+                       else 0 end as "missing_count!"
              from terminals t
              join terminal_sync ts on ts.merchant_id = t.merchant_id and ts.terminal_id = t.terminal_id
             where t.merchant_id = $1 and ($2::uuid is null or t.store_id = $2)

@@ -81,6 +81,79 @@ CREATE TYPE public.ingest_push AS (
 
 
 --
+-- Name: ingest_push_v2; Type: TYPE; Schema: public; Owner: -
+--
+
+CREATE TYPE public.ingest_push_v2 AS (
+	merchant_id uuid,
+	terminal_id uuid,
+	store_id uuid,
+	batch_id uuid,
+	seen_highest_seq bigint,
+	seen_contiguous bigint,
+	seen_sales_stored bigint,
+	seen_last_batch_at timestamp with time zone,
+	highest_seq bigint,
+	contiguous bigint,
+	sales_stored bigint,
+	last_batch_at timestamp with time zone,
+	idempotency_key uuid,
+	request_sha256 bytea,
+	response_status smallint,
+	response_body bytea,
+	sale_id uuid[],
+	seq bigint[],
+	kind text[],
+	occurred_at timestamp with time zone[],
+	business_date date[],
+	currency text[],
+	total_minor bigint[],
+	tax_minor bigint[],
+	discount_minor bigint[],
+	refers_to_sale_id uuid[],
+	body jsonb[],
+	conflict_id uuid[],
+	conflict_sale_id uuid[],
+	conflict_payload jsonb[],
+	day_date date[],
+	day_currency text[],
+	day_sales bigint[],
+	day_refunds bigint[],
+	day_voids bigint[],
+	day_gross bigint[],
+	day_refunded bigint[],
+	day_discounts bigint[],
+	day_tax bigint[],
+	hour_date date[],
+	hour smallint[],
+	hour_currency text[],
+	hour_sales bigint[],
+	hour_refunds bigint[],
+	hour_voids bigint[],
+	hour_gross bigint[],
+	hour_refunded bigint[],
+	hour_discounts bigint[],
+	hour_tax bigint[],
+	tender_date date[],
+	tender_currency text[],
+	tender_method text[],
+	tender_sales bigint[],
+	tender_refunds bigint[],
+	tender_gross bigint[],
+	tender_refunded bigint[],
+	exception_kind text[],
+	exception_subject text[],
+	exception_sale_ids text[],
+	exception_seq bigint[],
+	exception_code text[],
+	exception_detail text[],
+	exception_payload text[],
+	settled_seq bigint[],
+	settled_reason text[]
+);
+
+
+--
 -- Name: ingest_read(uuid, uuid, uuid, uuid[], bigint[], bigint); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -142,6 +215,77 @@ begin
                       where v.merchant_id = p_merchant_id and v.refers_to_sale_id = r.sale_id
                         and v.kind = 'void'
                       limit 1), false)
+      from sync y
+      left join stored k on true
+      left join related r on true;
+end
+$$;
+
+
+--
+-- Name: ingest_read_v2(uuid, uuid, uuid, uuid[], bigint[], bigint[], bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.ingest_read_v2(p_merchant_id uuid, p_terminal_id uuid, p_key uuid, p_sale_ids uuid[], p_seqs bigint[], p_settling bigint[], p_walk_chunk bigint) RETURNS TABLE(highest_seq bigint, contiguous_through_seq bigint, sales_stored bigint, last_batch_at timestamp with time zone, request_sha256 bytea, response_status smallint, response_body bytea, seqs_above bigint[], sale_id uuid, sale_terminal_id uuid, seq bigint, body jsonb)
+    LANGUAGE plpgsql STABLE
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+#variable_conflict use_column
+begin
+    return query
+    with sync as (
+        select t.highest_seq, t.contiguous_through_seq, t.sales_stored, t.last_batch_at
+          from terminal_sync t
+         where t.merchant_id = p_merchant_id and t.terminal_id = p_terminal_id
+    ), stored as (
+        select k.request_sha256, k.response_status, k.response_body
+          from idempotency_keys k
+         where k.merchant_id = p_merchant_id and k.terminal_id = p_terminal_id
+           and k.idempotency_key = p_key
+    ), related as (
+        select s.sale_id, s.terminal_id, s.seq, s.body
+          from unnest(p_sale_ids) as wanted(sale_id)
+         cross join lateral (
+               select * from sales s
+                where s.merchant_id = p_merchant_id and s.sale_id = wanted.sale_id
+                limit 1) s
+         where not exists (select 1 from stored)
+        union all
+        select s.sale_id, s.terminal_id, s.seq, s.body
+          from unnest(p_seqs) as wanted(seq)
+         cross join lateral (
+               select * from sales s
+                where s.merchant_id = p_merchant_id and s.terminal_id = p_terminal_id
+                  and s.seq = wanted.seq and s.sale_id <> all(p_sale_ids)
+                limit 1) s
+         where not exists (select 1 from stored)
+           -- nothing of this till is stored above its highest seq: a till
+           -- pushing new sales costs no seq probe at all
+           and wanted.seq <= (select y.highest_seq from sync y)
+    )
+    select y.highest_seq, y.contiguous_through_seq, y.sales_stored, y.last_batch_at,
+           k.request_sha256, k.response_status, k.response_body,
+           -- seqs are at least 1, so `x - 1` cannot overflow where
+           -- `contiguous_through_seq + 1` could
+           case when k.request_sha256 is null
+                     and y.highest_seq > y.contiguous_through_seq
+                     and exists (select 1 from unnest(p_seqs || p_settling) x
+                                  where x - 1 = y.contiguous_through_seq)
+                then array(select u.seq from (
+                               (select a.seq from sales a
+                                 where a.merchant_id = p_merchant_id
+                                   and a.terminal_id = p_terminal_id
+                                   and a.seq > y.contiguous_through_seq
+                                 order by a.seq limit p_walk_chunk)
+                               union
+                               (select z.seq from settled_seqs z
+                                 where z.merchant_id = p_merchant_id
+                                   and z.terminal_id = p_terminal_id
+                                   and z.seq > y.contiguous_through_seq
+                                 order by z.seq limit p_walk_chunk)) u
+                            order by u.seq limit p_walk_chunk)
+           end,
+           r.sale_id, r.terminal_id, r.seq, r.body
       from sync y
       left join stored k on true
       left join related r on true;
@@ -433,6 +577,222 @@ end
 $$;
 
 
+--
+-- Name: ingest_write_group_v2(public.ingest_push_v2[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.ingest_write_group_v2(p_pushes public.ingest_push_v2[]) RETURNS TABLE(error_code text, error_message text)
+    LANGUAGE plpgsql
+    AS $$
+declare
+    written int8[];
+    q ingest_push_v2;
+begin
+    begin
+        written := ingest_write_set_v2(p_pushes);
+        for i in 1 .. coalesce(cardinality(p_pushes), 0) loop
+            if i = any(written) then
+                error_code := '00000';
+                error_message := null;
+            else
+                error_code := '40001';
+                error_message := format('terminal %s stored another batch meanwhile',
+                                        p_pushes[i].terminal_id);
+            end if;
+            return next;
+        end loop;
+        return;
+    exception when others then
+        -- `others` leaves out query_canceled: a statement timeout still
+        -- ends the whole group. Anything else: written push by push below.
+        null;
+    end;
+
+    foreach q in array p_pushes loop
+        begin
+            written := ingest_write_set_v2(array[q]);
+            if cardinality(written) = 1 then
+                error_code := '00000';
+                error_message := null;
+            else
+                error_code := '40001';
+                error_message := format('terminal %s stored another batch meanwhile',
+                                        q.terminal_id);
+            end if;
+        exception
+            when unique_violation then
+                -- Its key or a sale id was stored meanwhile: read it again.
+                error_code := '40001';
+                error_message := SQLERRM;
+            when others then
+                -- `others` leaves out query_canceled, as above.
+                error_code := SQLSTATE;
+                error_message := SQLERRM;
+        end;
+        return next;
+    end loop;
+end
+$$;
+
+
+--
+-- Name: ingest_write_set_v2(public.ingest_push_v2[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.ingest_write_set_v2(p_pushes public.ingest_push_v2[]) RETURNS bigint[]
+    LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_hashjoin TO 'off'
+    SET enable_mergejoin TO 'off'
+    SET enable_seqscan TO 'off'
+    AS $$
+#variable_conflict use_column
+declare
+    written int8[];
+begin
+    -- One push per till is written, so no two rows of a totals upsert name
+    -- the same total (if they did, the statement would fail and the group
+    -- be written push by push).
+    with moved as (
+        update terminal_sync t
+           set highest_seq = p.highest_seq, contiguous_through_seq = p.contiguous,
+               sales_stored = p.sales_stored, last_batch_at = p.last_batch_at
+          from unnest(p_pushes) with ordinality as p
+         where t.merchant_id = p.merchant_id and t.terminal_id = p.terminal_id
+           and t.highest_seq = p.seen_highest_seq
+           and t.contiguous_through_seq = p.seen_contiguous
+           and t.sales_stored = p.seen_sales_stored
+           and t.last_batch_at is not distinct from p.seen_last_batch_at
+        returning p.*
+    ), keys as (
+        insert into idempotency_keys
+               (merchant_id, terminal_id, idempotency_key, request_sha256, response_status,
+                response_body)
+        select p.merchant_id, p.terminal_id, p.idempotency_key, p.request_sha256,
+               p.response_status, p.response_body
+          from moved p
+    ), new_sales as (
+        insert into sales (merchant_id, sale_id, terminal_id, store_id, seq, kind, occurred_at,
+                           business_date, currency, total_minor, tax_minor, discount_minor,
+                           refers_to_sale_id, body, batch_id)
+        select p.merchant_id, s.sale_id, p.terminal_id, p.store_id, s.seq, s.kind, s.occurred_at,
+               s.business_date, s.currency, s.total_minor, s.tax_minor, s.discount_minor,
+               s.refers_to_sale_id, s.body, p.batch_id
+          from moved p
+         cross join lateral unnest(p.sale_id, p.seq, p.kind, p.occurred_at, p.business_date,
+                                   p.currency, p.total_minor, p.tax_minor, p.discount_minor,
+                                   p.refers_to_sale_id, p.body)
+               as s(sale_id, seq, kind, occurred_at, business_date, currency, total_minor,
+                    tax_minor, discount_minor, refers_to_sale_id, body)
+    ), refs as (
+        -- Every void and refund waits for the resolver.
+        insert into pending_refs (merchant_id, sale_id, target_sale_id, terminal_id, store_id)
+        select p.merchant_id, s.sale_id, s.refers_to_sale_id, p.terminal_id, p.store_id
+          from moved p
+         cross join lateral unnest(p.sale_id, p.refers_to_sale_id) as s(sale_id, refers_to_sale_id)
+         where s.refers_to_sale_id is not null
+    ), woken as (
+        -- Voids and refunds that named one of these sales before it was
+        -- here: the resolver looks at them at once.
+        update pending_refs q set next_check_at = now()
+          from moved p
+         where q.merchant_id = p.merchant_id and q.target_sale_id = any(p.sale_id)
+           and q.next_check_at > now()
+    ), conflicts as (
+        insert into sale_conflicts (merchant_id, conflict_id, terminal_id, sale_id, batch_id, payload)
+        select p.merchant_id, c.conflict_id, p.terminal_id, c.sale_id, p.batch_id, c.payload
+          from moved p
+         cross join lateral unnest(p.conflict_id, p.conflict_sale_id, p.conflict_payload)
+               as c(conflict_id, sale_id, payload)
+    ), flagged as (
+        insert into exceptions as e
+               (merchant_id, exception_id, kind, subject, store_id, terminal_id, sale_ids, seq,
+                code, detail, payload)
+        select p.merchant_id, gen_random_uuid(), x.kind, x.subject, p.store_id, p.terminal_id,
+               coalesce(string_to_array(nullif(x.sale_ids, ''), ',')::uuid[], '{}'), x.seq,
+               x.code, x.detail, x.payload
+          from moved p
+         cross join lateral unnest(p.exception_kind, p.exception_subject, p.exception_sale_ids,
+                                   p.exception_seq, p.exception_code, p.exception_detail,
+                                   p.exception_payload)
+               as x(kind, subject, sale_ids, seq, code, detail, payload)
+        on conflict (merchant_id, kind, subject) do update
+           set sale_ids = array(select distinct u from unnest(e.sale_ids || excluded.sale_ids) u
+                                 order by u),
+               -- one more sale holding the seq: open again
+               resolved_at = case when excluded.sale_ids <@ e.sale_ids then e.resolved_at end
+    ), settled as (
+        insert into settled_seqs (merchant_id, terminal_id, seq, reason)
+        select p.merchant_id, p.terminal_id, z.seq, z.reason
+          from moved p
+         cross join lateral unnest(p.settled_seq, p.settled_reason) as z(seq, reason)
+        on conflict do nothing
+    ), deltas as (
+        insert into store_day_deltas
+               (merchant_id, batch_id, store_id, business_date, currency, sales_count,
+                refunds_count, voids_count, gross_minor, refunds_minor, discounts_minor, tax_minor)
+        select p.merchant_id, p.batch_id, p.store_id, d.*
+          from moved p
+         cross join lateral unnest(p.day_date, p.day_currency, p.day_sales, p.day_refunds,
+                                   p.day_voids, p.day_gross, p.day_refunded, p.day_discounts,
+                                   p.day_tax) as d
+    ), days as (
+        insert into sales_day_totals as t
+               (merchant_id, terminal_id, store_id, business_date, currency, sales_count,
+                refunds_count, voids_count, gross_minor, refunds_minor, discounts_minor, tax_minor)
+        select p.merchant_id, p.terminal_id, p.store_id, d.*
+          from moved p
+         cross join lateral unnest(p.day_date, p.day_currency, p.day_sales, p.day_refunds,
+                                   p.day_voids, p.day_gross, p.day_refunded, p.day_discounts,
+                                   p.day_tax) as d
+        on conflict (merchant_id, terminal_id, business_date, currency) do update set
+            sales_count = t.sales_count + excluded.sales_count,
+            refunds_count = t.refunds_count + excluded.refunds_count,
+            voids_count = t.voids_count + excluded.voids_count,
+            gross_minor = t.gross_minor + excluded.gross_minor,
+            refunds_minor = t.refunds_minor + excluded.refunds_minor,
+            discounts_minor = t.discounts_minor + excluded.discounts_minor,
+            tax_minor = t.tax_minor + excluded.tax_minor
+    ), hours as (
+        insert into sales_hour_totals as t
+               (merchant_id, terminal_id, store_id, business_date, hour, currency, sales_count,
+                refunds_count, voids_count, gross_minor, refunds_minor, discounts_minor, tax_minor)
+        select p.merchant_id, p.terminal_id, p.store_id, h.*
+          from moved p
+         cross join lateral unnest(p.hour_date, p.hour, p.hour_currency, p.hour_sales,
+                                   p.hour_refunds, p.hour_voids, p.hour_gross, p.hour_refunded,
+                                   p.hour_discounts, p.hour_tax) as h
+        on conflict (merchant_id, terminal_id, business_date, hour, currency) do update set
+            sales_count = t.sales_count + excluded.sales_count,
+            refunds_count = t.refunds_count + excluded.refunds_count,
+            voids_count = t.voids_count + excluded.voids_count,
+            gross_minor = t.gross_minor + excluded.gross_minor,
+            refunds_minor = t.refunds_minor + excluded.refunds_minor,
+            discounts_minor = t.discounts_minor + excluded.discounts_minor,
+            tax_minor = t.tax_minor + excluded.tax_minor
+    ), tenders as (
+        insert into tender_day_totals as t
+               (merchant_id, terminal_id, store_id, business_date, currency, method, sales_count,
+                refunds_count, gross_minor, refunds_minor)
+        select p.merchant_id, p.terminal_id, p.store_id, m.*
+          from moved p
+         cross join lateral unnest(p.tender_date, p.tender_currency, p.tender_method,
+                                   p.tender_sales, p.tender_refunds, p.tender_gross,
+                                   p.tender_refunded) as m
+        on conflict (merchant_id, terminal_id, business_date, currency, method) do update set
+            sales_count = t.sales_count + excluded.sales_count,
+            refunds_count = t.refunds_count + excluded.refunds_count,
+            gross_minor = t.gross_minor + excluded.gross_minor,
+            refunds_minor = t.refunds_minor + excluded.refunds_minor
+    )
+    -- The CTEs this does not read still run to the end before it returns
+    -- (a data-modifying CTE always does).
+    select coalesce(array_agg(m.ordinality), '{}') from moved m into written;
+    return written;
+end
+$$;
+
+
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;
@@ -445,6 +805,30 @@ CREATE TABLE public.admin_tokens (
     merchant_id uuid NOT NULL,
     token_hash bytea NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
+-- Name: exceptions; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.exceptions (
+    merchant_id uuid NOT NULL,
+    exception_id uuid NOT NULL,
+    kind text NOT NULL,
+    subject text NOT NULL,
+    store_id uuid NOT NULL,
+    terminal_id uuid,
+    target_sale_id uuid,
+    sale_ids uuid[] DEFAULT '{}'::uuid[] NOT NULL,
+    seq bigint,
+    code text,
+    detail text NOT NULL,
+    payload text,
+    opened_at timestamp with time zone DEFAULT now() NOT NULL,
+    resolved_at timestamp with time zone,
+    note text,
+    CONSTRAINT exceptions_kind_check CHECK ((kind = ANY (ARRAY['unmatched_reference'::text, 'over_refund'::text, 'refund_of_voided_sale'::text, 'void_of_refunded_sale'::text, 'void_mismatch'::text, 'duplicate_void'::text, 'void_of_void'::text, 'line_over_returned'::text, 'seq_reused'::text, 'refused'::text])))
 );
 
 
@@ -471,6 +855,22 @@ CREATE TABLE public.merchants (
     merchant_id uuid NOT NULL,
     name text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
+-- Name: pending_refs; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.pending_refs (
+    merchant_id uuid NOT NULL,
+    sale_id uuid NOT NULL,
+    target_sale_id uuid NOT NULL,
+    terminal_id uuid NOT NULL,
+    store_id uuid NOT NULL,
+    stored_at timestamp with time zone DEFAULT now() NOT NULL,
+    next_check_at timestamp with time zone DEFAULT now() NOT NULL,
+    checks integer DEFAULT 0 NOT NULL
 );
 
 
@@ -557,6 +957,19 @@ CREATE TABLE public.sales_hour_totals (
     CONSTRAINT sales_hour_totals_hour_check CHECK (((hour >= 0) AND (hour <= 23)))
 )
 WITH (fillfactor='70');
+
+
+--
+-- Name: settled_seqs; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.settled_seqs (
+    merchant_id uuid NOT NULL,
+    terminal_id uuid NOT NULL,
+    seq bigint NOT NULL,
+    reason text NOT NULL,
+    CONSTRAINT settled_seqs_reason_check CHECK ((reason = ANY (ARRAY['refused'::text, 'skipped'::text])))
+);
 
 
 --
@@ -657,7 +1070,19 @@ CREATE TABLE public.terminals (
     name text NOT NULL,
     token_hash bytea NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    revoked_at timestamp with time zone
+    revoked_at timestamp with time zone,
+    retired_at timestamp with time zone
+);
+
+
+--
+-- Name: void_effects; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.void_effects (
+    merchant_id uuid NOT NULL,
+    target_sale_id uuid NOT NULL,
+    void_sale_id uuid NOT NULL
 );
 
 
@@ -667,6 +1092,14 @@ CREATE TABLE public.terminals (
 
 ALTER TABLE ONLY public.admin_tokens
     ADD CONSTRAINT admin_tokens_pkey PRIMARY KEY (merchant_id, token_hash);
+
+
+--
+-- Name: exceptions exceptions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.exceptions
+    ADD CONSTRAINT exceptions_pkey PRIMARY KEY (merchant_id, exception_id);
 
 
 --
@@ -683,6 +1116,14 @@ ALTER TABLE ONLY public.idempotency_keys
 
 ALTER TABLE ONLY public.merchants
     ADD CONSTRAINT merchants_pkey PRIMARY KEY (merchant_id);
+
+
+--
+-- Name: pending_refs pending_refs_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.pending_refs
+    ADD CONSTRAINT pending_refs_pkey PRIMARY KEY (merchant_id, sale_id);
 
 
 --
@@ -715,6 +1156,14 @@ ALTER TABLE ONLY public.sales_hour_totals
 
 ALTER TABLE ONLY public.sales
     ADD CONSTRAINT sales_pkey PRIMARY KEY (merchant_id, sale_id);
+
+
+--
+-- Name: settled_seqs settled_seqs_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.settled_seqs
+    ADD CONSTRAINT settled_seqs_pkey PRIMARY KEY (merchant_id, terminal_id, seq);
 
 
 --
@@ -766,6 +1215,42 @@ ALTER TABLE ONLY public.terminals
 
 
 --
+-- Name: void_effects void_effects_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.void_effects
+    ADD CONSTRAINT void_effects_pkey PRIMARY KEY (merchant_id, target_sale_id);
+
+
+--
+-- Name: exceptions_by_target; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX exceptions_by_target ON public.exceptions USING btree (merchant_id, target_sale_id) WHERE (target_sale_id IS NOT NULL);
+
+
+--
+-- Name: exceptions_newest_first; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX exceptions_newest_first ON public.exceptions USING btree (merchant_id, opened_at DESC, exception_id DESC);
+
+
+--
+-- Name: exceptions_open_since; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX exceptions_open_since ON public.exceptions USING btree (opened_at) WHERE (resolved_at IS NULL);
+
+
+--
+-- Name: exceptions_subject; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX exceptions_subject ON public.exceptions USING btree (merchant_id, kind, subject);
+
+
+--
 -- Name: idempotency_keys_age; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -773,10 +1258,31 @@ CREATE INDEX idempotency_keys_age ON public.idempotency_keys USING btree (create
 
 
 --
+-- Name: pending_refs_by_target; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX pending_refs_by_target ON public.pending_refs USING btree (merchant_id, target_sale_id);
+
+
+--
+-- Name: pending_refs_due; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX pending_refs_due ON public.pending_refs USING btree (next_check_at);
+
+
+--
 -- Name: sale_conflicts_recent; Type: INDEX; Schema: public; Owner: -
 --
 
 CREATE INDEX sale_conflicts_recent ON public.sale_conflicts USING btree (merchant_id, received_at DESC, conflict_id DESC);
+
+
+--
+-- Name: sales_by_terminal_seq; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX sales_by_terminal_seq ON public.sales USING btree (merchant_id, terminal_id, seq);
 
 
 --
@@ -808,17 +1314,10 @@ CREATE INDEX sales_newest_first ON public.sales USING btree (merchant_id, occurr
 
 
 --
--- Name: sales_one_void_per_sale; Type: INDEX; Schema: public; Owner: -
+-- Name: sales_references; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE UNIQUE INDEX sales_one_void_per_sale ON public.sales USING btree (merchant_id, refers_to_sale_id) WHERE (kind = 'void'::text);
-
-
---
--- Name: sales_terminal_seq; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE UNIQUE INDEX sales_terminal_seq ON public.sales USING btree (merchant_id, terminal_id, seq);
+CREATE INDEX sales_references ON public.sales USING btree (merchant_id, refers_to_sale_id) WHERE (refers_to_sale_id IS NOT NULL);
 
 
 --

@@ -34,8 +34,9 @@ pub struct DayTotal {
     pub net_minor: i64,
 }
 
-/// The till's stored seqs above `after`, ascending, at most `limit` of them.
-/// An index range scan on (merchant_id, terminal_id, seq).
+/// The till's stored or settled seqs above `after` (settled: refused for
+/// good, or declared skipped), ascending, each once, at most `limit` of
+/// them. Two index range scans, on (merchant_id, terminal_id, seq).
 pub async fn seqs_above(
     conn: &mut PgConnection,
     merchant_id: Uuid,
@@ -44,9 +45,15 @@ pub async fn seqs_above(
     limit: i64,
 ) -> Result<Vec<i64>, DbError> {
     let seqs = sqlx::query_scalar!(
-        r#"select seq from sales
-            where merchant_id = $1 and terminal_id = $2 and seq > $3
-            order by seq
+        r#"select u.seq as "seq!" from (
+               (select seq from sales
+                 where merchant_id = $1 and terminal_id = $2 and seq > $3
+                 order by seq limit $4)
+               union
+               (select seq from settled_seqs
+                 where merchant_id = $1 and terminal_id = $2 and seq > $3
+                 order by seq limit $4)) u
+            order by u.seq
             limit $4"#,
         merchant_id,
         terminal_id,
@@ -113,7 +120,8 @@ async fn current(
     Ok(state)
 }
 
-/// The first gaps above the contiguous prefix, as inclusive `[from, to]` ranges.
+/// The first gaps above the contiguous prefix, as inclusive `[from, to]`
+/// ranges: seqs neither stored nor settled.
 ///
 /// Seq arithmetic is done in `numeric`: a till may hold `i64::MAX` (stored
 /// before the edge bounded seqs), and `seq + 1` on it would fail the query
@@ -131,6 +139,9 @@ async fn missing_ranges(
                      from (select $3::int8 as seq
                            union all
                            select seq from sales
+                            where merchant_id = $1 and terminal_id = $2 and seq > $3
+                           union all
+                           select seq from settled_seqs
                             where merchant_id = $1 and terminal_id = $2 and seq > $3) held
                   ) gaps
             where next_seq::numeric > seq::numeric + 1
@@ -146,9 +157,15 @@ async fn missing_ranges(
     Ok(rows.into_iter().map(|r| [r.from_seq, r.to_seq]).collect())
 }
 
-/// Count and net per currency of this till's sales on one business day, with
-/// the report definitions: voided sales and voids count nowhere in net,
-/// refunds subtract. Added up in numeric; a net beyond `i64` fails the cast
+/// Count and net per currency of what this till stored on one business
+/// day, by the report definitions: every fact (sale, refund, void) counts
+/// once; net is sales less refunds less what the day's voids take out. A
+/// void takes out its sale's amount (a voided refund puts its amount back)
+/// on the void's own day, if its sale is here and it is the sale's first
+/// void by (occurred_at, sale_id), as the resolver applies it to the totals
+/// ([`crate::domain::references`]); a void of a void takes nothing out.
+/// Worked out from the facts here, so a till's end-of-day check never waits
+/// for the resolver. Added up in numeric; a net beyond `i64` fails the cast
 /// back ([`DbError::OutOfRange`]), never wraps.
 async fn day_totals(
     conn: &mut PgConnection,
@@ -158,20 +175,33 @@ async fn day_totals(
 ) -> Result<Vec<DayTotal>, DbError> {
     let rows = sqlx::query_as!(
         DayTotal,
-        r#"select s.currency,
-                  count(*) as "sales_count!",
-                  coalesce(sum(case
-                      when exists (select 1 from sales v
-                                    where v.merchant_id = s.merchant_id
-                                      and v.refers_to_sale_id = s.sale_id
-                                      and v.kind = 'void') then 0
-                      when s.kind = 'sale' then s.total_minor::numeric
-                      when s.kind = 'refund' then -(s.total_minor::numeric)
-                      else 0 end), 0)::int8 as "net_minor!"
-             from sales s
-            where s.merchant_id = $1 and s.terminal_id = $2 and s.business_date = $3
-            group by s.currency
-            order by s.currency"#,
+        r#"with counted as (
+               select s.currency, 1 as fact,
+                      case s.kind when 'sale' then s.total_minor::numeric
+                                  when 'refund' then -(s.total_minor::numeric)
+                                  else 0 end as net
+                 from sales s
+                where s.merchant_id = $1 and s.terminal_id = $2 and s.business_date = $3
+               union all
+               select t.currency, 0,
+                      case t.kind when 'sale' then -(t.total_minor::numeric)
+                                  when 'refund' then t.total_minor::numeric
+                                  else 0 end
+                 from sales v
+                 join sales t on t.merchant_id = v.merchant_id and t.sale_id = v.refers_to_sale_id
+                where v.merchant_id = $1 and v.terminal_id = $2 and v.business_date = $3
+                  and v.kind = 'void'
+                  and not exists (select 1 from sales w
+                                   where w.merchant_id = v.merchant_id
+                                     and w.refers_to_sale_id = v.refers_to_sale_id
+                                     and w.kind = 'void'
+                                     and (w.occurred_at, w.sale_id) < (v.occurred_at, v.sale_id))
+           )
+           select currency as "currency!", sum(fact)::int8 as "sales_count!",
+                  coalesce(sum(net), 0)::int8 as "net_minor!"
+             from counted
+            group by currency
+            order by currency"#,
         merchant_id,
         terminal_id,
         business_date

@@ -24,6 +24,7 @@ pub struct TerminalRow {
     pub name: String,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    pub retired_at: Option<DateTime<Utc>>,
 }
 
 pub async fn insert_merchant(
@@ -72,7 +73,7 @@ pub async fn find_terminal_by_token(
     token: &TokenHash,
 ) -> Result<Option<Terminal>, DbError> {
     let row = sqlx::query!(
-        r#"select t.terminal_id, t.store_id, s.timezone
+        r#"select t.terminal_id, t.store_id, s.timezone, t.retired_at
              from terminals t
              join stores s on s.merchant_id = t.merchant_id and s.store_id = t.store_id
             where t.merchant_id = $1 and t.token_hash = $2 and t.revoked_at is null"#,
@@ -81,7 +82,15 @@ pub async fn find_terminal_by_token(
     )
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|r| Terminal::from_stored(merchant_id, r.terminal_id, r.store_id, &r.timezone)))
+    Ok(row.map(|r| {
+        Terminal::from_stored(
+            merchant_id,
+            r.terminal_id,
+            r.store_id,
+            &r.timezone,
+            r.retired_at,
+        )
+    }))
 }
 
 pub async fn insert_store(
@@ -149,7 +158,7 @@ pub async fn insert_terminal(
         TerminalRow,
         r#"insert into terminals (merchant_id, terminal_id, store_id, name, token_hash)
            values ($1, $2, $3, $4, $5)
-           returning terminal_id, store_id, name, created_at, revoked_at"#,
+           returning terminal_id, store_id, name, created_at, revoked_at, retired_at"#,
         merchant_id,
         Uuid::now_v7(),
         store_id,
@@ -168,39 +177,56 @@ pub async fn insert_terminal(
     Ok(row)
 }
 
-/// Marks a terminal revoked (once: a second revoke keeps the first time).
-/// `None` when the merchant has no such terminal.
-pub async fn revoke_terminal(
+/// What taking a terminal out of use records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withdrawal {
+    /// A stolen till: its token stops working.
+    Revoke,
+    /// Out of service: its token keeps working for sales made before.
+    Retire,
+}
+
+/// Marks a terminal revoked or retired (once: a second time keeps the
+/// first). `None` when the merchant has no such terminal.
+pub async fn withdraw_terminal(
     conn: &mut PgConnection,
     merchant_id: Uuid,
     terminal_id: Uuid,
+    withdrawal: Withdrawal,
 ) -> Result<Option<(TerminalRow, TokenHash)>, DbError> {
     let row = sqlx::query!(
-        r#"update terminals set revoked_at = coalesce(revoked_at, now())
+        r#"update terminals
+              set revoked_at = case when $3 then coalesce(revoked_at, now()) else revoked_at end,
+                  retired_at = case when $3 then retired_at else coalesce(retired_at, now()) end
             where merchant_id = $1 and terminal_id = $2
-        returning terminal_id, store_id, name, created_at, revoked_at, token_hash"#,
+        returning terminal_id, store_id, name, created_at, revoked_at, retired_at, token_hash"#,
         merchant_id,
-        terminal_id
+        terminal_id,
+        withdrawal == Withdrawal::Revoke
     )
     .fetch_optional(conn)
     .await?;
     Ok(row.map(|r| {
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(&r.token_hash);
-        (
-            TerminalRow {
-                terminal_id: r.terminal_id,
-                store_id: r.store_id,
-                name: r.name,
-                created_at: r.created_at,
-                revoked_at: r.revoked_at,
-            },
-            TokenHash(hash),
-        )
+        let row = TerminalRow {
+            terminal_id: r.terminal_id,
+            store_id: r.store_id,
+            name: r.name,
+            created_at: r.created_at,
+            revoked_at: r.revoked_at,
+            retired_at: r.retired_at,
+        };
+        (row, token_hash(&r.token_hash))
     }))
 }
 
-/// Tills of every merchant that are not revoked, have pushed before, and
+/// A stored token hash (always 32 bytes: a SHA-256).
+fn token_hash(stored: &[u8]) -> TokenHash {
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(stored);
+    TokenHash(hash)
+}
+
+/// Tills of every merchant that are neither revoked nor retired, have pushed before, and
 /// have not pushed for a day, and for three days
 /// ([`crate::jobs::silent_tills`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,7 +241,7 @@ pub async fn silent_terminals(conn: &mut PgConnection) -> Result<SilentTerminals
                   count(*) filter (where ts.last_batch_at < now() - interval '3 days') as "over_3d!"
              from terminal_sync ts
              join terminals t using (merchant_id, terminal_id)
-            where t.revoked_at is null"#
+            where t.revoked_at is null and t.retired_at is null"#
     )
     .fetch_one(conn)
     .await?;

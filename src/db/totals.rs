@@ -48,9 +48,9 @@ pub struct TenderColumns {
     pub refunds_minor: Vec<i64>,
 }
 
-/// A batch's totals deltas as the arrays `ingest_write` adds to the
-/// till-day, till-hour and tender tables and appends to the store deltas
-/// (rows only this till's batches touch, and those are serialised).
+/// Totals deltas as the arrays a push's write ([`super::push`]) or [`add`]
+/// adds to a till's day, hour and tender totals and appends to its store's
+/// deltas.
 #[derive(Default)]
 pub struct TotalsColumns {
     pub day_dates: Vec<NaiveDate>,
@@ -91,6 +91,106 @@ impl TotalsColumns {
         }
         c
     }
+}
+
+/// Adds `columns` to a till's totals and appends them to its store's
+/// deltas, outside any push: what the resolver takes out or puts back when
+/// it settles which void of a sale counts. One statement; the rows are
+/// locked in key order, as a push locks them.
+pub async fn add(
+    conn: &mut PgConnection,
+    merchant_id: Uuid,
+    terminal_id: Uuid,
+    store_id: Uuid,
+    columns: &TotalsColumns,
+) -> Result<(), DbError> {
+    let (d, h, t) = (&columns.day, &columns.hour, &columns.tender);
+    sqlx::query!(
+        r#"with deltas as (
+               insert into store_day_deltas
+                      (merchant_id, batch_id, store_id, business_date, currency, sales_count,
+                       refunds_count, voids_count, gross_minor, refunds_minor, discounts_minor,
+                       tax_minor)
+               select $1, gen_random_uuid(), $3, d.*
+                 from unnest($4::date[], $5::text[], $6::int8[], $7::int8[], $8::int8[],
+                             $9::int8[], $10::int8[], $11::int8[], $12::int8[]) as d
+           ), days as (
+               insert into sales_day_totals as t
+                      (merchant_id, terminal_id, store_id, business_date, currency, sales_count,
+                       refunds_count, voids_count, gross_minor, refunds_minor, discounts_minor,
+                       tax_minor)
+               select $1, $2, $3, d.*
+                 from unnest($4::date[], $5::text[], $6::int8[], $7::int8[], $8::int8[],
+                             $9::int8[], $10::int8[], $11::int8[], $12::int8[]) as d
+               on conflict (merchant_id, terminal_id, business_date, currency) do update set
+                   sales_count = t.sales_count + excluded.sales_count,
+                   refunds_count = t.refunds_count + excluded.refunds_count,
+                   voids_count = t.voids_count + excluded.voids_count,
+                   gross_minor = t.gross_minor + excluded.gross_minor,
+                   refunds_minor = t.refunds_minor + excluded.refunds_minor,
+                   discounts_minor = t.discounts_minor + excluded.discounts_minor,
+                   tax_minor = t.tax_minor + excluded.tax_minor
+           ), hours as (
+               insert into sales_hour_totals as t
+                      (merchant_id, terminal_id, store_id, business_date, hour, currency,
+                       sales_count, refunds_count, voids_count, gross_minor, refunds_minor,
+                       discounts_minor, tax_minor)
+               select $1, $2, $3, h.*
+                 from unnest($13::date[], $14::int2[], $15::text[], $16::int8[], $17::int8[],
+                             $18::int8[], $19::int8[], $20::int8[], $21::int8[], $22::int8[]) as h
+               on conflict (merchant_id, terminal_id, business_date, hour, currency) do update set
+                   sales_count = t.sales_count + excluded.sales_count,
+                   refunds_count = t.refunds_count + excluded.refunds_count,
+                   voids_count = t.voids_count + excluded.voids_count,
+                   gross_minor = t.gross_minor + excluded.gross_minor,
+                   refunds_minor = t.refunds_minor + excluded.refunds_minor,
+                   discounts_minor = t.discounts_minor + excluded.discounts_minor,
+                   tax_minor = t.tax_minor + excluded.tax_minor
+           )
+           insert into tender_day_totals as t
+                  (merchant_id, terminal_id, store_id, business_date, currency, method,
+                   sales_count, refunds_count, gross_minor, refunds_minor)
+           select $1, $2, $3, m.*
+             from unnest($23::date[], $24::text[], $25::text[], $26::int8[], $27::int8[],
+                         $28::int8[], $29::int8[]) as m
+           on conflict (merchant_id, terminal_id, business_date, currency, method) do update set
+               sales_count = t.sales_count + excluded.sales_count,
+               refunds_count = t.refunds_count + excluded.refunds_count,
+               gross_minor = t.gross_minor + excluded.gross_minor,
+               refunds_minor = t.refunds_minor + excluded.refunds_minor"#,
+        merchant_id,
+        terminal_id,
+        store_id,
+        &columns.day_dates,
+        &columns.day_currencies,
+        &d.sales_count,
+        &d.refunds_count,
+        &d.voids_count,
+        &d.gross_minor,
+        &d.refunds_minor,
+        &d.discounts_minor,
+        &d.tax_minor,
+        &columns.hour_dates,
+        &columns.hours,
+        &columns.hour_currencies,
+        &h.sales_count,
+        &h.refunds_count,
+        &h.voids_count,
+        &h.gross_minor,
+        &h.refunds_minor,
+        &h.discounts_minor,
+        &h.tax_minor,
+        &columns.tender_dates,
+        &columns.tender_currencies,
+        &columns.methods,
+        &t.sales_count,
+        &t.refunds_count,
+        &t.gross_minor,
+        &t.refunds_minor,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// One row of any of the till's totals tables; `hour` is set for hour

@@ -83,6 +83,12 @@ pub fn amount_in_range(amount: i64) -> bool {
     (-MAX_AMOUNT_MINOR..=MAX_AMOUNT_MINOR).contains(&amount)
 }
 
+/// `text` as Postgres `text` can hold it: a NUL (which a detail may quote
+/// from what a till sent) becomes U+FFFD.
+pub fn storable(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
 /// `text` cut to at most `max_chars` characters (at least 1), the last
 /// one "…" when it was cut.
 pub fn truncate(mut text: String, max_chars: usize) -> String {

@@ -5,6 +5,8 @@
 //! repositories store them.
 
 pub mod bounds;
+pub mod exception;
+pub mod references;
 pub mod sale;
 pub mod store;
 pub mod terminal;

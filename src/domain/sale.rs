@@ -1,8 +1,9 @@
 //! A sale as a till sends it, the rules a sale must satisfy on its own, and
 //! what a stored sale offers to check new ones against.
 //!
-//! Rules that need stored data (duplicates, seq conflicts, what a void names)
-//! live in [`crate::ingest`]; here is only what one sale says about itself.
+//! Rules that need stored data (duplicates, a seq held by another sale) live
+//! in [`crate::ingest`], and what a void or refund means with its sale in
+//! [`super::references`]; here is only what one sale says about itself.
 
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,10 @@ pub struct SaleLine {
     pub description: Option<String>,
     pub quantity: f64,
     pub amount_minor: i64,
+    /// On a refund's line: the index, in its sale's `lines`, of the line it
+    /// returns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refers_to_line: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,22 +80,15 @@ pub struct Sale {
 }
 
 /// A sale already stored, as much of it as a new sale is classified against:
-/// whose it is and its seq, what a void of it must mirror, and the payload
-/// that tells a resent sale from a different one under the same id.
+/// whose it is and its seq, and the payload that tells a resent sale from a
+/// different one under the same id.
 #[derive(Debug, Clone)]
 pub struct StoredSale {
     pub sale_id: Uuid,
     pub terminal_id: Uuid,
     pub seq: i64,
-    pub kind: SaleKind,
-    pub currency: String,
-    pub total_minor: i64,
-    pub tax_minor: i64,
-    pub discount_minor: i64,
     /// The sale as the till sent it.
     pub body: serde_json::Value,
-    /// Whether a void already names this sale.
-    pub voided: bool,
 }
 
 /// Why a sale was rejected: a stable `code` for machines and a `detail` for people.
@@ -100,6 +98,11 @@ pub struct Rejection {
     pub detail: String,
 }
 
+/// The one rejection a resend can get past: a till's clock ahead of the
+/// server's by more than the bound. Sent again once that time has come,
+/// the same sale is accepted.
+const RETRYABLE_CODES: [&str; 1] = ["occurred_at_in_future"];
+
 impl Rejection {
     /// The detail is cut to `MAX_DETAIL_CHARS`: it may quote what the till
     /// sent, and a huge quote would only bloat the (stored) response.
@@ -108,6 +111,13 @@ impl Rejection {
             code,
             detail: truncate(detail.into(), MAX_DETAIL_CHARS),
         }
+    }
+
+    /// Whether sending the same sale again can ever succeed. One that
+    /// cannot is refused for good: kept for the back office, and its seq
+    /// counts as settled.
+    pub fn retryable(&self) -> bool {
+        RETRYABLE_CODES.contains(&self.code)
     }
 }
 
@@ -164,6 +174,14 @@ impl Sale {
                 return Err(Rejection::new(
                     "invalid_line",
                     format!("lines[{i}].quantity must be a number > 0"),
+                ));
+            }
+            if line.refers_to_line.is_some() && self.kind != SaleKind::Refund {
+                return Err(Rejection::new(
+                    "invalid_line",
+                    format!(
+                        "lines[{i}].refers_to_line: only a refund's lines name the line of its sale they return"
+                    ),
                 ));
             }
             let texts = [

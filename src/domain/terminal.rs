@@ -4,6 +4,7 @@
 //! push needs no further query to know whose sales these are or on which
 //! business day they fall.
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
@@ -13,6 +14,9 @@ pub struct Terminal {
     pub store_id: Uuid,
     /// The store's time zone: a sale's business date is local to it.
     pub timezone: chrono_tz::Tz,
+    /// When the till was taken out of service, if it was: its sales that
+    /// occurred later are refused.
+    pub retired_at: Option<DateTime<Utc>>,
 }
 
 impl Terminal {
@@ -24,6 +28,7 @@ impl Terminal {
         terminal_id: Uuid,
         store_id: Uuid,
         timezone: &str,
+        retired_at: Option<DateTime<Utc>>,
     ) -> Self {
         let timezone = timezone.parse().unwrap_or_else(|_| {
             tracing::error!(terminal.id = %terminal_id, "store has an unknown time zone; using UTC");
@@ -34,6 +39,7 @@ impl Terminal {
             terminal_id,
             store_id,
             timezone,
+            retired_at,
         }
     }
 }

@@ -1,10 +1,16 @@
-//! What a batch adds to the report totals: per (business date, hour,
-//! currency) of the till, per day, and per tender method. Pure: ingest adds
-//! each sale it accepts with `Deltas::try_add` and [`crate::db::totals`] writes the
-//! deltas in the batch's transaction.
+//! What facts add to the report totals: per (business date, hour, currency)
+//! of the till, per day, and per tender method. Pure: ingest adds each fact
+//! it accepts with [`Deltas::try_add`], the resolver adds a void's reversal
+//! of its sale with [`Deltas::try_reverse`], and [`crate::db::totals`]
+//! writes the deltas.
 //!
-//! A void adds to `voids_count` on its own business day and takes the sale
-//! it voids out of that sale's own day, whenever that was.
+//! A void adds to `voids_count` on its own business day as it is stored.
+//! Once its sale is here (and it is the void that counts: see
+//! [`super::references`]) it takes that sale's amounts and tenders out of
+//! the totals of the void's own business day, hour and till, not the
+//! sale's: a day's totals change only through facts that occurred on it,
+//! so a day whose end-of-day report was printed stays as it was, and a void
+//! on the sale's own day (the usual case) nets the sale out of that day.
 //!
 //! No sum here wraps: every addition is checked, and a sale whose share
 //! would take a delta, or a stored total plus its delta, beyond `i64` is
@@ -95,33 +101,33 @@ pub fn method_named(name: &str) -> Option<&'static str> {
 }
 
 impl Deltas {
-    /// The deltas of `inserted`, checked against `stored`; `target_of`
-    /// finds the sale a void names.
-    pub fn of<'a>(
-        inserted: &[&'a Sale],
-        timezone: chrono_tz::Tz,
-        stored: &StoredTotals,
-        target_of: impl Fn(uuid::Uuid) -> Option<&'a Sale>,
-    ) -> Result<Self, OutOfRange> {
-        let mut deltas = Deltas::default();
-        for sale in inserted {
-            let target = sale.refers_to_sale_id.and_then(&target_of);
-            deltas.try_add(sale, target, timezone, stored)?;
-        }
-        Ok(deltas)
-    }
-
-    /// Adds what `sale` changes (`target`: the sale a void takes out),
-    /// unless that would take a delta, or a stored total plus its delta,
-    /// beyond `i64`: then nothing is added.
+    /// Adds what `sale` adds as it is stored, unless that would take a
+    /// delta, or a stored total plus its delta, beyond `i64`: then nothing
+    /// is added.
     pub fn try_add(
         &mut self,
         sale: &Sale,
-        target: Option<&Sale>,
         timezone: chrono_tz::Tz,
         stored: &StoredTotals,
     ) -> Result<(), OutOfRange> {
-        let share = Share::of(sale, target, timezone)?;
+        self.try_add_share(&Share::of(sale, timezone)?, stored)
+    }
+
+    /// Adds `void`'s reversal of `target` (or, `undo`, puts it back), with
+    /// the same checks as [`Deltas::try_add`].
+    pub fn try_reverse(
+        &mut self,
+        void: &Sale,
+        target: &Sale,
+        timezone: chrono_tz::Tz,
+        undo: bool,
+        stored: &StoredTotals,
+    ) -> Result<(), OutOfRange> {
+        let sign = if undo { 1 } else { -1 };
+        self.try_add_share(&Share::reversal(void, target, timezone, sign)?, stored)
+    }
+
+    fn try_add_share(&mut self, share: &Share, stored: &StoredTotals) -> Result<(), OutOfRange> {
         let mut days: BTreeMap<DayKey, Measures> = BTreeMap::new();
         for (key, measures) in &share.hours {
             let day = days
@@ -189,9 +195,14 @@ mod tests {
         .unwrap()
     }
 
+    fn date(day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, day).unwrap()
+    }
+
     #[test]
-    fn a_void_counts_on_its_day_and_takes_its_sale_out_of_the_sale_day() {
+    fn a_void_counts_on_its_day_and_takes_its_sale_out_of_its_own_day_not_the_sales() {
         let tz = chrono_tz::Europe::Berlin;
+        let none = StoredTotals::default();
         let sold = sale(
             1,
             "sale",
@@ -208,20 +219,68 @@ mod tests {
             json!([{"method": "card", "amount_minor": 1000}]),
             Some(1),
         );
-        let deltas = Deltas::of(&[&sold, &void], tz, &StoredTotals::default(), |id| {
-            (id == sold.sale_id).then_some(&sold)
-        })
-        .unwrap();
-        let days = &deltas.days;
-        let day_of_sale = &days[&(NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(), "EUR".into())];
+        let mut deltas = Deltas::default();
+        deltas.try_add(&sold, tz, &none).unwrap();
+        deltas.try_add(&void, tz, &none).unwrap();
+        let day_of_void = deltas.days[&(date(21), "EUR".into())];
         assert_eq!(
-            *day_of_sale,
-            Measures::default(),
-            "the voided sale counts nowhere"
+            day_of_void,
+            Measures {
+                voids_count: 1,
+                ..Measures::default()
+            },
+            "stored, a void counts only itself"
         );
-        let day_of_void = &days[&(NaiveDate::from_ymd_opt(2026, 11, 21).unwrap(), "EUR".into())];
+
+        deltas.try_reverse(&void, &sold, tz, false, &none).unwrap();
+        let day_of_sale = deltas.days[&(date(20), "EUR".into())];
+        assert_eq!(day_of_sale.sales_count, 1, "a closed day stays as it was");
+        assert_eq!(day_of_sale.gross_minor, 1000);
+        let day_of_void = deltas.days[&(date(21), "EUR".into())];
         assert_eq!(day_of_void.voids_count, 1);
-        assert_eq!(day_of_void.gross_minor, 0);
+        assert_eq!(
+            day_of_void.sales_count, -1,
+            "the sale is taken out on the void's day"
+        );
+        assert_eq!(day_of_void.gross_minor, -1000);
+        assert_eq!(day_of_void.discounts_minor, -5);
+        assert_eq!(day_of_void.tax_minor, -100);
+        let cash = deltas
+            .tenders
+            .iter()
+            .find(|(k, _)| k.method == "cash" && k.business_date == date(21))
+            .expect("the sale's tenders leave the void's day");
+        assert_eq!(cash.1.gross_minor, -400);
+
+        deltas.try_reverse(&void, &sold, tz, true, &none).unwrap();
+        assert_eq!(
+            deltas.days[&(date(21), "EUR".into())],
+            Measures {
+                voids_count: 1,
+                ..Measures::default()
+            },
+            "undone, the reversal is gone"
+        );
+    }
+
+    #[test]
+    fn a_void_on_its_sales_day_nets_the_sale_out_of_that_day() {
+        let tz = chrono_tz::UTC;
+        let none = StoredTotals::default();
+        let sold = sale(1, "sale", "2026-11-20T10:00:00Z", 1000, card(1000), None);
+        let void = sale(2, "void", "2026-11-20T10:05:00Z", 1000, card(1000), Some(1));
+        let mut deltas = Deltas::default();
+        for fact in [&sold, &void] {
+            deltas.try_add(fact, tz, &none).unwrap();
+        }
+        deltas.try_reverse(&void, &sold, tz, false, &none).unwrap();
+        assert_eq!(
+            day(&deltas),
+            Measures {
+                voids_count: 1,
+                ..Measures::default()
+            }
+        );
         assert!(
             deltas
                 .tenders
@@ -249,7 +308,10 @@ mod tests {
             json!([{"method": "cash", "amount_minor": 300}]),
             None,
         );
-        let deltas = Deltas::of(&[&sold, &refund], tz, &StoredTotals::default(), |_| None).unwrap();
+        let mut deltas = Deltas::default();
+        for fact in [&sold, &refund] {
+            deltas.try_add(fact, tz, &StoredTotals::default()).unwrap();
+        }
         let day = deltas.days[&(NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(), "EUR".into())];
         assert_eq!((day.sales_count, day.refunds_count), (1, 1));
         assert_eq!(
@@ -306,11 +368,11 @@ mod tests {
             card(i64::MAX - 100),
             None,
         );
-        deltas.try_add(&big, None, tz, &stored).unwrap();
+        deltas.try_add(&big, tz, &stored).unwrap();
         let before = deltas.clone();
         // Another hour, so the hour delta fits: the day's roll-up does not.
         let more = sale(2, "sale", "2026-11-20T11:00:00Z", 1000, card(1000), None);
-        assert_eq!(deltas.try_add(&more, None, tz, &stored), Err(OutOfRange));
+        assert_eq!(deltas.try_add(&more, tz, &stored), Err(OutOfRange));
         assert_eq!(
             (deltas.days, deltas.hours, deltas.tenders),
             (before.days, before.hours, before.tenders)
@@ -340,9 +402,9 @@ mod tests {
             },
         );
         let mut deltas = Deltas::default();
-        deltas.try_add(&small, None, tz, &full_day).unwrap();
+        deltas.try_add(&small, tz, &full_day).unwrap();
         assert_eq!(
-            deltas.try_add(&small, None, tz, &full_day),
+            deltas.try_add(&small, tz, &full_day),
             Err(OutOfRange),
             "1000 + 1000 more do not fit"
         );
@@ -362,11 +424,8 @@ mod tests {
             },
         );
         let mut deltas = Deltas::default();
-        assert_eq!(
-            deltas.try_add(&small, None, tz, &full_card),
-            Err(OutOfRange)
-        );
-        deltas.try_add(&cash, None, tz, &full_card).unwrap();
+        assert_eq!(deltas.try_add(&small, tz, &full_card), Err(OutOfRange));
+        deltas.try_add(&cash, tz, &full_card).unwrap();
         assert_eq!(day(&deltas).gross_minor, 1000, "cash money still fits");
     }
 
@@ -378,7 +437,7 @@ mod tests {
         let void = sale(2, "void", "2026-11-20T10:00:00Z", 10, card(10), Some(1));
         let mut deltas = Deltas::default();
         assert_eq!(
-            deltas.try_add(&void, Some(&odd), tz, &StoredTotals::default()),
+            deltas.try_reverse(&void, &odd, tz, false, &StoredTotals::default()),
             Err(OutOfRange)
         );
         assert!(deltas.is_empty());

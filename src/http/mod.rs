@@ -31,7 +31,9 @@ use tower_http::trace::TraceLayer;
 use crate::error::ApiError;
 use middleware::{admission, arrival, auth, body, observe, rate_limit, retry_after};
 pub use routes::ops::export_known_series;
-use routes::{batches, conflicts, ops, reports, sales, status_page, stores, sync, terminals};
+use routes::{
+    batches, conflicts, exceptions, ops, reports, sales, status_page, stores, sync, terminals,
+};
 pub use state::AppState;
 
 /// Largest request body accepted (a batch of 500 rich sales fits easily).
@@ -55,11 +57,20 @@ pub fn router(state: AppState) -> Router {
             "/v1/terminals/{terminal_id}/revoke",
             post(terminals::revoke),
         )
+        .route(
+            "/v1/terminals/{terminal_id}/retire",
+            post(terminals::retire),
+        )
+        .route(
+            "/v1/exceptions/{exception_id}/resolve",
+            post(exceptions::resolve),
+        )
         .route_layer(from_fn_with_state(state.clone(), admission::admin))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
 
     let reports = Router::new()
         .route("/v1/conflicts", get(conflicts::list))
+        .route("/v1/exceptions", get(exceptions::list))
         .route("/v1/sales", get(sales::list))
         .route("/v1/terminals", get(terminals::list))
         .route_layer(from_fn_with_state(state.clone(), admission::report))

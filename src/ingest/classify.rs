@@ -1,100 +1,104 @@
-//! Decides, for each sale of a batch, whether it is new, a duplicate or a
-//! conflict, given what is already stored. Pure: the caller fetches the
+//! Decides, for each sale of a push, whether it is new, a duplicate or
+//! refused, given what is already stored. Pure: the caller fetches the
 //! stored sales and acts on the verdicts.
+//!
+//! A sale is a fact that already happened, so almost every valid one is
+//! stored. It is refused only when storing it would be wrong: its `sale_id`
+//! is taken by a different sale (`sale_id_conflict`: the stored one stays,
+//! this payload is kept for review), or it occurred after its till was
+//! retired (`terminal_retired`). A seq is not identity: a new sale holding a
+//! seq another sale of the till holds (a till restored from a backup) is
+//! stored, and said so, for the back office to look at. What a void or
+//! refund names is not looked at here: it is stored whether or not its sale
+//! is, and resolved later ([`crate::domain::references`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::sale::{Rejection, Sale, SaleKind, StoredSale};
+use crate::domain::sale::{Rejection, Sale, StoredSale};
 
 /// What the classifier decides about one sale.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
-    /// New: to be inserted.
+    /// New: to be stored.
     Accept,
     /// Already stored with the same content.
     Duplicate,
     Reject(Rejection),
 }
 
+/// A verdict, and for a sale accepted with a seq another sale of the till
+/// holds, that sale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classified {
+    pub verdict: Verdict,
+    pub reuses_seq_of: Option<Uuid>,
+}
+
 /// What is already stored, indexed for the checks.
 pub struct Stored<'a> {
     by_id: HashMap<Uuid, &'a StoredSale>,
-    seq_owner: HashMap<i64, Uuid>,
+    seq_holder: HashMap<i64, Uuid>,
 }
 
 impl<'a> Stored<'a> {
     pub fn new(terminal_id: Uuid, rows: &'a [StoredSale]) -> Self {
         let by_id = rows.iter().map(|r| (r.sale_id, r)).collect();
-        let seq_owner = rows
+        let seq_holder = rows
             .iter()
             .filter(|r| r.terminal_id == terminal_id)
             .map(|r| (r.seq, r.sale_id))
             .collect();
-        Self { by_id, seq_owner }
+        Self { by_id, seq_holder }
     }
 }
 
-/// The amounts a void must mirror.
-struct Target {
-    terminal_id: Uuid,
-    kind: SaleKind,
-    currency: String,
-    amounts: [i64; 3],
-    voided: bool,
-}
-
-/// Classifies `sales` in order. Earlier sales of the batch count as stored
-/// for later ones, so a batch may carry a sale and its void.
+/// Classifies `sales` in order. Earlier sales of the push count as stored
+/// for later ones.
 pub fn classify(terminal_id: Uuid, sales: &[&Sale], stored: &Stored) -> Vec<Verdict> {
-    classify_with(terminal_id, sales, stored, |_, _| Ok(()))
+    classify_with(terminal_id, sales, stored, None, |_| Ok(()))
+        .into_iter()
+        .map(|c| c.verdict)
+        .collect()
 }
 
-/// `classify`, with a last word on every sale it would accept: `admit` gets
-/// the sale (and, for a void, the sale of this batch it voids, if that is
-/// where its target is) and may still reject it. A sale it rejects counts as
-/// never sent for the sales after it, so no later verdict leans on it.
+/// `classify`, for a till retired at `retired_at` if it is, with a last word
+/// on every sale it would accept: `admit` may still refuse it. A sale
+/// refused counts as never sent for the sales after it.
 pub fn classify_with(
     terminal_id: Uuid,
     sales: &[&Sale],
     stored: &Stored,
-    mut admit: impl FnMut(&Sale, Option<&Sale>) -> Result<(), Rejection>,
-) -> Vec<Verdict> {
+    retired_at: Option<DateTime<Utc>>,
+    mut admit: impl FnMut(&Sale) -> Result<(), Rejection>,
+) -> Vec<Classified> {
     let mut accepted: HashMap<Uuid, &Sale> = HashMap::new();
-    let mut seqs_taken: HashSet<i64> = HashSet::new();
-    let mut voided_now: HashSet<Uuid> = HashSet::new();
-
+    let mut seq_holder: HashMap<i64, Uuid> = HashMap::new();
     sales
         .iter()
         .map(|&sale| {
-            let mut verdict = classify_one(
-                terminal_id,
-                sale,
-                stored,
-                &accepted,
-                &seqs_taken,
-                &voided_now,
-            );
-            if verdict == Verdict::Accept {
-                let batch_target = match sale.kind {
-                    SaleKind::Void => sale
-                        .refers_to_sale_id
-                        .and_then(|id| accepted.get(&id).copied()),
-                    _ => None,
-                };
-                if let Err(rejection) = admit(sale, batch_target) {
-                    verdict = Verdict::Reject(rejection);
-                }
+            let mut verdict = classify_one(terminal_id, sale, stored, &accepted, retired_at);
+            if verdict == Verdict::Accept
+                && let Err(rejection) = admit(sale)
+            {
+                verdict = Verdict::Reject(rejection);
             }
+            let mut reuses_seq_of = None;
             if verdict == Verdict::Accept {
+                reuses_seq_of = stored
+                    .seq_holder
+                    .get(&sale.seq)
+                    .or_else(|| seq_holder.get(&sale.seq))
+                    .copied();
                 accepted.insert(sale.sale_id, sale);
-                seqs_taken.insert(sale.seq);
-                if let (SaleKind::Void, Some(target)) = (sale.kind, sale.refers_to_sale_id) {
-                    voided_now.insert(target);
-                }
+                seq_holder.entry(sale.seq).or_insert(sale.sale_id);
             }
-            verdict
+            Classified {
+                verdict,
+                reuses_seq_of,
+            }
         })
         .collect()
 }
@@ -104,8 +108,7 @@ fn classify_one(
     sale: &Sale,
     stored: &Stored,
     accepted: &HashMap<Uuid, &Sale>,
-    seqs_taken: &HashSet<i64>,
-    voided_now: &HashSet<Uuid>,
+    retired_at: Option<DateTime<Utc>>,
 ) -> Verdict {
     if let Some(row) = stored.by_id.get(&sale.sale_id) {
         let same = row.terminal_id == terminal_id
@@ -123,23 +126,13 @@ fn classify_one(
             sale_id_conflict()
         };
     }
-    if stored.seq_owner.contains_key(&sale.seq) || seqs_taken.contains(&sale.seq) {
+    if let Some(retired_at) = retired_at
+        && sale.occurred_at.to_utc() > retired_at
+    {
         return Verdict::Reject(Rejection::new(
-            "seq_conflict",
-            format!(
-                "seq {} is already held by another sale of this terminal",
-                sale.seq
-            ),
+            "terminal_retired",
+            format!("this till was retired at {retired_at}; the sale occurred after that"),
         ));
-    }
-    if sale.kind == SaleKind::Void {
-        let target_id = sale
-            .refers_to_sale_id
-            .expect("validated: a void names its target");
-        let target = find_target(target_id, terminal_id, stored, accepted, voided_now);
-        if let Err(rejection) = check_void(terminal_id, sale, target) {
-            return Verdict::Reject(rejection);
-        }
     }
     Verdict::Accept
 }
@@ -149,71 +142,6 @@ fn sale_id_conflict() -> Verdict {
         "sale_id_conflict",
         "a different sale with this sale_id is already stored; the payload is kept for review",
     ))
-}
-
-/// Finds what a void names, stored or earlier in this batch (and so this terminal's).
-fn find_target(
-    id: Uuid,
-    terminal_id: Uuid,
-    stored: &Stored,
-    accepted: &HashMap<Uuid, &Sale>,
-    voided_now: &HashSet<Uuid>,
-) -> Option<Target> {
-    if let Some(row) = stored.by_id.get(&id) {
-        return Some(Target {
-            terminal_id: row.terminal_id,
-            kind: row.kind,
-            currency: row.currency.clone(),
-            amounts: [row.total_minor, row.tax_minor, row.discount_minor],
-            voided: row.voided || voided_now.contains(&id),
-        });
-    }
-    accepted.get(&id).map(|s| Target {
-        terminal_id,
-        kind: s.kind,
-        currency: s.currency.clone(),
-        amounts: [s.total_minor, s.tax_minor, s.discount_minor],
-        voided: voided_now.contains(&id),
-    })
-}
-
-fn check_void(terminal_id: Uuid, void: &Sale, target: Option<Target>) -> Result<(), Rejection> {
-    let Some(target) = target else {
-        return Err(unknown_target());
-    };
-    // Another terminal's sale is reported as unknown: a till learns nothing
-    // about sales that are not its own.
-    if target.terminal_id != terminal_id {
-        return Err(unknown_target());
-    }
-    if target.kind == SaleKind::Void {
-        return Err(Rejection::new(
-            "invalid_reference",
-            "a void cannot void another void",
-        ));
-    }
-    if target.voided {
-        return Err(Rejection::new(
-            "already_voided",
-            "the referenced sale is already voided",
-        ));
-    }
-    if target.currency != void.currency
-        || target.amounts != [void.total_minor, void.tax_minor, void.discount_minor]
-    {
-        return Err(Rejection::new(
-            "void_amounts_mismatch",
-            "a void must mirror the currency, total, tax and discount of the sale it voids",
-        ));
-    }
-    Ok(())
-}
-
-fn unknown_target() -> Rejection {
-    Rejection::new(
-        "void_target_unknown",
-        "refers_to_sale_id names no sale of this terminal; push the sale before its void",
-    )
 }
 
 #[cfg(test)]
@@ -236,18 +164,12 @@ mod tests {
         .unwrap()
     }
 
-    fn stored(s: &Sale, terminal_id: Uuid, voided: bool) -> StoredSale {
+    fn stored(s: &Sale, terminal_id: Uuid) -> StoredSale {
         StoredSale {
             sale_id: s.sale_id,
             terminal_id,
             seq: s.seq,
-            kind: s.kind,
-            currency: s.currency.clone(),
-            total_minor: s.total_minor,
-            tax_minor: s.tax_minor,
-            discount_minor: s.discount_minor,
             body: serde_json::to_value(s).unwrap(),
-            voided,
         }
     }
 
@@ -265,7 +187,7 @@ mod tests {
     #[test]
     fn stored_sales_are_duplicates_or_conflicts_by_content() {
         let a = sale(10, 1, "sale", None);
-        let rows = [stored(&a, TILL, false)];
+        let rows = [stored(&a, TILL)];
         let mut changed = a.clone();
         changed.tax_minor = 81;
         let out = classify(TILL, &[&a, &changed], &Stored::new(TILL, &rows));
@@ -275,24 +197,28 @@ mod tests {
     #[test]
     fn the_same_sale_from_another_till_is_a_conflict() {
         let a = sale(10, 1, "sale", None);
-        let rows = [stored(&a, OTHER_TILL, false)];
+        let rows = [stored(&a, OTHER_TILL)];
         let out = classify(TILL, &[&a], &Stored::new(TILL, &rows));
         assert_eq!(codes(&out), ["sale_id_conflict"]);
     }
 
     #[test]
-    fn a_new_sale_reusing_a_seq_is_a_seq_conflict() {
+    fn a_new_sale_reusing_a_seq_is_stored_and_names_the_sale_holding_it() {
         let a = sale(10, 1, "sale", None);
-        let rows = [stored(&a, TILL, false)];
+        let rows = [stored(&a, TILL)];
         let b = sale(11, 1, "sale", None);
         let c = sale(12, 2, "sale", None);
         let d = sale(13, 2, "sale", None);
-        let out = classify(TILL, &[&b, &c, &d], &Stored::new(TILL, &rows));
-        assert_eq!(codes(&out), ["seq_conflict", "accept", "seq_conflict"]);
+        let out = classify_with(TILL, &[&b, &c, &d], &Stored::new(TILL, &rows), None, |_| {
+            Ok(())
+        });
+        let reused: Vec<Option<Uuid>> = out.iter().map(|c| c.reuses_seq_of).collect();
+        assert!(out.iter().all(|c| c.verdict == Verdict::Accept));
+        assert_eq!(reused, [Some(a.sale_id), None, Some(c.sale_id)]);
     }
 
     #[test]
-    fn repeats_inside_one_batch_are_duplicates_or_conflicts() {
+    fn repeats_inside_one_push_are_duplicates_or_conflicts() {
         let a = sale(10, 1, "sale", None);
         let mut changed = a.clone();
         changed.total_minor = 0;
@@ -301,54 +227,45 @@ mod tests {
     }
 
     #[test]
-    fn a_void_needs_a_known_unvoided_target_with_the_same_amounts() {
-        let a = sale(10, 1, "sale", None);
-        let other = sale(20, 9, "sale", None);
-        let rows = [stored(&a, TILL, false), stored(&other, OTHER_TILL, false)];
-        let void_a = sale(11, 2, "void", Some(10));
-        let void_a_again = sale(12, 3, "void", Some(10));
+    fn voids_and_refunds_are_stored_whatever_they_name() {
         let void_unknown = sale(13, 4, "void", Some(99));
-        let void_other_till = sale(14, 5, "void", Some(20));
-        let b = sale(15, 6, "sale", None);
-        let mut void_b_wrong = sale(16, 7, "void", Some(15));
-        void_b_wrong.tax_minor = 0;
+        let refund_unknown = sale(14, 5, "refund", Some(98));
         let out = classify(
             TILL,
-            &[
-                &void_a,
-                &void_a_again,
-                &void_unknown,
-                &void_other_till,
-                &b,
-                &void_b_wrong,
-            ],
-            &Stored::new(TILL, &rows),
+            &[&void_unknown, &refund_unknown],
+            &Stored::new(TILL, &[]),
         );
-        assert_eq!(
-            codes(&out),
-            [
-                "accept",
-                "already_voided",
-                "void_target_unknown",
-                "void_target_unknown",
-                "accept",
-                "void_amounts_mismatch"
-            ]
+        assert_eq!(codes(&out), ["accept", "accept"]);
+    }
+
+    #[test]
+    fn a_retired_till_s_sales_are_accepted_up_to_its_retirement() {
+        let retired: DateTime<Utc> = "2026-11-20T10:00:00Z".parse().unwrap();
+        let at_retirement = sale(10, 1, "sale", None);
+        let mut after = sale(11, 2, "sale", None);
+        after.occurred_at = "2026-11-20T10:00:01Z".parse().unwrap();
+        let out = classify_with(
+            TILL,
+            &[&at_retirement, &after],
+            &Stored::new(TILL, &[]),
+            Some(retired),
+            |_| Ok(()),
         );
+        let verdicts: Vec<Verdict> = out.into_iter().map(|c| c.verdict).collect();
+        assert_eq!(codes(&verdicts), ["accept", "terminal_retired"]);
     }
 
     #[test]
     fn a_sale_admit_refuses_counts_as_never_sent_for_the_sales_after_it() {
         let a = sale(10, 1, "sale", None);
-        let void_a = sale(11, 2, "void", Some(10));
+        let same_id = a.clone();
         let same_seq = sale(12, 1, "sale", None);
-        let mut seen_targets = Vec::new();
         let out = classify_with(
             TILL,
-            &[&a, &void_a, &same_seq],
+            &[&a, &same_id, &same_seq],
             &Stored::new(TILL, &[]),
-            |s, target| {
-                seen_targets.push(target.map(|t| t.sale_id));
+            None,
+            |s| {
                 if s.sale_id == a.sale_id {
                     Err(Rejection::new("total_out_of_range", "full"))
                 } else {
@@ -356,22 +273,11 @@ mod tests {
                 }
             },
         );
+        let verdicts: Vec<Verdict> = out.iter().map(|c| c.verdict.clone()).collect();
         assert_eq!(
-            codes(&out),
-            ["total_out_of_range", "void_target_unknown", "accept"]
+            codes(&verdicts),
+            ["total_out_of_range", "total_out_of_range", "accept"]
         );
-        assert_eq!(seen_targets, [None, None]);
-    }
-
-    #[test]
-    fn a_stored_void_target_already_voided_is_refused() {
-        let a = sale(10, 1, "sale", None);
-        let rows = [stored(&a, TILL, true)];
-        let out = classify(
-            TILL,
-            &[&sale(11, 2, "void", Some(10))],
-            &Stored::new(TILL, &rows),
-        );
-        assert_eq!(codes(&out), ["already_voided"]);
+        assert_eq!(out[2].reuses_seq_of, None, "the refused sale holds no seq");
     }
 }

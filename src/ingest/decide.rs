@@ -2,17 +2,25 @@
 //! ([`Seen`]), everything it stores and answers. Each valid sale is
 //! classified against the stored sales it could collide with and the push's
 //! earlier sales ([`classify`]); each one the classifier would accept is
-//! added to the push's totals deltas, checked ([`super::totals_check`]: one whose
-//! share would take a delta, or a stored total when those were read, beyond
-//! `i64` is rejected alone with `total_out_of_range`); the till's sync state
-//! is advanced ([`progress`]); and the push's row and its answer are built
-//! ([`response`]): the accepted sales as rows, payloads that conflict with a
-//! stored sale kept for review.
+//! added to the push's totals deltas, checked ([`super::totals_check`]: one
+//! whose share would take a delta, or a stored total when those were read,
+//! beyond `i64` is refused alone with `total_out_of_range`); the till's sync
+//! state is advanced ([`progress`]); and the push's row and its answer are
+//! built ([`response`]).
+//!
+//! A fact is never dropped: a sale refused for good is kept as an exception
+//! (its payload as sent) and its seq counts as settled, so the till's
+//! contiguous prefix never waits for it; a sale holding a seq another sale
+//! of the till holds is stored and listed; seqs the till declares skipped
+//! are settled too.
 //!
 //! A sale of another till committed between the read and the write is not
 //! seen here: the write then finds it, stores nothing, and the push is read
 //! and decided again ([`super::Pipeline::push`]).
 
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::classify::{Stored, Verdict, classify_with};
@@ -21,10 +29,12 @@ use super::response::{self, Counts};
 use super::totals_check::total_out_of_range;
 use super::{IngestOptions, Item, Push, progress};
 use crate::db::idempotency::StoredResponse;
-use crate::db::push::{Conflicts, NewSales, PushRow, Write};
+use crate::db::push::{Conflicts, NewExceptions, NewSales, PushRow, Settled, Write};
 use crate::db::sync::SyncState;
 use crate::db::totals::TotalsColumns;
-use crate::domain::sale::Sale;
+use crate::domain::bounds::{MAX_SEQ, storable};
+use crate::domain::exception::{ExceptionKind, seq_subject};
+use crate::domain::sale::{Rejection, Sale};
 use crate::domain::totals::Deltas;
 
 /// What to write, the sync row it leaves, and the answer once it is written.
@@ -32,8 +42,6 @@ pub struct Planned {
     pub row: PushRow,
     /// The sync row the push leaves.
     pub next: SyncState,
-    /// The indexes of the items it stores, in input order.
-    pub accepted: Vec<usize>,
     pub body: Vec<u8>,
     pub counts: Counts,
 }
@@ -46,7 +54,8 @@ pub fn decide(push: &Push<'_>, seen: &Seen, options: IngestOptions) -> Planned {
         .iter()
         .map(|&i| push.items[i].valid_sale().seq)
         .collect();
-    let next = progress::advance(&seen.sync, &seen.stored_above, &accepted_seqs);
+    let settled = settled(push, &classified.verdicts);
+    let next = progress::advance(&seen.sync, &seen.stored_above, &accepted_seqs, &settled.seq);
     let batch_id = Uuid::now_v7();
     let (body, counts) = response::body(
         batch_id,
@@ -72,13 +81,14 @@ pub fn decide(push: &Push<'_>, seen: &Seen, options: IngestOptions) -> Planned {
         },
         sales: new_rows(push, &classified.accepted),
         conflicts: conflicts(push.items, &classified.verdicts),
+        exceptions: exceptions(push, &classified),
+        settled,
         totals,
     }
     .into_row();
     Planned {
         row,
         next,
-        accepted: classified.accepted,
         body,
         counts,
     }
@@ -90,6 +100,9 @@ struct Classified {
     verdicts: Vec<Verdict>,
     /// The indexes of the items to insert, in input order.
     accepted: Vec<usize>,
+    /// For accepted items holding a seq another sale of the till holds:
+    /// (item index, that sale).
+    reused_seqs: Vec<(usize, Uuid)>,
     /// What the accepted sales add to the till's totals.
     deltas: Deltas,
 }
@@ -115,27 +128,153 @@ fn classify(push: &Push<'_>, seen: &Seen) -> Classified {
         terminal.terminal_id,
         &sales,
         &Stored::new(terminal.terminal_id, &seen.related),
-        |sale, batch_target| {
-            let target = sale
-                .refers_to_sale_id
-                .and_then(|id| batch_target.or_else(|| seen.void_targets.get(&id)));
+        terminal.retired_at,
+        |sale| {
             deltas
-                .try_add(sale, target, terminal.timezone, seen.check.stored())
+                .try_add(sale, terminal.timezone, seen.check.stored())
                 .map_err(|_| total_out_of_range())
         },
     );
     let mut accepted = Vec::new();
-    for (index, verdict) in valid.into_iter().zip(classified) {
-        if verdict == Verdict::Accept {
+    let mut reused_seqs = Vec::new();
+    for (index, outcome) in valid.into_iter().zip(classified) {
+        if outcome.verdict == Verdict::Accept {
             accepted.push(index);
         }
-        verdicts[index] = verdict;
+        if let Some(holder) = outcome.reuses_seq_of {
+            reused_seqs.push((index, holder));
+        }
+        verdicts[index] = outcome.verdict;
     }
     Classified {
         verdicts,
         accepted,
+        reused_seqs,
         deltas,
     }
+}
+
+/// The rejections a resend can never get past, with their items.
+fn refused_for_good<'a>(
+    items: &'a [Item],
+    verdicts: &'a [Verdict],
+) -> impl Iterator<Item = (&'a Item, &'a Rejection)> {
+    items
+        .iter()
+        .zip(verdicts)
+        .filter_map(|(item, verdict)| match verdict {
+            Verdict::Reject(rejection) if !rejection.retryable() => Some((item, rejection)),
+            _ => None,
+        })
+}
+
+/// The seqs this push settles: those of its sales refused for good, and
+/// those the till declares skipped; each once, ascending.
+fn settled(push: &Push<'_>, verdicts: &[Verdict]) -> Settled {
+    let mut seqs: BTreeMap<i64, &'static str> = refused_for_good(push.items, verdicts)
+        .filter_map(|(item, _)| item.seq)
+        .filter(|seq| (1..=MAX_SEQ).contains(seq))
+        .map(|seq| (seq, "refused"))
+        .collect();
+    for &seq in push.skipped {
+        seqs.entry(seq).or_insert("skipped");
+    }
+    let mut settled = Settled::default();
+    for (seq, reason) in seqs {
+        settled.seq.push(seq);
+        settled.reason.push(reason.to_owned());
+    }
+    settled
+}
+
+/// One exception a push lists.
+struct Entry {
+    kind: ExceptionKind,
+    subject: String,
+    sale_ids: Vec<Uuid>,
+    seq: Option<i64>,
+    code: Option<&'static str>,
+    detail: String,
+    /// As JSON text.
+    payload: Option<String>,
+}
+
+/// Adds `entry` to what the push lists, one entry per subject: a second
+/// sale of the push on a seq already listed is one more holder of it.
+fn list(listed: &mut NewExceptions, entry: Entry) {
+    if let Some(at) = listed.subject.iter().position(|s| *s == entry.subject) {
+        let ids = &mut listed.sale_ids[at];
+        for id in entry.sale_ids {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        return;
+    }
+    listed.kind.push(entry.kind.as_str().to_owned());
+    listed.subject.push(entry.subject);
+    listed.sale_ids.push(entry.sale_ids);
+    listed.seq.push(entry.seq);
+    listed.code.push(entry.code.map(str::to_owned));
+    listed.detail.push(entry.detail);
+    listed.payload.push(entry.payload);
+}
+
+/// What this push lists for the back office: each payload refused for good,
+/// and each seq a new sale holds that another sale of the till holds.
+fn exceptions(push: &Push<'_>, classified: &Classified) -> NewExceptions {
+    let mut listed = NewExceptions::default();
+    for (item, rejection) in refused_for_good(push.items, &classified.verdicts) {
+        let payload = match (&item.sale, &item.raw) {
+            (Ok(sale), _) => serde_json::to_string(sale).ok(),
+            (Err(_), Some(raw)) => Some(raw.get().to_owned()),
+            (Err(_), None) => None,
+        };
+        let subject = payload_subject(payload.as_deref());
+        let entry = Entry {
+            kind: ExceptionKind::Refused,
+            subject,
+            sale_ids: item.sale_id.into_iter().collect(),
+            seq: item.seq,
+            code: Some(rejection.code),
+            detail: storable(&format!(
+                "refused for good ({}): {}",
+                rejection.code, rejection.detail
+            )),
+            payload,
+        };
+        list(&mut listed, entry);
+    }
+    let terminal_id = push.terminal.terminal_id;
+    for &(index, holder) in &classified.reused_seqs {
+        let sale = push.items[index].valid_sale();
+        let entry = Entry {
+            kind: ExceptionKind::SeqReused,
+            subject: seq_subject(terminal_id, sale.seq),
+            sale_ids: vec![sale.sale_id, holder],
+            seq: Some(sale.seq),
+            code: None,
+            detail: format!(
+                "seq {} of terminal {terminal_id} is held by more than one sale \
+                 (a till restored from a backup?)",
+                sale.seq
+            ),
+            payload: None,
+        };
+        list(&mut listed, entry);
+    }
+    // Whichever sale of a seq arrived last, the same list.
+    for ids in &mut listed.sale_ids {
+        ids.sort();
+    }
+    listed
+}
+
+/// The subject of a refused payload: its content, so the same payload sent
+/// again is listed once, and two different ones under one `sale_id` both.
+fn payload_subject(payload: Option<&str>) -> String {
+    let text = payload.unwrap_or_default();
+    format!("payload:{}", hex::encode(Sha256::digest(text.as_bytes())))
 }
 
 /// The accepted sales as rows to insert.

@@ -43,6 +43,7 @@ mod response;
 mod totals_check;
 mod write;
 
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::db::{Database, DbError};
@@ -64,7 +65,12 @@ const MAX_ATTEMPTS: usize = 8;
 pub struct Item {
     /// The `sale_id` as sent, when one could be read (even from an invalid sale).
     pub sale_id: Option<Uuid>,
+    /// The `seq` as sent, when one could be read (even from an invalid sale).
+    pub seq: Option<i64>,
     pub sale: Result<Sale, Rejection>,
+    /// An invalid sale as it was sent, to keep for the back office: it is
+    /// refused for good. (A valid sale that is refused is kept as parsed.)
+    pub raw: Option<Box<RawValue>>,
 }
 
 impl Item {
@@ -115,6 +121,8 @@ pub struct Push<'a> {
     pub key: Uuid,
     pub request_sha256: &'a [u8],
     pub items: &'a [Item],
+    /// Seqs the till declares it never used, each once, ascending.
+    pub skipped: &'a [i64],
 }
 
 impl Pipeline {
@@ -183,9 +191,7 @@ impl Pipeline {
         let planned = decide::decide(push, &seen, self.options);
         let batch_id = planned.row.batch_id;
         self.committer.write(planned.row).await?;
-        let stored = planned.accepted.iter().map(|&i| push.items[i].valid_sale());
-        self.read_skip
-            .remember(push.terminal, &seen.sync, planned.next, stored);
+        self.read_skip.remember(push.terminal, planned.next);
         let (terminal_id, counts) = (push.terminal.terminal_id, planned.counts);
         tracing::info!(
             terminal.id = %terminal_id, batch.id = %batch_id,

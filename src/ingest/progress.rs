@@ -26,12 +26,20 @@ use crate::db::sync::SyncState;
 /// Stored seqs read per round trip while walking the prefix forward.
 pub const WALK_CHUNK: i64 = 1000;
 
-/// The sync state once `accepted_seqs` are stored. `stored_above` are the
-/// till's stored seqs above its prefix, ascending, as far as the read
+/// The sync state once `accepted_seqs` are stored and `settled_seqs`
+/// settled (refused for good, or declared skipped: they will never hold a
+/// sale, so the prefix walks over them). `stored_above` are the till's
+/// stored or settled seqs above its prefix, ascending, as far as the read
 /// brought them: enough for any walk over these seqs ([`more_needed`]).
-pub fn advance(seen: &SyncState, stored_above: &[i64], accepted_seqs: &[i64]) -> SyncState {
-    let mut state = counted(seen, accepted_seqs);
-    if let Some(last) = walk(&state, stored_above, accepted_seqs) {
+pub fn advance(
+    seen: &SyncState,
+    stored_above: &[i64],
+    accepted_seqs: &[i64],
+    settled_seqs: &[i64],
+) -> SyncState {
+    let mut state = counted(seen, accepted_seqs, settled_seqs);
+    let held: Vec<i64> = accepted_seqs.iter().chain(settled_seqs).copied().collect();
+    if let Some(last) = walk(&state, stored_above, &held) {
         state.contiguous_through_seq = last;
     }
     state
@@ -66,10 +74,11 @@ fn walk(state: &SyncState, stored_above: &[i64], seqs: &[i64]) -> Option<i64> {
     held.iter().take(run).next_back().copied()
 }
 
-/// The sync state with the batch counted: highest seq, count, time.
-fn counted(seen: &SyncState, accepted_seqs: &[i64]) -> SyncState {
+/// The sync state with the push counted: highest seq (settled seqs
+/// included), count (stored sales only), time.
+fn counted(seen: &SyncState, accepted_seqs: &[i64], settled_seqs: &[i64]) -> SyncState {
     let mut state = seen.clone();
-    if let Some(&max) = accepted_seqs.iter().max() {
+    if let Some(&max) = accepted_seqs.iter().chain(settled_seqs).max() {
         state.highest_seq = state.highest_seq.max(max);
     }
     // A count of rows: it cannot really reach i64::MAX, so saturating only
@@ -113,7 +122,7 @@ mod tests {
 
     #[test]
     fn a_till_with_nothing_stored_above_walks_its_prefix_over_the_push_alone() {
-        let next = advance(&synced_through(5), &[], &[7, 6, 9]);
+        let next = advance(&synced_through(5), &[], &[7, 6, 9], &[]);
         assert_eq!(next.contiguous_through_seq, 7);
         assert_eq!(next.highest_seq, 9);
         assert_eq!(next.sales_stored, 8);
@@ -124,10 +133,10 @@ mod tests {
 
     #[test]
     fn the_prefix_stays_when_the_push_leaves_a_gap_after_it() {
-        let next = advance(&synced_through(5), &[], &[7, 8]);
+        let next = advance(&synced_through(5), &[], &[7, 8], &[]);
         assert_eq!(next.contiguous_through_seq, 5);
         assert_eq!(next.highest_seq, 8);
-        let nothing = advance(&synced_through(5), &[], &[]);
+        let nothing = advance(&synced_through(5), &[], &[], &[]);
         assert_eq!(nothing.contiguous_through_seq, 5);
         assert_eq!(nothing.highest_seq, 5);
         assert_eq!(nothing.sales_stored, 5);
@@ -139,9 +148,20 @@ mod tests {
             highest_seq: 10,
             ..synced_through(5)
         };
-        let next = advance(&seen, &[7, 8, 10], &[6]);
+        let next = advance(&seen, &[7, 8, 10], &[6], &[]);
         assert_eq!(next.contiguous_through_seq, 8);
         assert_eq!(next.highest_seq, 10);
+    }
+
+    #[test]
+    fn settled_seqs_move_the_prefix_and_the_highest_seq_but_not_the_count() {
+        let next = advance(&synced_through(5), &[], &[6], &[7, 8]);
+        assert_eq!(next.contiguous_through_seq, 8);
+        assert_eq!(next.highest_seq, 8);
+        assert_eq!(next.sales_stored, 6, "only the stored sale counts");
+        let skipped_only = advance(&synced_through(5), &[], &[], &[6]);
+        assert_eq!(skipped_only.contiguous_through_seq, 6);
+        assert_eq!(skipped_only.sales_stored, 5);
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! one round trip ([`db_push::read`], one statement, its own implicit
 //! transaction): the response stored under its Idempotency-Key (a replay is
 //! answered from it), the till's sync row, every stored sale the push could
-//! collide with (its sale ids, the sales its voids and refunds name, the
-//! till's sales holding its seqs), and the first chunk of the till's seqs
-//! stored above its contiguous prefix when the prefix may move.
+//! collide with (its sale ids on any till of the merchant, the till's sales
+//! holding its seqs), and the first chunk of the till's seqs stored or
+//! settled above its contiguous prefix when the prefix may move.
 //!
 //! Everything the decision needs is read here, so deciding is pure
 //! ([`super::decide`]): a prefix that could walk past the first chunk reads
@@ -16,8 +16,6 @@
 //! The connection goes back to the pool before the push waits for its
 //! group's write.
 
-use std::collections::{HashMap, HashSet};
-
 use uuid::Uuid;
 
 use super::progress::{self, WALK_CHUNK};
@@ -26,6 +24,7 @@ use super::{IngestError, Push};
 use crate::db::Database;
 use crate::db::push as db_push;
 use crate::db::sync::{self, SyncState};
+use crate::domain::bounds::MAX_SEQ;
 use crate::domain::sale::{Sale, StoredSale};
 
 /// What a push is checked against: read, or guessed from what this replica
@@ -36,10 +35,8 @@ pub struct Seen {
     pub sync: SyncState,
     /// Stored sales the push could collide with.
     pub related: Vec<StoredSale>,
-    /// The stored sales the push's voids name, parsed, for the totals.
-    pub void_targets: HashMap<Uuid, Sale>,
-    /// The till's stored seqs above its prefix, ascending, as far as a
-    /// walk of the prefix over this push can need them.
+    /// The till's stored or settled seqs above its prefix, ascending, as far
+    /// as a walk of the prefix over this push can need them.
     pub stored_above: Vec<i64>,
     /// What the push's totals are checked against.
     pub check: TotalsCheck,
@@ -78,13 +75,20 @@ async fn read_on(
         .iter()
         .filter_map(|item| item.sale.as_ref().ok())
         .collect();
-    let ids: Vec<Uuid> = valid
-        .iter()
-        .flat_map(|s| std::iter::once(s.sale_id).chain(s.refers_to_sale_id))
-        .collect();
+    let ids: Vec<Uuid> = valid.iter().map(|s| s.sale_id).collect();
     let seqs: Vec<i64> = valid.iter().map(|s| s.seq).collect();
+    // What else may settle a seq: an invalid sale refused for good, a seq
+    // the till declares skipped. Only the prefix walk looks at these.
+    let settling: Vec<i64> = push
+        .items
+        .iter()
+        .filter(|item| item.sale.is_err())
+        .filter_map(|item| item.seq)
+        .filter(|seq| (1..=MAX_SEQ).contains(seq))
+        .chain(push.skipped.iter().copied())
+        .collect();
     let terminal = push.terminal;
-    let found = db_push::read(conn, terminal, push.key, &ids, &seqs, WALK_CHUNK).await?;
+    let found = db_push::read(conn, terminal, push.key, &ids, &seqs, &settling, WALK_CHUNK).await?;
     if let Some(stored) = found.stored {
         return if stored.request_sha256 == push.request_sha256 {
             Ok(Read::Replayed { body: stored.body })
@@ -94,7 +98,8 @@ async fn read_on(
     }
 
     let mut stored_above = found.seqs_above.unwrap_or_default();
-    while let Some(after) = progress::more_needed(&found.sync, &stored_above, &seqs) {
+    let candidates: Vec<i64> = seqs.iter().chain(&settling).copied().collect();
+    while let Some(after) = progress::more_needed(&found.sync, &stored_above, &candidates) {
         let more = sync::seqs_above(
             conn,
             terminal.merchant_id,
@@ -109,28 +114,12 @@ async fn read_on(
         stored_above.extend(more);
     }
 
-    let void_targets = void_targets(&valid, &found.related);
     let mut check = TotalsCheck::new(against_stored);
-    check.load(conn, terminal, &valid, &void_targets).await?;
+    check.load(conn, terminal, &valid).await?;
     Ok(Read::Seen(Box::new(Seen {
         sync: found.sync,
         related: found.related,
-        void_targets,
         stored_above,
         check,
     })))
-}
-
-/// Stored sales that the push's voids name, parsed, for the totals.
-fn void_targets(sales: &[&Sale], related: &[StoredSale]) -> HashMap<Uuid, Sale> {
-    let targets: HashSet<Uuid> = sales.iter().filter_map(|s| s.refers_to_sale_id).collect();
-    related
-        .iter()
-        .filter(|r| targets.contains(&r.sale_id))
-        .filter_map(|r| {
-            serde_json::from_value::<Sale>(r.body.clone())
-                .ok()
-                .map(|target| (r.sale_id, target))
-        })
-        .collect()
 }

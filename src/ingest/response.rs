@@ -32,6 +32,9 @@ struct SaleResult<'a> {
     code: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,
+    /// On a rejected sale: whether sending it again can ever succeed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retryable: Option<bool>,
 }
 
 /// The serialized response and its counts (for the metrics).
@@ -65,6 +68,7 @@ pub(super) fn body(
                 status,
                 code: rejection.map(|r| r.code),
                 detail: rejection.map(|r| r.detail.as_str()),
+                retryable: rejection.map(|r| r.retryable()),
             }
         })
         .collect();

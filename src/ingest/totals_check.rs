@@ -3,10 +3,9 @@
 //! refused the push's totals as out of range) the till's stored totals plus
 //! them, read with the rest of the push ([`super::read`]).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use chrono::NaiveDate;
-use uuid::Uuid;
 
 use crate::db::{DbError, totals};
 use crate::domain::sale::{Rejection, Sale};
@@ -38,22 +37,19 @@ impl TotalsCheck {
         &self.stored
     }
 
-    /// Reads the stored totals of the dates these sales (and the stored
-    /// sales their voids take out) fall on, unless read already.
+    /// Reads the stored totals of the dates these sales fall on, unless
+    /// read already.
     pub async fn load(
         &mut self,
         tx: &mut sqlx::PgConnection,
         terminal: &Terminal,
         sales: &[&Sale],
-        void_targets: &HashMap<Uuid, Sale>,
     ) -> Result<(), DbError> {
         if !self.against_stored {
             return Ok(());
         }
         let dates: BTreeSet<NaiveDate> = sales
             .iter()
-            .copied()
-            .chain(void_targets.values())
             .map(|s| s.business_date(terminal.timezone))
             .filter(|d| !self.loaded.contains(d))
             .collect();

@@ -6,19 +6,23 @@
 //!
 //! The jobs:
 //! - [`fold`]: store deltas folded into store totals, every second;
+//! - [`resolve`]: voids and refunds resolved with their sale, every second;
+//! - [`open_exceptions`]: the count of open exceptions, every minute;
 //! - [`purge`]: stored batch responses past retention, every ten minutes;
 //! - [`silent_tills`]: the count of tills gone silent, every minute;
 //! - [`server_settings`]: the server's timeouts read back through the pool,
 //!   every minute.
 //!
-//! Jobs that only one replica should run at a time (the fold and the purge)
-//! take their lock in the database ([`crate::db::leader`]). Jobs know no
+//! Jobs that only one replica should run at a time (the fold, the purge,
+//! the resolver) take their lock in the database ([`crate::db::leader`]). Jobs know no
 //! HTTP state; in-memory housekeeping of the request path is handed in as a
 //! closure ([`spawn_housekeeping`]). The health probe is not here: it is
 //! the health layer's own ([`crate::health`]).
 
 pub mod fold;
+pub mod open_exceptions;
 pub mod purge;
+pub mod resolve;
 pub mod server_settings;
 pub mod silent_tills;
 

@@ -32,6 +32,46 @@ fn the_alert_rules_are_valid_and_pass_their_unit_tests() {
     promtool(&["test", "rules", "alerts.test.yml"]);
 }
 
+fn yaml(file: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(Path::new(RULES_DIR).join(file)).unwrap();
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{file} is not YAML: {e}"))
+}
+
+/// Every alert has a unit test in which it fires: a rule no test makes
+/// fire could never fire at all and still pass `promtool test rules`.
+#[test]
+fn every_alert_rule_has_a_unit_test_in_which_it_fires() {
+    let rules = yaml("alerts.yml");
+    let alerts: BTreeSet<String> = rules["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|group| group["rules"].as_array().unwrap())
+        .filter_map(|rule| rule["alert"].as_str().map(str::to_owned))
+        .collect();
+    assert!(alerts.len() >= 8, "too few alerts found: {alerts:?}");
+
+    let tests = yaml("alerts.test.yml");
+    let fired: BTreeSet<String> = tests["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|test| {
+            test["alert_rule_test"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|case| case["exp_alerts"].as_array().is_some_and(|a| !a.is_empty()))
+        .filter_map(|case| case["alertname"].as_str().map(str::to_owned))
+        .collect();
+    let untested: Vec<_> = alerts.difference(&fired).collect();
+    assert!(
+        untested.is_empty(),
+        "alerts no unit test makes fire: {untested:?}"
+    );
+}
+
 /// Every `tillsync_...` name in `text`.
 fn metric_names(text: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();

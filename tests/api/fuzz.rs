@@ -39,6 +39,9 @@ const TILLS: usize = 3;
 struct Seen {
     /// Per till, the accepted sales as sent.
     accepted: Vec<Vec<String>>,
+    /// Per till, the seqs of the sales refused for good: settled, the
+    /// contiguous prefix walks over them.
+    settled: Vec<HashSet<i64>>,
     /// Batches answered 200 the first time (each under its own key).
     fresh_batches: i64,
     conflicts: i64,
@@ -64,6 +67,7 @@ async fn random_and_mutated_batches_never_fail_the_server_nor_touch_another_tena
     let mut fuzzer = Fuzzer::new(seed, TILLS);
     let mut seen = Seen {
         accepted: vec![Vec::new(); TILLS],
+        settled: vec![HashSet::new(); TILLS],
         ..Seen::default()
     };
     for n in 0..REQUESTS {
@@ -167,11 +171,32 @@ fn record(seen: &mut Seen, till: usize, sales: &[String], answer: &[u8], at: &st
                     "{at}: a rejection without a code: {result}"
                 );
                 assert!(result["detail"].is_string(), "{at}: {result}");
+                let retryable = result["retryable"].as_bool();
+                assert!(
+                    retryable.is_some(),
+                    "{at}: says whether it may be sent again: {result}"
+                );
                 seen.conflicts += i64::from(code == "sale_id_conflict");
+                if retryable == Some(false)
+                    && let Some(seq) = seq_of(sale)
+                {
+                    seen.settled[till].insert(seq);
+                }
             }
             other => panic!("{at}: status {other}"),
         }
     }
+}
+
+/// The seq a sale as sent holds, as the server reads it (from a sale it
+/// could not read, too), if it is one a seq can be.
+fn seq_of(sale: &str) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct SeqProbe {
+        seq: Option<i64>,
+    }
+    let seq = serde_json::from_str::<SeqProbe>(sale).ok()?.seq?;
+    (1..=(1 << 53) - 1).contains(&seq).then_some(seq)
 }
 
 /// Repeats an answered batch: the same answer byte for byte, or with a
@@ -235,8 +260,15 @@ async fn check_the_fuzzed_merchant(app: &TestApp, tills: &[Till], seen: &Seen) {
     assert_eq!(count("sale_conflicts").await, seen.conflicts);
     let accepted: usize = seen.accepted.iter().map(Vec::len).sum();
     assert_eq!(count("sales").await, accepted as i64);
+    app.settled().await;
 
-    for (till, accepted) in tills.iter().zip(&seen.accepted) {
+    let all: Vec<Sent> = seen
+        .accepted
+        .iter()
+        .flatten()
+        .map(|s| serde_json::from_str(s).unwrap())
+        .collect();
+    for ((till, accepted), settled) in tills.iter().zip(&seen.accepted).zip(&seen.settled) {
         let sent: Vec<Sent> = accepted
             .iter()
             .map(|s| serde_json::from_str(s).unwrap())
@@ -252,7 +284,7 @@ async fn check_the_fuzzed_merchant(app: &TestApp, tills: &[Till], seen: &Seen) {
         let sent_ids: HashSet<Uuid> = sent.iter().map(|s| s.sale_id).collect();
         assert_eq!(stored, sent_ids, "the stored sales are the accepted ones");
 
-        let implied = Totals::implied_by(&sent);
+        let implied = Totals::implied_by(&sent, &all);
         assert_eq!(Totals::of_till(&app.db, till.terminal_id).await, implied);
         assert_eq!(
             Totals::store_days(&app.db, till.store_id).await,
@@ -268,7 +300,11 @@ async fn check_the_fuzzed_merchant(app: &TestApp, tills: &[Till], seen: &Seen) {
             .unwrap();
         assert_eq!(sync.status(), StatusCode::OK);
         let sync: Value = sync.json().await.unwrap();
-        let seqs: HashSet<i64> = sent.iter().map(|s| s.seq).collect();
+        let seqs: HashSet<i64> = sent
+            .iter()
+            .map(|s| s.seq)
+            .chain(settled.iter().copied())
+            .collect();
         let contiguous = (1..).find(|seq| !seqs.contains(seq)).unwrap() - 1;
         assert_eq!(sync["highest_seq"], seqs.iter().max().copied().unwrap_or(0));
         assert_eq!(sync["contiguous_through_seq"], contiguous);

@@ -1,9 +1,9 @@
-//! How Postgres writes a group (`ingest_write_group`, src/db/schema.sql): one statement
-//! for the whole group when every push can be written, push by push only
-//! when one of them cannot. Asked of the function itself, with its calls
-//! counted by `pg_stat_xact_user_functions`: the per-push form calls
-//! `ingest_write` once a push (the statistics count the calls that
-//! returned), the set-based form never.
+//! How Postgres writes a group (`ingest_write_group_v2`, src/db/schema.sql):
+//! one set-based write for the whole group when every push can be written,
+//! push by push only when one of them cannot. Asked of the function itself,
+//! with the calls of its set-based write (`ingest_write_set_v2`) counted by
+//! `pg_stat_xact_user_functions`: once for the whole group, or, after that
+//! failed, once a push (the statistics count the calls that returned).
 
 use chrono::{NaiveDate, Utc};
 use sqlx::{Connection, PgConnection};
@@ -137,7 +137,8 @@ fn outcome(written: &Result<(), DbError>) -> &'static str {
 
 /// Writes `rows` as one group, in a transaction of its own, as the
 /// committer does, and returns how each push ended and how often the
-/// per-push `ingest_write` ran.
+/// set-based `ingest_write_set_v2` returned (once for a group written
+/// whole; once per push written, when written push by push).
 async fn write_rows(app: &TestApp, rows: &[PushRow]) -> (Vec<&'static str>, i64) {
     let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
     let mut tx = conn.begin().await.unwrap();
@@ -146,15 +147,15 @@ async fn write_rows(app: &TestApp, rows: &[PushRow]) -> (Vec<&'static str>, i64)
         .await
         .unwrap();
     let written = ingest_write_group(&mut tx, rows).await.unwrap();
-    let per_push: i64 = sqlx::query_scalar(
+    let writes: i64 = sqlx::query_scalar(
         "select coalesce(sum(calls), 0)::int8 from pg_stat_xact_user_functions
-          where funcname = 'ingest_write'",
+          where funcname = 'ingest_write_set_v2'",
     )
     .fetch_one(&mut *tx)
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    (written.iter().map(outcome).collect(), per_push)
+    (written.iter().map(outcome).collect(), writes)
 }
 
 /// The group of `group_of`, written.
@@ -190,12 +191,9 @@ async fn a_group_is_written_in_one_statement_unless_a_push_of_it_cannot_be() {
     let tills = tills_of_one_store(&app, 4).await;
     let fresh = || -> Vec<Uuid> { tills.iter().map(|_| Uuid::new_v4()).collect() };
 
-    let (codes, per_push) = write_group(&app, &tills, &fresh()).await;
+    let (codes, writes) = write_group(&app, &tills, &fresh()).await;
     assert_eq!(codes, ["written"; 4]);
-    assert_eq!(
-        per_push, 0,
-        "a group that can be written whole is one statement"
-    );
+    assert_eq!(writes, 1, "a group that can be written whole is one write");
 
     // The third push names a sale id the first till stored above: the
     // group is written push by push, and only that push fails.
@@ -206,11 +204,11 @@ async fn a_group_is_written_in_one_statement_unless_a_push_of_it_cannot_be() {
         .unwrap();
     let mut clashing = fresh();
     clashing[2] = held;
-    let (codes, per_push) = write_group(&app, &tills, &clashing).await;
+    let (codes, writes) = write_group(&app, &tills, &clashing).await;
     assert_eq!(codes, ["written", "written", "refused", "written"]);
     // The statistics count calls that returned: the three written pushes
     // (the one that raised is not counted).
-    assert_eq!(per_push, 3);
+    assert_eq!(writes, 3);
 
     for (i, till) in tills.iter().enumerate() {
         let expected = if i == 2 { 1 } else { 2 };
@@ -231,7 +229,7 @@ async fn two_pushes_of_one_till_in_a_group_write_one_and_refuse_the_other() {
     let app = spawn_app().await;
     let till = app.create_till().await.terminal_id;
     let other = app.create_till().await.terminal_id;
-    let (codes, per_push) = write_group(
+    let (codes, writes) = write_group(
         &app,
         &[till, till, other],
         &[Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()],
@@ -241,7 +239,7 @@ async fn two_pushes_of_one_till_in_a_group_write_one_and_refuse_the_other() {
     sorted.sort();
     assert_eq!(sorted, ["refused", "written"]);
     assert_eq!(codes[2], "written");
-    assert_eq!(per_push, 0);
+    assert_eq!(writes, 1, "one write, whose guard refuses the second push");
     assert_eq!(stored_sales(&app, till).await, 1);
     assert_eq!(stored_sales(&app, other).await, 1);
 }
@@ -300,11 +298,11 @@ async fn a_push_with_a_stored_key_fails_alone_and_keeps_the_first_answer() {
     let mut group = group_of(&app, &tills, &fresh()).await;
     group[1].idempotency_key = stored_key;
     group[1].response_status = 201;
-    let (codes, per_push) = write_rows(&app, &group).await;
+    let (codes, writes) = write_rows(&app, &group).await;
 
     assert_eq!(codes, ["written", "refused", "written"]);
     assert_eq!(
-        per_push, 2,
+        writes, 2,
         "written push by push; the refused push not counted"
     );
     for (i, till) in tills.iter().enumerate() {

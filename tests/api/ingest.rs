@@ -137,16 +137,18 @@ async fn a_changed_sale_under_a_stored_id_is_kept_for_review_and_changes_nothing
     assert_eq!(conflicts[0]["payload"]["total_minor"], 2000);
 }
 
+/// A seq serves gap detection, never identity (a till restored from a
+/// backup reissues seqs): a different sale holding a stored seq is stored
+/// by its `sale_id`, and the seq is listed for the back office
+/// (`tests/api/facts.rs` has the rest of it).
 #[tokio::test]
-async fn a_different_sale_reusing_a_stored_seq_is_a_seq_conflict() {
+async fn a_different_sale_reusing_a_stored_seq_is_stored() {
     let app = spawn_app().await;
     let till = app.create_till().await;
     app.push_ok(&till, &[sale(1)]).await;
     let body = app.push_ok(&till, &[sale(1), sale(2), sale(2)]).await;
-    assert_eq!(
-        statuses(&body),
-        ["rejected:seq_conflict", "accepted", "rejected:seq_conflict"]
-    );
+    assert_eq!(statuses(&body), ["accepted", "accepted", "accepted"]);
+    assert_eq!(app.stored_count(&till).await, 4);
     // Another till has its own counter.
     let other = app.create_till_in(&app.merchant, till.store_id).await;
     assert_eq!(
@@ -155,8 +157,12 @@ async fn a_different_sale_reusing_a_stored_seq_is_a_seq_conflict() {
     );
 }
 
+/// What a void names is not checked at push time: a void of a sale of
+/// another till, of a sale not stored, or of a sale voided already is
+/// stored, and resolved in the background (`tests/api/facts.rs`). Only a
+/// void that names nothing is invalid.
 #[tokio::test]
-async fn voids_must_name_an_unvoided_sale_of_the_same_till_and_mirror_it() {
+async fn a_void_is_stored_whatever_it_names() {
     let app = spawn_app().await;
     let till = app.create_till().await;
     let other_till = app.create_till_in(&app.merchant, till.store_id).await;
@@ -175,7 +181,7 @@ async fn voids_must_name_an_unvoided_sale_of_the_same_till_and_mirror_it() {
                 wrong_amounts,
                 void_of(4, &theirs),
                 with(void_of(5, &mine), json!({"refers_to_sale_id": null})),
-                void_of(6, &mine),
+                void_of(6, &sale(99)),
                 void_of(7, &mine),
             ],
         )
@@ -184,19 +190,12 @@ async fn voids_must_name_an_unvoided_sale_of_the_same_till_and_mirror_it() {
         statuses(&body),
         [
             "accepted",
-            "rejected:void_amounts_mismatch",
-            "rejected:void_target_unknown",
+            "accepted",
+            "accepted",
             "rejected:void_target_missing",
             "accepted",
-            "rejected:already_voided"
+            "accepted"
         ]
-    );
-    // A void pushed later than its sale, in another batch, is fine too.
-    let later = sale(8);
-    app.push_ok(&till, std::slice::from_ref(&later)).await;
-    assert_eq!(
-        statuses(&app.push_ok(&till, &[void_of(9, &later)]).await),
-        ["accepted"]
     );
 }
 

@@ -223,6 +223,58 @@ impl TestApp {
             .await
             .unwrap()
     }
+
+    /// Every exception `GET /v1/exceptions?{query}` lists for the merchant
+    /// of `token`, all pages.
+    pub async fn exceptions(&self, token: &str, query: &str) -> Vec<Value> {
+        let mut listed = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/exceptions?limit=50&{query}");
+            if let Some(cursor) = &cursor {
+                path.push_str(&format!("&cursor={cursor}"));
+            }
+            let response = self.get(&path, token).await;
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            let page: Value = response.json().await.unwrap();
+            listed.extend(page["exceptions"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return listed,
+            }
+        }
+    }
+
+    /// Waits until the resolver has seen every stored void and refund whose
+    /// sale is here (it applies voids to the totals and lists exceptions
+    /// within about a second of a push), and the exceptions it lists for
+    /// those still waiting. Panics after 15 s.
+    pub async fn settled(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "select count(*) from pending_refs q
+                  where exists (select 1 from sales t
+                                 where t.merchant_id = q.merchant_id
+                                   and t.sale_id = q.target_sale_id)
+                     or not exists (select 1 from exceptions e
+                                     where e.merchant_id = q.merchant_id
+                                       and e.kind = 'unmatched_reference'
+                                       and e.subject = q.sale_id::text)",
+            )
+            .fetch_one(&self.db)
+            .await
+            .unwrap();
+            if waiting == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{waiting} voids and refunds still unresolved after 15 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// The `status` of each result, in order.

@@ -1,5 +1,7 @@
-//! What one sale adds to a till's totals, per hour and per tender, before
-//! [`Deltas::try_add`](super::Deltas::try_add) adds it (checked) to the batch's deltas.
+//! What one fact adds to a till's totals, per hour and per tender, before
+//! [`Deltas`](super::Deltas) adds it (checked) to its deltas: a sale or
+//! refund counted, a void counted in `voids_count`, or a void's reversal of
+//! its sale.
 
 use std::collections::BTreeMap;
 
@@ -30,34 +32,48 @@ pub(super) struct Share {
 }
 
 impl Share {
-    pub(super) fn of(
-        sale: &Sale,
-        target: Option<&Sale>,
-        timezone: chrono_tz::Tz,
-    ) -> Result<Self, OutOfRange> {
+    /// What a fact adds as it is stored: a sale or refund on its own day,
+    /// hour and tenders; a void only its `voids_count` (what it takes out is
+    /// [`Share::reversal`], once its sale is here).
+    pub(super) fn of(sale: &Sale, timezone: chrono_tz::Tz) -> Result<Self, OutOfRange> {
         let mut share = Share::default();
         match sale.kind {
-            SaleKind::Sale | SaleKind::Refund => share.count(sale, timezone, 1)?,
+            SaleKind::Sale | SaleKind::Refund => share.count(sale, sale, timezone, 1)?,
             SaleKind::Void => {
                 let voids = Measures {
                     voids_count: 1,
                     ..Measures::default()
                 };
-                share.add_hour(sale, timezone, &voids)?;
-                match target {
-                    Some(target) => share.count(target, timezone, -1)?,
-                    // Ingest accepts a void only with its target at hand.
-                    None => {
-                        tracing::error!(sale.id = %sale.sale_id, "void accepted without its target; totals not reversed")
-                    }
-                }
+                share.add_hour(sale.currency.clone(), sale, timezone, &voids)?;
             }
         }
         Ok(share)
     }
 
-    /// Adds (`sign` 1) or takes out (`sign` -1) a sale or refund.
-    fn count(&mut self, sale: &Sale, timezone: chrono_tz::Tz, sign: i64) -> Result<(), OutOfRange> {
+    /// A void's reversal of the sale (or refund) it voids: `target`'s
+    /// amounts and tenders taken out (`sign` -1), or put back (`sign` 1, when
+    /// another void turns out to be the one that counts), on the void's own
+    /// business day and hour.
+    pub(super) fn reversal(
+        void: &Sale,
+        target: &Sale,
+        timezone: chrono_tz::Tz,
+        sign: i64,
+    ) -> Result<Self, OutOfRange> {
+        let mut share = Share::default();
+        share.count(target, void, timezone, sign)?;
+        Ok(share)
+    }
+
+    /// Adds (`sign` 1) or takes out (`sign` -1) a sale or refund, on the day
+    /// and hour `at` occurred.
+    fn count(
+        &mut self,
+        sale: &Sale,
+        at: &Sale,
+        timezone: chrono_tz::Tz,
+        sign: i64,
+    ) -> Result<(), OutOfRange> {
         let measures = match sale.kind {
             SaleKind::Sale => Measures {
                 sales_count: sign,
@@ -74,9 +90,9 @@ impl Share {
             },
             SaleKind::Void => return Ok(()),
         };
-        self.add_hour(sale, timezone, &measures)?;
+        self.add_hour(sale.currency.clone(), at, timezone, &measures)?;
 
-        let business_date = sale.business_date(timezone);
+        let business_date = at.business_date(timezone);
         let mut seen_methods: Vec<&'static str> = Vec::new();
         for tender in &sale.tenders {
             let method = method_name(tender.method);
@@ -109,17 +125,19 @@ impl Share {
         Ok(())
     }
 
+    /// Adds `measures` in `currency` to the hour `at` occurred.
     fn add_hour(
         &mut self,
-        sale: &Sale,
+        currency: String,
+        at: &Sale,
         timezone: chrono_tz::Tz,
         measures: &Measures,
     ) -> Result<(), OutOfRange> {
-        let local = sale.occurred_at.with_timezone(&timezone);
+        let local = at.occurred_at.with_timezone(&timezone);
         let key = HourKey {
             business_date: local.date_naive(),
             hour: local.hour() as i16,
-            currency: sale.currency.clone(),
+            currency,
         };
         let entry = self.hours.entry(key).or_default();
         *entry = entry.checked_add(measures)?;

@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::domain::bounds::MAX_SEQ;
 use crate::domain::sale::{Rejection, Sale};
 use crate::domain::terminal::Terminal;
 use crate::error::{ApiError, ProblemCode};
@@ -23,6 +24,9 @@ use crate::ingest::{Counts, IngestError, Item, Push, Pushed};
 mod tests;
 
 pub const MAX_SALES_PER_BATCH: usize = 500;
+/// Seqs a push may declare skipped, and ranges it may name them in.
+pub const MAX_SKIPPED_SEQS: usize = 1000;
+pub const MAX_SKIPPED_RANGES: usize = 100;
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -35,7 +39,7 @@ pub async fn push(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let body = body.map_err(body_rejection)?;
-    let items = parse_batch(&body, Utc::now())?;
+    let Batch { items, skipped } = parse_batch(&body, Utc::now())?;
     let request_sha256 = Sha256::digest(&body);
 
     let push = Push {
@@ -43,6 +47,7 @@ pub async fn push(
         key,
         request_sha256: &request_sha256,
         items: &items,
+        skipped: &skipped,
     };
     match state.ingest.push(&push).await {
         Ok(Pushed::Fresh { body, counts }) => {
@@ -106,6 +111,15 @@ fn json_response(body: Vec<u8>, replayed: bool) -> Response {
 struct RawBatch<'a> {
     #[serde(borrow)]
     sales: Vec<&'a RawValue>,
+    #[serde(default)]
+    skipped_seqs: Vec<(i64, i64)>,
+}
+
+/// A parsed push: its sales, and the seqs the till declares it never used
+/// (each once, ascending).
+pub struct Batch {
+    pub items: Vec<Item>,
+    pub skipped: Vec<i64>,
 }
 
 /// Whether a JSON text is an object. serde's derived structs also take an
@@ -121,7 +135,7 @@ fn is_object(json: &[u8]) -> bool {
 /// serde_json skips without recursing, as it skips unknown members; typed
 /// members refuse an array or object at once. So only the sale at fault is
 /// rejected, however deep its JSON goes.
-fn parse_batch(body: &[u8], now: DateTime<Utc>) -> Result<Vec<Item>, ApiError> {
+fn parse_batch(body: &[u8], now: DateTime<Utc>) -> Result<Batch, ApiError> {
     let not_a_batch = |e: &dyn std::fmt::Display| {
         ApiError::new(
             ProblemCode::InvalidBatch,
@@ -138,46 +152,104 @@ fn parse_batch(body: &[u8], now: DateTime<Utc>) -> Result<Vec<Item>, ApiError> {
     if !is_object(body) {
         return Err(not_a_batch(&"the body is not a JSON object"));
     }
+    let skipped = skipped_seqs(&batch.skipped_seqs)?;
     match batch.sales.len() {
-        0 => Err(ApiError::new(
+        0 if skipped.is_empty() => Err(ApiError::new(
             ProblemCode::BatchEmpty,
-            "a batch carries 1 to 500 sales",
+            "a batch carries 1 to 500 sales, or only skipped_seqs",
         )),
         n if n > MAX_SALES_PER_BATCH => Err(ApiError::new(
             ProblemCode::BatchTooLarge,
             format!("a batch carries 1 to {MAX_SALES_PER_BATCH} sales, this one {n}"),
         )),
-        _ => Ok(batch.sales.iter().map(|raw| parse_sale(raw, now)).collect()),
+        _ => Ok(Batch {
+            items: batch.sales.iter().map(|raw| parse_sale(raw, now)).collect(),
+            skipped,
+        }),
+    }
+}
+
+/// The seqs of `skipped_seqs` ranges, each once, ascending; the ranges
+/// within the bounds of a seq and of a push.
+fn skipped_seqs(ranges: &[(i64, i64)]) -> Result<Vec<i64>, ApiError> {
+    let invalid = |detail: String| ApiError::new(ProblemCode::InvalidBatch, detail);
+    if ranges.len() > MAX_SKIPPED_RANGES {
+        return Err(invalid(format!(
+            "skipped_seqs holds at most {MAX_SKIPPED_RANGES} ranges, this one {}",
+            ranges.len()
+        )));
+    }
+    let mut seqs = std::collections::BTreeSet::new();
+    for &(from, to) in ranges {
+        if !(1 <= from && from <= to && to <= MAX_SEQ) {
+            return Err(invalid(format!(
+                "skipped_seqs: [{from}, {to}] is not a range 1 <= from <= to <= {MAX_SEQ}"
+            )));
+        }
+        // The range alone first, so a huge one is never expanded.
+        let too_many = || {
+            invalid(format!(
+                "skipped_seqs: at most {MAX_SKIPPED_SEQS} seqs in a push"
+            ))
+        };
+        if to - from >= MAX_SKIPPED_SEQS as i64 {
+            return Err(too_many());
+        }
+        seqs.extend(from..=to);
+        if seqs.len() > MAX_SKIPPED_SEQS {
+            return Err(too_many());
+        }
+    }
+    Ok(seqs.into_iter().collect())
+}
+
+/// A sale that is invalid, kept as it was sent: it is refused for good.
+fn invalid(raw: &RawValue, sale_id: Option<Uuid>, seq: Option<i64>, rejection: Rejection) -> Item {
+    Item {
+        sale_id,
+        seq,
+        sale: Err(rejection),
+        raw: Some(raw.to_owned()),
     }
 }
 
 fn parse_sale(raw: &RawValue, now: DateTime<Utc>) -> Item {
     if !is_object(raw.get().as_bytes()) {
-        return Item {
-            sale_id: None,
-            sale: Err(Rejection::new("invalid_sale", "a sale is a JSON object")),
-        };
+        let rejection = Rejection::new("invalid_sale", "a sale is a JSON object");
+        return invalid(raw, None, None, rejection);
     }
     // The path names the member at fault ("lines[0].quantity: ..."), which
     // serde's own message leaves out.
     let mut reader = serde_json::Deserializer::from_str(raw.get());
     match serde_path_to_error::deserialize::<_, Sale>(&mut reader) {
-        Ok(sale) => Item {
-            sale_id: Some(sale.sale_id),
-            sale: sale.validate(now).map(|()| sale),
+        Ok(sale) => match sale.validate(now) {
+            Ok(()) => Item {
+                sale_id: Some(sale.sale_id),
+                seq: Some(sale.seq),
+                sale: Ok(sale),
+                raw: None,
+            },
+            Err(rejection) => invalid(raw, Some(sale.sale_id), Some(sale.seq), rejection),
         },
         Err(e) => {
+            // What can still be read of it: its id and its seq, each on
+            // its own, so one broken member does not hide the other.
             #[derive(Deserialize)]
-            struct Probe {
+            struct IdProbe {
                 sale_id: Option<Uuid>,
             }
-            let sale_id = serde_json::from_str::<Probe>(raw.get())
+            #[derive(Deserialize)]
+            struct SeqProbe {
+                seq: Option<i64>,
+            }
+            let sale_id = serde_json::from_str::<IdProbe>(raw.get())
                 .ok()
                 .and_then(|p| p.sale_id);
-            Item {
-                sale_id,
-                sale: Err(Rejection::new("invalid_sale", invalid_sale_detail(&e))),
-            }
+            let seq = serde_json::from_str::<SeqProbe>(raw.get())
+                .ok()
+                .and_then(|p| p.seq);
+            let rejection = Rejection::new("invalid_sale", invalid_sale_detail(&e));
+            invalid(raw, sale_id, seq, rejection)
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod batches;
 pub mod conflicts;
 pub mod cursor;
+pub mod exceptions;
 pub mod ops;
 pub mod params;
 pub mod reports;

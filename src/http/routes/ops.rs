@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::db::leader::Job;
+use crate::domain::exception::ExceptionKind;
 use crate::error::{ApiError, ProblemCode};
 use crate::health::link::LinkState;
 use crate::health::{Priority, ServiceState};
@@ -100,6 +101,11 @@ pub fn export_known_series() {
     for over in ["1d", "3d"] {
         metrics::gauge!("tillsync_terminals_silent", "over" => over).set(0.0);
     }
+    for kind in ExceptionKind::ALL {
+        metrics::gauge!("tillsync_exceptions_open", "kind" => kind.as_str()).set(0.0);
+    }
+    metrics::gauge!("tillsync_exceptions_oldest_open_seconds").set(0.0);
+    metrics::counter!("tillsync_references_resolved_total").increment(0);
     metrics::counter!("tillsync_fold_skipped_total").increment(0);
 }
 

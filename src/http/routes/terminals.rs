@@ -1,7 +1,9 @@
 //! The terminals resource, for a merchant admin: `POST /v1/terminals`
-//! provisions a till, `POST /v1/terminals/{id}/revoke` withdraws its token,
-//! and `GET /v1/terminals` is the fleet view: per till what the server holds
-//! and when it last pushed, so an admin sees which tills are behind.
+//! provisions a till, `POST /v1/terminals/{id}/revoke` withdraws its token
+//! (a stolen till), `POST /v1/terminals/{id}/retire` takes it out of service
+//! (its sales made before are still accepted whenever they arrive), and
+//! `GET /v1/terminals` is the fleet view: per till what the server holds and
+//! when it last pushed, so an admin sees which tills are behind.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -11,8 +13,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::params;
+use crate::db::DbError;
 use crate::db::reports::{self, FleetRow};
-use crate::db::{DbError, tenancy};
+use crate::db::tenancy::{self, Withdrawal};
 use crate::domain::store::parse_name;
 use crate::domain::token::{self, TokenKind};
 use crate::error::{ApiError, ProblemCode};
@@ -44,6 +47,21 @@ pub struct TerminalView {
     created_at: DateTime<Utc>,
     revoked: bool,
     revoked_at: Option<DateTime<Utc>>,
+    retired_at: Option<DateTime<Utc>>,
+}
+
+impl From<tenancy::TerminalRow> for TerminalView {
+    fn from(row: tenancy::TerminalRow) -> Self {
+        Self {
+            terminal_id: row.terminal_id,
+            store_id: row.store_id,
+            name: row.name,
+            created_at: row.created_at,
+            revoked: row.revoked_at.is_some(),
+            revoked_at: row.revoked_at,
+            retired_at: row.retired_at,
+        }
+    }
 }
 
 fn store_not_found() -> ApiError {
@@ -87,26 +105,48 @@ pub async fn create(
 /// `POST /v1/terminals/{id}/revoke`: idempotent; the token stops working
 /// here at once and on other instances within the auth cache TTL.
 pub async fn revoke(
+    state: State<AppState>,
+    admin: MerchantAdmin,
+    terminal_id: Path<String>,
+) -> Result<Json<TerminalView>, ApiError> {
+    withdraw(state, admin, terminal_id, Withdrawal::Revoke).await
+}
+
+/// `POST /v1/terminals/{id}/retire`: idempotent (the first time is kept).
+/// The token keeps working, so the till's offline queue still lands: a sale
+/// that occurred before `retired_at` is accepted whenever it arrives, one
+/// that occurred after is refused (`terminal_retired`) and listed. The
+/// retirement reaches other instances within the auth cache TTL.
+pub async fn retire(
+    state: State<AppState>,
+    admin: MerchantAdmin,
+    terminal_id: Path<String>,
+) -> Result<Json<TerminalView>, ApiError> {
+    withdraw(state, admin, terminal_id, Withdrawal::Retire).await
+}
+
+async fn withdraw(
     State(state): State<AppState>,
     admin: MerchantAdmin,
     Path(terminal_id): Path<String>,
+    withdrawal: Withdrawal,
 ) -> Result<Json<TerminalView>, ApiError> {
     let terminal_id = Uuid::try_parse(&terminal_id).map_err(|_| terminal_not_found())?;
     let mut conn = state.db.unit().await?;
-    let (row, hash) = tenancy::revoke_terminal(&mut conn, admin.merchant_id, terminal_id)
-        .await?
-        .ok_or_else(terminal_not_found)?;
+    let (row, hash) =
+        tenancy::withdraw_terminal(&mut conn, admin.merchant_id, terminal_id, withdrawal)
+            .await?
+            .ok_or_else(terminal_not_found)?;
     conn.finish().await?;
+    // The cached terminal is stale either way: revoked, or with a new
+    // retirement time.
     state.auth.forget(&hash);
-    tracing::info!(merchant.id = %admin.merchant_id, terminal.id = %terminal_id, "revoked terminal {terminal_id}");
-    Ok(Json(TerminalView {
-        terminal_id: row.terminal_id,
-        store_id: row.store_id,
-        name: row.name,
-        created_at: row.created_at,
-        revoked: row.revoked_at.is_some(),
-        revoked_at: row.revoked_at,
-    }))
+    let what = match withdrawal {
+        Withdrawal::Revoke => "revoked",
+        Withdrawal::Retire => "retired",
+    };
+    tracing::info!(merchant.id = %admin.merchant_id, terminal.id = %terminal_id, "{what} terminal {terminal_id}");
+    Ok(Json(TerminalView::from(row)))
 }
 
 #[derive(Deserialize)]
@@ -128,10 +168,12 @@ struct TerminalStatus {
     last_seen_at: Option<DateTime<Utc>>,
     highest_seq: i64,
     contiguous_through_seq: i64,
-    /// Seqs at or below `highest_seq` the server does not hold.
+    /// Seqs at or below `highest_seq` the server neither holds nor counts
+    /// as settled.
     missing_count: i64,
     sales_stored: i64,
     revoked: bool,
+    retired_at: Option<DateTime<Utc>>,
 }
 
 impl From<FleetRow> for TerminalStatus {
@@ -143,12 +185,10 @@ impl From<FleetRow> for TerminalStatus {
             last_seen_at: r.last_seen_at,
             highest_seq: r.highest_seq,
             contiguous_through_seq: r.contiguous_through_seq,
-            // Stored seqs are distinct and within 1..=highest_seq, so this
-            // is within 0..=highest_seq; rows stored against that (by hand,
-            // by an old bug) are clamped, never wrapped.
-            missing_count: r.highest_seq.saturating_sub(r.sales_stored).max(0),
+            missing_count: r.missing_count,
             sales_stored: r.sales_stored,
             revoked: r.revoked_at.is_some(),
+            retired_at: r.retired_at,
         }
     }
 }

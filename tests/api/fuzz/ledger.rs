@@ -1,9 +1,11 @@
 //! What the accepted sales imply for a till's report totals, computed here
-//! from the sales as sent (docs/reports.md: voided sales count nowhere, a
-//! void counts on its own day), and the totals as the database holds them.
-//! Rows are keyed by their key columns joined with `|`.
+//! from the sales as sent (docs/reports.md: every fact counts on its own
+//! day; a void counts in voids_count, and the first void of a sale takes
+//! that sale's amounts out on the void's own day, hour and till), and the
+//! totals as the database holds them. Rows are keyed by their key columns
+//! joined with `|`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, FixedOffset, Timelike};
 use serde::Deserialize;
@@ -62,50 +64,81 @@ fn without_zeros(mut rows: Rows) -> Rows {
 }
 
 impl Totals {
-    /// The totals `accepted` (one till's, in any order) imply.
-    pub fn implied_by(accepted: &[Sent]) -> Self {
-        let voided: HashSet<Uuid> = (accepted.iter())
-            .filter(|s| s.kind == "void")
-            .filter_map(|s| s.refers_to_sale_id)
-            .collect();
-        let mut totals = Totals::default();
-        for sale in accepted {
-            let local = sale.occurred_at.with_timezone(&chrono_tz::Europe::Berlin);
-            let (date, currency) = (local.date_naive(), &sale.currency);
-            let (t, x, d) = (sale.total_minor, sale.tax_minor, sale.discount_minor);
-            let measures = match sale.kind.as_str() {
-                "void" => [0, 0, 1, 0, 0, 0, 0],
-                _ if voided.contains(&sale.sale_id) => continue,
-                "sale" => [1, 0, 0, t, 0, d, x],
-                _ => [0, 1, 0, 0, t, 0, -x],
+    /// The totals one till's accepted facts (`mine`) imply, whose voids may
+    /// name a sale of any till (`all`: every accepted fact of the merchant).
+    pub fn implied_by(mine: &[Sent], all: &[Sent]) -> Self {
+        let by_id: HashMap<Uuid, &Sent> = all.iter().map(|s| (s.sale_id, s)).collect();
+        // The void of each sale that counts: the first by (occurred_at, id),
+        // of the voids of every till.
+        let mut counting: HashMap<Uuid, &Sent> = HashMap::new();
+        for void in all.iter().filter(|s| s.kind == "void") {
+            let Some(target) = void.refers_to_sale_id.and_then(|id| by_id.get(&id)) else {
+                continue;
             };
-            let hour = local.hour();
-            add(
-                &mut totals.hours,
-                format!("{date}|{hour}|{currency}"),
-                &measures,
-            );
-            add(&mut totals.days, format!("{date}|{currency}"), &measures);
-            if sale.kind == "void" {
+            if target.kind == "void" {
                 continue;
             }
-            let mut seen = HashSet::new();
-            for tender in &sale.tenders {
-                let first = i64::from(seen.insert(&tender.method));
-                let a = tender.amount_minor;
-                let m = if sale.kind == "sale" {
-                    [first, 0, a, 0]
-                } else {
-                    [0, first, 0, a]
-                };
-                let key = format!("{date}|{currency}|{}", tender.method);
-                add(&mut totals.tenders, key, &m);
+            let order = |s: &Sent| (s.occurred_at.to_utc(), s.sale_id);
+            counting
+                .entry(target.sale_id)
+                .and_modify(|first| {
+                    if order(void) < order(first) {
+                        *first = void;
+                    }
+                })
+                .or_insert(void);
+        }
+        let mine_ids: HashSet<Uuid> = mine.iter().map(|s| s.sale_id).collect();
+        let mut totals = Totals::default();
+        for fact in mine {
+            totals.count(fact, fact, 1);
+        }
+        for (target, void) in &counting {
+            if mine_ids.contains(&void.sale_id) {
+                totals.count(by_id[target], void, -1);
             }
         }
         Totals {
             hours: without_zeros(totals.hours),
             days: without_zeros(totals.days),
             tenders: without_zeros(totals.tenders),
+        }
+    }
+
+    /// Adds (`sign` 1) or takes out (`sign` -1) what `fact` counts, on the
+    /// day and hour `at` occurred; a void counts only in voids_count.
+    fn count(&mut self, fact: &Sent, at: &Sent, sign: i64) {
+        let local = at.occurred_at.with_timezone(&chrono_tz::Europe::Berlin);
+        let (date, currency) = (local.date_naive(), &fact.currency);
+        let (t, x, d) = (fact.total_minor, fact.tax_minor, fact.discount_minor);
+        let measures = match fact.kind.as_str() {
+            "void" => [0, 0, 1, 0, 0, 0, 0],
+            "sale" => [1, 0, 0, t, 0, d, x],
+            _ => [0, 1, 0, 0, t, 0, -x],
+        }
+        .map(|m| m * sign);
+        let hour = local.hour();
+        add(
+            &mut self.hours,
+            format!("{date}|{hour}|{currency}"),
+            &measures,
+        );
+        add(&mut self.days, format!("{date}|{currency}"), &measures);
+        if fact.kind == "void" {
+            return;
+        }
+        let mut seen = HashSet::new();
+        for tender in &fact.tenders {
+            let first = i64::from(seen.insert(&tender.method));
+            let a = tender.amount_minor;
+            let m = if fact.kind == "sale" {
+                [first, 0, a, 0]
+            } else {
+                [0, first, 0, a]
+            }
+            .map(|m| m * sign);
+            let key = format!("{date}|{currency}|{}", tender.method);
+            add(&mut self.tenders, key, &m);
         }
     }
 

@@ -26,6 +26,7 @@ async fn totals_follow_the_definitions_with_one_row_per_currency() {
         ],
     )
     .await;
+    app.settled().await;
     let report = totals(&app, "from=2026-11-20&to=2026-11-20").await;
     let rows = report["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
@@ -122,6 +123,7 @@ async fn refunds_and_voids_fall_on_their_own_business_day() {
         )
         .await;
     assert_eq!(later["accepted"], 2);
+    app.settled().await;
     let days = totals(&app, "from=2026-11-17&to=2026-11-19&group_by=day").await;
     let by_day: Vec<(String, [i64; 8])> = days["rows"]
         .as_array()
@@ -137,8 +139,10 @@ async fn refunds_and_voids_fall_on_their_own_business_day() {
     assert_eq!(
         by_day,
         [
-            ("2026-11-17".into(), [1, 0, 0, 1000, 0, 0, 100, 1000]),
-            ("2026-11-18".into(), [0, 0, 1, 0, 0, 0, 0, 0]),
+            // The day both sales were made keeps them: it was closed.
+            ("2026-11-17".into(), [2, 0, 0, 1400, 0, 0, 140, 1400]),
+            // The void takes its sale out on its own day.
+            ("2026-11-18".into(), [-1, 0, 1, -400, 0, 0, -40, -400]),
             ("2026-11-19".into(), [0, 1, 0, 0, 250, 0, -25, -250]),
         ]
     );

@@ -123,6 +123,9 @@ async fn main() {
         .args(["--terminals", &terminals.to_string()])
         .args(["--rate", &rate.to_string(), "--batch-size", "20"])
         .args(["--duration", &format!("{load_s}s"), "--sync-interval", "2s"])
+        // The failover is the incident here: none of the simulator's own.
+        .args(["--offline-till", "false", "--restore-rewind", "0"])
+        .args(["--retire-till", "false"])
         .arg("--json")
         .arg(&report)
         .env("RUST_LOG", "warn")

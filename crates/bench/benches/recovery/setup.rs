@@ -109,6 +109,15 @@ pub fn simulator(url: &str, token: &str, fleet: Fleet) -> LoadtestArgs {
         format!("{drain_s}s"),
         "--seed".into(),
         seed.to_string(),
+        // The store's incidents (a till offline, one restored from a
+        // backup, one retired) are the simulator's own test of the server;
+        // here they would only blur what the run measures.
+        "--offline-till".into(),
+        "false".into(),
+        "--restore-rewind".into(),
+        "0".into(),
+        "--retire-till".into(),
+        "false".into(),
     ];
     settings::parse(argv)
 }

@@ -281,7 +281,8 @@ fn check_within_bounds(sale: &Sale) -> Result<(), TestCaseError> {
 fn parse_sales(sales: &[String]) -> Result<Vec<Item>, TestCaseError> {
     let body = format!(r#"{{"sales": [{}]}}"#, sales.join(", "));
     match parse_batch(body.as_bytes(), now()) {
-        Ok(items) => {
+        Ok(batch) => {
+            let items = batch.items;
             prop_assert_eq!(items.len(), sales.len());
             for item in &items {
                 check_item(item)?;
@@ -355,11 +356,11 @@ proptest! {
         ],
     ) {
         match parse_batch(&body, now()) {
-            Ok(items) => {
+            Ok(batch) => {
                 let is_object = body.trim_ascii_start().starts_with(b"{");
                 prop_assert!(is_object, "a batch that is not an object");
-                prop_assert!((1..=500).contains(&items.len()));
-                for item in &items {
+                prop_assert!((1..=500).contains(&batch.items.len()));
+                for item in &batch.items {
                     check_item(item)?;
                 }
             }
@@ -385,7 +386,8 @@ fn the_template_is_a_valid_sale_in_every_slot_it_has() {
                 format!(r#"{{"sales": [{}]}}"#, sale_with(slot, original)).as_bytes(),
                 now(),
             )
-            .unwrap();
+            .unwrap()
+            .items;
             assert!(items[0].sale.is_ok(), "{slot:?}");
         }
     }

@@ -56,10 +56,32 @@ pub async fn outage(
         |r| r,
     )
     .await;
+    let retire = revoke.replace("/revoke", "/retire");
+    d.call(
+        "POST",
+        "/v1/terminals/{terminal_id}/retire",
+        &retire,
+        admin,
+        503,
+        |r| r,
+    )
+    .await;
+    let resolve = format!("/v1/exceptions/{}/resolve", Uuid::new_v4());
+    let note = json!({"note": "looked at"});
+    d.call(
+        "POST",
+        "/v1/exceptions/{exception_id}/resolve",
+        &resolve,
+        admin,
+        503,
+        |r| r.json(&note),
+    )
+    .await;
     d.push(till.unwrap(), Some(&new_key()), &batch(&[sale(9)]), 503)
         .await;
     d.get("/v1/sync", till, 503).await;
     d.get("/v1/conflicts", admin, 503).await;
+    d.get("/v1/exceptions", admin, 503).await;
     d.get("/v1/sales", admin, 503).await;
     d.get("/v1/terminals", admin, 503).await;
 
