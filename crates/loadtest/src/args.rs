@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::{ArgAction, Args, ValueEnum};
 use reqwest::Url;
+
+use super::plan::StoreBehaviour;
 
 #[derive(Debug, Clone, Args)]
 pub struct LoadtestArgs {
@@ -41,7 +43,9 @@ pub struct LoadtestArgs {
     pub duration: Duration,
 
     /// After the load phase, how long the tills may take to empty their
-    /// queues; sales the server does not hold by then count as lost.
+    /// queues. Sales still on a till then (never sent, or sent without an
+    /// answer and not stored) are reported as still queued: not verified,
+    /// and not counted as lost.
     #[arg(long, env = "TILLSYNC_LOADTEST_DRAIN_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
     pub drain_timeout: Duration,
 
@@ -54,6 +58,13 @@ pub struct LoadtestArgs {
     /// count as unverified, which fails the verdict.
     #[arg(long, env = "TILLSYNC_LOADTEST_VERIFY_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
     pub verify_timeout: Duration,
+
+    /// After the drain, how long verification keeps asking until the
+    /// figures settle (the server applies voids that came before their
+    /// sale in the background, within about a second); the last answer
+    /// is the verdict.
+    #[arg(long, env = "TILLSYNC_LOADTEST_SETTLE_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    pub settle_timeout: Duration,
 
     /// How often each till asks `GET /v1/sync` what is missing, to resend it.
     #[arg(long, env = "TILLSYNC_LOADTEST_SYNC_INTERVAL", default_value = "5s", value_parser = parse_positive_duration)]
@@ -68,6 +79,52 @@ pub struct LoadtestArgs {
     #[arg(long, env = "TILLSYNC_LOADTEST_ARRIVALS", value_enum, default_value_t = Arrivals::Poisson)]
     pub arrivals: Arrivals,
 
+    /// Share of customers whose ticket is a void of a recent sale (of this
+    /// till or, see --cross-till-share, another).
+    #[arg(long, env = "TILLSYNC_LOADTEST_VOID_SHARE", default_value_t = 0.02, value_parser = parse_share)]
+    pub void_share: f64,
+
+    /// Share of customers bringing something back: most with the receipt
+    /// of a recent sale (one line refunded, naming it), the rest without.
+    #[arg(long, env = "TILLSYNC_LOADTEST_REFUND_SHARE", default_value_t = 0.05, value_parser = parse_share)]
+    pub refund_share: f64,
+
+    /// Share of voids and refunds with a receipt rung up on another till
+    /// of the store than the sale they name (any till, sent or not yet).
+    #[arg(long, env = "TILLSYNC_LOADTEST_CROSS_TILL_SHARE", default_value_t = 0.3, value_parser = parse_share)]
+    pub cross_till_share: f64,
+
+    /// A till's void of a sale still on its queue is pushed first, in a
+    /// push of its own (as when a till's concurrent pushes commit out of
+    /// order): the void reaches the server before its sale.
+    #[arg(long, env = "TILLSYNC_LOADTEST_VOIDS_AHEAD", default_value_t = true,
+          action = ArgAction::Set, value_name = "BOOL")]
+    pub voids_ahead: bool,
+
+    /// The first till loses its link from 30% to 60% of the load: it goes
+    /// on ringing sales up into its queue, other tills void and refund
+    /// some of them before they are sent, and it pushes its backlog when
+    /// the link is back.
+    #[arg(long, env = "TILLSYNC_LOADTEST_OFFLINE_TILL", default_value_t = true,
+          action = ArgAction::Set, value_name = "BOOL")]
+    pub offline_till: bool,
+
+    /// At half-time the second till is restored from a backup: its seq
+    /// counter goes back this far, and it rings new, different sales with
+    /// seqs it already used (the server stores them and flags each reused
+    /// seq `seq_reused`). 0: no restore.
+    #[arg(long, env = "TILLSYNC_LOADTEST_RESTORE_REWIND", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub restore_rewind: u32,
+
+    /// The last till (of two or more) loses its link at 55% of the load and
+    /// is retired at 75% (`POST /v1/terminals/{id}/retire`) while it holds
+    /// unsent sales; it rings nothing more, and pushes its queue once the
+    /// retirement is done (those sales occurred before it, so they count).
+    #[arg(long, env = "TILLSYNC_LOADTEST_RETIRE_TILL", default_value_t = true,
+          action = ArgAction::Set, value_name = "BOOL")]
+    pub retire_till: bool,
+
     /// Write the report as JSON to this file too.
     #[arg(long, env = "TILLSYNC_LOADTEST_JSON", value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -77,6 +134,28 @@ pub struct LoadtestArgs {
     /// timestamps are always new, so reruns never collide with stored sales.
     #[arg(long, env = "TILLSYNC_LOADTEST_SEED")]
     pub seed: Option<u64>,
+}
+
+impl LoadtestArgs {
+    /// What the store does besides selling.
+    pub(crate) fn behaviour(&self) -> StoreBehaviour {
+        StoreBehaviour {
+            void_share: self.void_share,
+            refund_share: self.refund_share,
+            cross_till_share: self.cross_till_share,
+            offline_till: self.offline_till,
+            restore_rewind: self.restore_rewind,
+            retire_till: self.retire_till,
+        }
+    }
+
+    /// Settings that are fine one by one but not together.
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        if self.void_share + self.refund_share > 1.0 {
+            anyhow::bail!("--void-share and --refund-share add up to more than 1");
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -147,6 +226,14 @@ fn parse_rate(raw: &str) -> Result<f64, String> {
     Ok(rate)
 }
 
+fn parse_share(raw: &str) -> Result<f64, String> {
+    let share: f64 = raw.parse().map_err(|_| "must be a number".to_owned())?;
+    if !(0.0..=1.0).contains(&share) {
+        return Err("must be from 0 to 1".into());
+    }
+    Ok(share)
+}
+
 fn parse_positive_duration(raw: &str) -> Result<Duration, String> {
     let duration =
         humantime::parse_duration(raw).map_err(|e| format!("{e} (examples: 500ms, 5s, 10m)"))?;
@@ -190,6 +277,42 @@ mod tests {
         assert_eq!(args.drain_timeout, Duration::from_secs(60));
         assert_eq!(args.request_timeout, Duration::from_secs(10));
         assert_eq!(args.arrivals, Arrivals::Poisson);
+        assert_eq!(args.settle_timeout, Duration::from_secs(30));
+        assert_eq!(
+            args.behaviour(),
+            StoreBehaviour {
+                void_share: 0.02,
+                refund_share: 0.05,
+                cross_till_share: 0.3,
+                offline_till: true,
+                restore_rewind: 20,
+                retire_till: true,
+            }
+        );
+        assert!(args.voids_ahead);
+    }
+
+    #[test]
+    fn each_store_behaviour_can_be_switched_off() {
+        let args = parse(&[
+            "--voids-ahead",
+            "false",
+            "--offline-till",
+            "false",
+            "--restore-rewind",
+            "0",
+            "--retire-till",
+            "false",
+            "--cross-till-share",
+            "0",
+        ])
+        .unwrap();
+        let behaviour = args.behaviour();
+        assert!(!args.voids_ahead && !behaviour.offline_till && !behaviour.retire_till);
+        assert_eq!(
+            (behaviour.restore_rewind, behaviour.cross_till_share),
+            (0, 0.0)
+        );
     }
 
     #[test]
@@ -199,6 +322,11 @@ mod tests {
         assert!(parse(&["--rate", "0"]).is_err());
         assert!(parse(&["--rate", "NaN"]).is_err());
         assert!(parse(&["--duration", "0s"]).is_err());
+        assert!(parse(&["--void-share", "1.5"]).is_err());
+        assert!(parse(&["--cross-till-share", "-0.1"]).is_err());
+        assert!(parse(&["--retire-till", "maybe"]).is_err());
+        let too_many = parse(&["--void-share", "0.6", "--refund-share", "0.6"]).unwrap();
+        assert!(too_many.check().is_err());
         assert!(Harness::try_parse_from(["x", "--url", "ftp://h", "--admin-token", "t"]).is_err());
     }
 

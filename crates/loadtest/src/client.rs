@@ -1,6 +1,8 @@
 //! A thin client of the public tillsync API, as a till or an ops script
-//! would use it over the network. Every failure is a value ([`Failure`]) that
-//! the caller counts and retries, never a panic: a load test expects them.
+//! would use it over the network: here what a till calls (push, sync), in
+//! `client/admin.rs` what takes the merchant admin token. Every failure is
+//! a value ([`Failure`]) that the caller counts and retries, never a panic:
+//! a load test expects them.
 
 use std::time::Duration;
 
@@ -9,8 +11,13 @@ use reqwest::header::RETRY_AFTER;
 use reqwest::{RequestBuilder, StatusCode, Url};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 use uuid::Uuid;
+
+mod admin;
+
+#[cfg(test)]
+pub use admin::TotalsGroup;
+pub use admin::{ListedException, TotalsRow};
 
 /// Why a request did not give the expected answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,17 +85,6 @@ impl std::fmt::Display for Failure {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct CreatedStore {
-    pub store_id: Uuid,
-}
-
-#[derive(Deserialize)]
-pub struct CreatedTerminal {
-    pub terminal_id: Uuid,
-    pub token: String,
-}
-
-#[derive(Debug, Deserialize)]
 pub struct BatchResponse {
     pub results: Vec<SaleResult>,
 }
@@ -98,6 +94,9 @@ pub struct SaleResult {
     pub sale_id: Option<Uuid>,
     pub status: String,
     pub code: Option<String>,
+    /// On a rejection: whether sending the same sale again can succeed.
+    #[serde(default)]
+    pub retryable: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,27 +152,6 @@ impl Api {
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
-    }
-
-    pub async fn create_store(&self, admin: &str, name: &str) -> Result<CreatedStore, Failure> {
-        let request = self.http.post(self.url("/v1/stores")).bearer_auth(admin).json(
-            &json!({"name": name, "timezone": super::generator::STORE_TIMEZONE.name(), "currency": super::generator::STORE_CURRENCY}),
-        );
-        call(request, StatusCode::CREATED).await
-    }
-
-    pub async fn create_terminal(
-        &self,
-        admin: &str,
-        store_id: Uuid,
-        name: &str,
-    ) -> Result<CreatedTerminal, Failure> {
-        let request = self
-            .http
-            .post(self.url("/v1/terminals"))
-            .bearer_auth(admin)
-            .json(&json!({"store_id": store_id, "name": name}));
-        call(request, StatusCode::CREATED).await
     }
 
     /// Pushes one batch. `body` is sent as is, so a retry under the same

@@ -1,15 +1,19 @@
 //! `tillsync loadtest`, the fleet simulator: provisions a store and its
-//! tills through the public API, offers an open-model load of realistic
-//! sales for a while, drains the tills' queues, and verifies through the API
-//! that the server holds every sale exactly once with the generated totals.
+//! tills through the public API, offers an open-model load of sales as a
+//! real store rings them up (voids and refunds on any till, a till that
+//! loses its link, one restored from a backup, one retired with a queue
+//! left), drains the tills' queues, and verifies through the API that the
+//! server holds every acknowledged sale exactly once, with the totals, sync
+//! state and exceptions the tills' journals call for.
 //!
 //! It is a client of the public API only, so it can run from another
 //! machine, and it depends on nothing of the server: the `tillsync` binary
 //! links it for its `loadtest` command, the recovery benchmark drives it
 //! through [`run_observed`]. The run, top to bottom: `provision` -> one
-//! `till` task per till and the `arrivals` scheduler feeding their queues
-//! -> drain -> [`verify`] -> the [`report`], assembled from what they measured. Tests call [`run`] directly and
-//! can verify again after changing the database ([`Report::verify_again`]).
+//! `till` task per till, and the `arrivals` scheduler ringing up what the
+//! store floor (`plan`) decides -> drain -> [`verify`] -> the [`report`],
+//! assembled from what they measured. Tests call [`run`] directly and can
+//! verify again after changing the database ([`Report::verify_again`]).
 #![forbid(unsafe_code)]
 
 mod args;
@@ -18,6 +22,7 @@ mod backoff;
 mod client;
 mod generator;
 mod journal;
+mod plan;
 mod progress;
 mod provision;
 pub mod report;
@@ -26,26 +31,37 @@ mod till;
 pub mod verify;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep};
 
 pub use args::{AdminToken, Arrivals, LoadtestArgs};
 pub use report::Report;
 pub use stats::LiveCounters;
 pub use verify::Verification;
 
+use arrivals::Offered;
+use backoff::retrying;
 use client::Api;
+use plan::Planner;
 use progress::Progress;
 use report::{Load, Run};
 use stats::TillStats;
 use till::{Phase, Till, TillSettings};
 use uuid::Uuid;
-use verify::{ExpectedTill, VerifyLimits};
+use verify::{Fleet, VerifyLimits};
+
+/// Between a retiring till's last sale and its retirement: its sales all
+/// occurred before the server's `retired_at` even if the two clocks differ
+/// a little.
+const RETIRE_GRACE: Duration = Duration::from_millis(500);
 
 /// The command: run, print the summary, write the JSON report if asked, and
-/// fail (non-zero exit) when the verdict is not a pass.
+/// fail (non-zero exit) when the verdict is not a pass. Sales still queued
+/// on tills when the drain gave up do not fail it (see [`Verification`]).
 pub async fn command(args: LoadtestArgs) -> anyhow::Result<()> {
     let json_path = args.json.clone();
     let report = run(args).await?;
@@ -63,9 +79,9 @@ pub async fn command(args: LoadtestArgs) -> anyhow::Result<()> {
     }
 }
 
-/// One whole run. Errors only when the run could not take place (the API
-/// refused to provision); everything that goes wrong during the load is
-/// counted in the report instead.
+/// One whole run. Errors only when the run could not take place (a bad
+/// combination of settings, the API refused to provision); everything that
+/// goes wrong during the load is counted in the report instead.
 pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
     run_observed(args, Arc::new(LiveCounters::default())).await
 }
@@ -74,13 +90,19 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
 /// shared with the caller, which may sample them while the load runs (the
 /// recovery benchmark does).
 pub async fn run_observed(args: LoadtestArgs, live: Arc<LiveCounters>) -> anyhow::Result<Report> {
+    args.check()?;
     let seed = args.seed.unwrap_or_else(rand::random);
     let api = Api::new(&args.url, args.request_timeout, args.terminals as usize)?;
-    let (store_id, tills) = provision_fleet(&api, &args, seed).await?;
+    let (store_id, tills) = provision_fleet(&api, &args).await?;
     let load = load_and_drain(&api, &args, &tills, seed, &live).await?;
-    let fleet: Arc<[ExpectedTill]> = tills.iter().map(|t| t.expected()).collect();
+    let fleet = Arc::new(Fleet {
+        store_id,
+        admin: args.admin_token.clone(),
+        tills: tills.iter().map(|t| t.expected()).collect(),
+    });
     let limits = VerifyLimits {
         backoff_cap: args.backoff_cap,
+        settle: args.settle_timeout,
         timeout: args.verify_timeout,
     };
     let verification = verify::verify(&api, fleet.clone(), limits).await;
@@ -95,12 +117,8 @@ pub async fn run_observed(args: LoadtestArgs, live: Arc<LiveCounters>) -> anyhow
     Ok(Report::assemble(args, run, verification))
 }
 
-/// Creates the run's store and its tills, each with its own seed.
-async fn provision_fleet(
-    api: &Api,
-    args: &LoadtestArgs,
-    seed: u64,
-) -> anyhow::Result<(Uuid, Vec<Arc<Till>>)> {
+/// Creates the run's store and its tills.
+async fn provision_fleet(api: &Api, args: &LoadtestArgs) -> anyhow::Result<(Uuid, Vec<Arc<Till>>)> {
     let provisioned = provision::provision(
         api,
         args.admin_token.expose(),
@@ -112,7 +130,7 @@ async fn provision_fleet(
         .tills
         .into_iter()
         .enumerate()
-        .map(|(number, t)| Arc::new(Till::new(t.terminal_id, t.token, till_seed(seed, number))))
+        .map(|(number, t)| Arc::new(Till::new(number, t.terminal_id, t.token, args.voids_ahead)))
         .collect();
     tracing::debug!(store.id = %provisioned.store_id, tills = tills.len(), "provisioned store {}", provisioned.store_id);
     Ok((provisioned.store_id, tills))
@@ -147,8 +165,23 @@ async fn load_and_drain(
         })
         .collect();
 
-    let generated =
-        arrivals::drive(tills, args.rate, args.arrivals, args.duration, seed, live).await;
+    let mut planner = Planner::new(seed, tills.len(), args.behaviour(), args.duration);
+    let offered = Offered {
+        rate: args.rate,
+        arrivals: args.arrivals,
+        duration: args.duration,
+        seed,
+    };
+    let mut retiring: Vec<JoinHandle<()>> = Vec::new();
+    // An admin retiring a till during an outage keeps trying: as long as
+    // the till may still push (up to the end of the drain).
+    let give_up_at = Instant::now() + args.duration + args.drain_timeout;
+    let mut retire = |till: Arc<Till>| {
+        let admin = args.admin_token.clone();
+        let retirement = retire_till(api.clone(), admin, args.backoff_cap, give_up_at, till);
+        retiring.push(tokio::spawn(retirement));
+    };
+    let generated = arrivals::drive(tills, &mut planner, offered, live, &mut retire).await;
     let acknowledged_during_load = LiveCounters::get(&live.acknowledged);
 
     let drain_started = Instant::now();
@@ -160,6 +193,9 @@ async fn load_and_drain(
         stats.merge(task.await.context("a simulated till crashed")?);
     }
     let drain_elapsed = drain_started.elapsed();
+    for task in retiring {
+        task.await.context("retiring a till crashed")?;
+    }
     if let Some(progress) = progress {
         progress.finish().await;
     }
@@ -172,8 +208,37 @@ async fn load_and_drain(
     })
 }
 
-/// Each till's own stream of sale contents, derived from the run's seed.
-fn till_seed(seed: u64, number: usize) -> u64 {
-    // The splitmix64 increment spreads neighbouring numbers far apart.
-    seed ^ (number as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+/// Retires `till` through the API, a moment after its last sale, and
+/// brings its link back so it pushes what it holds. Transient failures are
+/// retried until `give_up_at`; a retirement the API refuses, or that never
+/// gets through, is recorded and fails the verdict.
+async fn retire_till(
+    api: Api,
+    admin: AdminToken,
+    backoff_cap: Duration,
+    give_up_at: Instant,
+    till: Arc<Till>,
+) {
+    sleep(RETIRE_GRACE).await;
+    let retired = loop {
+        let answer = retrying(backoff_cap, || api.retire(admin.expose(), till.terminal_id)).await;
+        match answer {
+            Err(failure) if failure.is_transient() && Instant::now() < give_up_at => {
+                sleep(backoff_cap).await;
+            }
+            answer => break answer,
+        }
+    };
+    let retired_at = match retired {
+        Ok(retired) => {
+            tracing::info!(terminal.id = %till.terminal_id, retired_at = %retired.retired_at, "retired till {} holding {} unsent sales", till.terminal_id, till.undelivered());
+            Ok(retired.retired_at)
+        }
+        Err(failure) => {
+            tracing::warn!(terminal.id = %till.terminal_id, "retiring till {} failed: {failure}", till.terminal_id);
+            Err(failure.to_string())
+        }
+    };
+    till.record_retirement(retired_at);
+    till.set_link(true);
 }

@@ -1,8 +1,8 @@
-//! The result of a run: the figures, the verdict, and the two ways they are
-//! shown (a text summary for people, the same as JSON for machines).
+//! The result of a run: the figures, what the store floor did, the verdict,
+//! and the two ways they are shown (a text summary for people, in
+//! `report/text.rs`; the same as JSON for machines).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +13,12 @@ use uuid::Uuid;
 use super::args::{Arrivals, LoadtestArgs};
 use super::client::Api;
 use super::stats::{Percentiles, TillStats};
-use super::verify::{self, ExpectedTill, Verification, VerifyLimits};
+use super::verify::{self, Fate, Fleet, Verification, VerifyLimits};
+
+mod incidents;
+mod text;
+
+pub use incidents::{Incidents, RestoredTill, RetiredTill};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -22,6 +27,9 @@ pub struct Report {
     pub requests: Requests,
     pub latency: Latency,
     pub drain: Drain,
+    /// What the store floor did: voids and refunds across tills, and the
+    /// incidents (a till offline, restored, retired).
+    pub incidents: Incidents,
     pub verdict: Verdict,
     /// What verification needs to ask the server again (tokens included,
     /// so never serialized).
@@ -41,7 +49,15 @@ pub struct Settings {
     pub drain_timeout_s: f64,
     pub request_timeout_s: f64,
     pub verify_timeout_s: f64,
+    pub settle_timeout_s: f64,
     pub arrivals: Arrivals,
+    pub void_share: f64,
+    pub refund_share: f64,
+    pub cross_till_share: f64,
+    pub voids_ahead: bool,
+    pub offline_till: bool,
+    pub restore_rewind: u32,
+    pub retire_till: bool,
     /// Written as a string: a 64-bit seed is beyond what JSON readers that
     /// hold numbers as doubles (jq, JavaScript) read exactly, and the point
     /// of the seed is to be passed back to `--seed` as it is.
@@ -63,11 +79,19 @@ pub struct Sales {
     pub acknowledged_during_load: u64,
     /// Sales acknowledged per second during the load phase.
     pub achieved_per_s: f64,
-    /// Sales still unacknowledged when the drain ended.
+    /// Sales neither acknowledged nor refused for good when the drain
+    /// ended: `never_sent` plus `sent_unanswered`.
     pub undelivered: u64,
+    pub never_sent: u64,
+    /// Sent at least once, never answered with a 200 (refused for load,
+    /// timed out, or in flight when the drain gave up).
+    pub sent_unanswered: u64,
     /// Sales queued again because `/v1/sync` reported them missing.
     pub resent: u64,
-    /// Sales the server rejected, by code (a clean run has none).
+    /// Sales refused for now (`retryable`) and queued again.
+    pub retried_later: u64,
+    /// Sales the server refused for good, by code (a run without a retired
+    /// till's late sales has none).
     pub rejected: BTreeMap<String, u64>,
 }
 
@@ -78,7 +102,8 @@ pub struct Requests {
     /// Batch pushes by HTTP status, plus "timeout", "connection error" and
     /// "invalid response".
     pub status_counts: BTreeMap<String, u64>,
-    pub sync_failures: u64,
+    /// Failed `GET /v1/sync` calls of the tills, bucketed the same way.
+    pub sync_failures: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,9 +127,11 @@ pub struct Drain {
 
 #[derive(Debug, Serialize)]
 pub struct Verdict {
+    /// Nothing lost, duplicated or mismatched, every till verified.
     pub passed: bool,
-    /// Sales the server rejected: the simulator generated something invalid.
-    pub rejected: u64,
+    /// Every sale verified: none still queued on a till when the drain
+    /// gave up. An incomplete run can pass: the server never had those.
+    pub complete: bool,
     #[serde(flatten)]
     pub verification: Verification,
 }
@@ -114,14 +141,14 @@ pub(super) struct VerifyTarget {
     pub url: Url,
     pub request_timeout: Duration,
     pub limits: VerifyLimits,
-    pub fleet: Arc<[ExpectedTill]>,
+    pub fleet: Arc<Fleet>,
 }
 
 impl Verdict {
-    pub fn new(rejected: u64, verification: Verification) -> Self {
+    pub fn new(verification: Verification) -> Self {
         Self {
-            passed: rejected == 0 && verification.passed(),
-            rejected,
+            passed: verification.passed(),
+            complete: verification.still_queued == 0,
             verification,
         }
     }
@@ -131,7 +158,7 @@ impl Verdict {
 pub(super) struct Load {
     pub generated: u64,
     pub acknowledged_during_load: u64,
-    /// Sales still unacknowledged when the drain ended.
+    /// Sales neither acknowledged nor refused for good when the drain ended.
     pub undelivered: u64,
     pub drain_elapsed: Duration,
     pub stats: TillStats,
@@ -145,7 +172,7 @@ pub(super) struct Run {
     pub acknowledged: u64,
     pub load: Load,
     pub limits: VerifyLimits,
-    pub fleet: Arc<[ExpectedTill]>,
+    pub fleet: Arc<Fleet>,
 }
 
 impl Report {
@@ -161,20 +188,11 @@ impl Report {
         } = run;
         let stats = &load.stats;
         let load_s = args.duration.as_secs_f64();
+        let fates = fleet.tills.iter().flat_map(|t| &t.sales).map(|s| &s.fate);
+        let never_sent = fates.clone().filter(|f| **f == Fate::NeverSent).count() as u64;
+        let sent_unanswered = fates.filter(|f| **f == Fate::SentUnanswered).count() as u64;
         Report {
-            settings: Settings {
-                url: shown_url(&args.url),
-                store_id,
-                terminals: args.terminals,
-                offered_per_s: args.rate,
-                batch_size: args.batch_size,
-                duration_s: load_s,
-                drain_timeout_s: args.drain_timeout.as_secs_f64(),
-                request_timeout_s: args.request_timeout.as_secs_f64(),
-                verify_timeout_s: args.verify_timeout.as_secs_f64(),
-                arrivals: args.arrivals,
-                seed,
-            },
+            settings: settings(&args, store_id, seed),
             sales: Sales {
                 generated: load.generated,
                 generated_per_s: load.generated as f64 / load_s,
@@ -182,14 +200,17 @@ impl Report {
                 acknowledged_during_load: load.acknowledged_during_load,
                 achieved_per_s: load.acknowledged_during_load as f64 / load_s,
                 undelivered: load.undelivered,
+                never_sent,
+                sent_unanswered,
                 resent: stats.resent,
+                retried_later: stats.retried_later,
                 rejected: stats.rejected.clone(),
             },
             requests: Requests {
                 batches_sent: stats.requests,
                 retries: stats.retries,
                 status_counts: stats.status_counts.clone(),
-                sync_failures: stats.sync_failures,
+                sync_failures: stats.sync_failures.clone(),
             },
             latency: Latency {
                 request: Percentiles::of(&stats.request_latency_us),
@@ -201,7 +222,8 @@ impl Report {
                 seconds: load.drain_elapsed.as_secs_f64(),
                 completed: load.undelivered == 0 && load.drain_elapsed < args.drain_timeout,
             },
-            verdict: Verdict::new(stats.rejected_total(), verification),
+            incidents: Incidents::of(&fleet),
+            verdict: Verdict::new(verification),
             target: VerifyTarget {
                 url: args.url,
                 request_timeout: args.request_timeout,
@@ -211,7 +233,8 @@ impl Report {
         }
     }
 
-    /// No sale lost, duplicated or rejected, every total as generated.
+    /// Nothing lost, duplicated or mismatched, every till verified (sales
+    /// still queued on tills when the drain gave up do not fail it).
     pub fn passed(&self) -> bool {
         self.verdict.passed
     }
@@ -228,6 +251,30 @@ impl Report {
     }
 }
 
+fn settings(args: &LoadtestArgs, store_id: Uuid, seed: u64) -> Settings {
+    Settings {
+        url: shown_url(&args.url),
+        store_id,
+        terminals: args.terminals,
+        offered_per_s: args.rate,
+        batch_size: args.batch_size,
+        duration_s: args.duration.as_secs_f64(),
+        drain_timeout_s: args.drain_timeout.as_secs_f64(),
+        request_timeout_s: args.request_timeout.as_secs_f64(),
+        verify_timeout_s: args.verify_timeout.as_secs_f64(),
+        settle_timeout_s: args.settle_timeout.as_secs_f64(),
+        arrivals: args.arrivals,
+        void_share: args.void_share,
+        refund_share: args.refund_share,
+        cross_till_share: args.cross_till_share,
+        voids_ahead: args.voids_ahead,
+        offline_till: args.offline_till,
+        restore_rewind: args.restore_rewind,
+        retire_till: args.retire_till,
+        seed,
+    }
+}
+
 /// Connections kept for a verification on its own.
 const VERIFY_POOL: usize = 8;
 
@@ -236,131 +283,4 @@ pub fn shown_url(url: &Url) -> String {
     let mut shown = url.clone();
     let _ = shown.set_password(None);
     shown.to_string()
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = &self.settings;
-        writeln!(
-            f,
-            "tillsync loadtest against {}: {} tills, {:.0}s at {} sales/s offered ({} arrivals), batches of up to {}, seed {}",
-            s.url,
-            s.terminals,
-            s.duration_s,
-            s.offered_per_s,
-            s.arrivals.as_str(),
-            s.batch_size,
-            s.seed
-        )?;
-        let sales = &self.sales;
-        writeln!(
-            f,
-            "  sales      {} generated ({:.1}/s), {} acknowledged during the load ({:.1}/s achieved), {} in all",
-            sales.generated,
-            sales.generated_per_s,
-            sales.acknowledged_during_load,
-            sales.achieved_per_s,
-            sales.acknowledged
-        )?;
-        let requests = &self.requests;
-        writeln!(
-            f,
-            "  requests   {} batch pushes, {} retries, {} sales resent after /v1/sync, {} failed sync calls",
-            requests.batches_sent, requests.retries, sales.resent, requests.sync_failures
-        )?;
-        let statuses: Vec<String> = requests
-            .status_counts
-            .iter()
-            .map(|(status, n)| format!("{status}: {n}"))
-            .collect();
-        writeln!(f, "  statuses   {}", statuses.join(", "))?;
-        writeln!(
-            f,
-            "  latency    request {}",
-            percentiles(&self.latency.request)
-        )?;
-        writeln!(
-            f,
-            "             sale    {}",
-            percentiles(&self.latency.sale)
-        )?;
-        writeln!(
-            f,
-            "             200     {}",
-            percentiles(&self.latency.accepted)
-        )?;
-        if self.latency.refused.count > 0 {
-            writeln!(
-                f,
-                "             refused {}",
-                percentiles(&self.latency.refused)
-            )?;
-        }
-        let drain = if self.drain.completed {
-            "queues empty".to_owned()
-        } else {
-            format!("timed out with {} sales unacknowledged", sales.undelivered)
-        };
-        writeln!(f, "  drain      {:.1}s, {drain}", self.drain.seconds)?;
-        self.verdict.fmt(f)
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let v = &self.verification;
-        writeln!(
-            f,
-            "verdict: {}  lost {}, duplicated {}, mismatched totals {}, rejected {}, \
-             tills with sync-state mismatches {}, tills unverified {} ({} tills checked)",
-            if self.passed { "PASS" } else { "FAIL" },
-            v.lost,
-            v.duplicated,
-            v.mismatched_totals,
-            self.rejected,
-            v.sync_state_mismatches,
-            v.unverified_tills,
-            v.tills_checked
-        )?;
-        for d in &v.discrepancies {
-            writeln!(f, "  {} till {}: {}", d.check, d.terminal_id, d.detail)?;
-        }
-        Ok(())
-    }
-}
-
-fn percentiles(p: &Percentiles) -> String {
-    if p.count == 0 {
-        return "none recorded".into();
-    }
-    format!(
-        "p50 {:.1}ms  p90 {:.1}ms  p99 {:.1}ms  p99.9 {:.1}ms  max {:.1}ms  ({} samples)",
-        p.p50_ms, p.p90_ms, p.p99_ms, p.p99_9_ms, p.max_ms, p.count
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_url_is_shown_without_its_password() {
-        let url = Url::parse("https://ops:secret@tills.example/api").unwrap();
-        assert_eq!(shown_url(&url), "https://ops@tills.example/api");
-    }
-
-    #[test]
-    fn the_verdict_fails_on_any_rejected_lost_or_duplicated_sale() {
-        assert!(Verdict::new(0, Verification::default()).passed);
-        assert!(!Verdict::new(1, Verification::default()).passed);
-        let lost = Verification {
-            lost: 1,
-            ..Verification::default()
-        };
-        let text = Verdict::new(0, lost).to_string();
-        assert!(
-            text.starts_with("verdict: FAIL  lost 1, duplicated 0"),
-            "{text}"
-        );
-    }
 }

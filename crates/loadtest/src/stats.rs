@@ -77,9 +77,12 @@ pub struct TillStats {
     pub retries: u64,
     /// Sales put back on the queue because `/v1/sync` reported them missing.
     pub resent: u64,
-    /// Sales the server rejected, by rejection code.
+    /// Sales the server refused for good, by rejection code.
     pub rejected: BTreeMap<String, u64>,
-    pub sync_failures: u64,
+    /// Sales refused for now (`retryable`) and queued again.
+    pub retried_later: u64,
+    /// Failed `GET /v1/sync` calls, by status (as `status_counts`).
+    pub sync_failures: BTreeMap<String, u64>,
 }
 
 impl Default for TillStats {
@@ -94,7 +97,8 @@ impl Default for TillStats {
             retries: 0,
             resent: 0,
             rejected: BTreeMap::new(),
-            sync_failures: 0,
+            retried_later: 0,
+            sync_failures: BTreeMap::new(),
         }
     }
 }
@@ -107,6 +111,10 @@ fn latency_histogram() -> Histogram<u64> {
 impl TillStats {
     pub fn count_status(&mut self, bucket: String) {
         *self.status_counts.entry(bucket).or_default() += 1;
+    }
+
+    pub fn count_sync_failure(&mut self, bucket: String) {
+        *self.sync_failures.entry(bucket).or_default() += 1;
     }
 
     pub fn record_request(&mut self, elapsed: Duration) {
@@ -142,11 +150,10 @@ impl TillStats {
         self.requests += other.requests;
         self.retries += other.retries;
         self.resent += other.resent;
-        self.sync_failures += other.sync_failures;
-    }
-
-    pub fn rejected_total(&self) -> u64 {
-        self.rejected.values().sum()
+        for (bucket, n) in other.sync_failures {
+            *self.sync_failures.entry(bucket).or_default() += n;
+        }
+        self.retried_later += other.retried_later;
     }
 }
 

@@ -22,8 +22,9 @@ use uuid::Uuid;
 use super::backoff::Backoff;
 use super::client::{Api, BatchResponse, Failure};
 use super::journal::{Batch, Journal};
+use super::plan::Arrival;
 use super::stats::{InFlight, LiveCounters, TillStats};
-use super::verify::{ExpectedTill, TerminalToken};
+use super::verify::{ExpectedTill, Retirement, TerminalToken};
 
 /// Where the run is; every till watches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,8 @@ pub struct TillSettings {
 }
 
 pub struct Till {
+    /// The till's number on the store floor (0 for the first provisioned).
+    pub number: usize,
     pub terminal_id: Uuid,
     token: TerminalToken,
     /// Shared by the arrival scheduler (which rings sales up) and this
@@ -50,15 +53,31 @@ pub struct Till {
     journal: Mutex<Journal>,
     /// Rung when a sale is queued, so an idle till pushes at once.
     wake: Notify,
+    /// Whether the till's link is up; while it is down the till rings sales
+    /// up into its queue and pushes nothing.
+    link: watch::Sender<bool>,
+    /// What the store floor did to this till, for the verdict.
+    incidents: Mutex<TillIncidents>,
+}
+
+/// The incidents one till went through.
+#[derive(Debug, Clone, Default)]
+struct TillIncidents {
+    link_lost: bool,
+    restored_by: Option<i64>,
+    retirement: Option<Retirement>,
 }
 
 impl Till {
-    pub fn new(terminal_id: Uuid, token: TerminalToken, seed: u64) -> Self {
+    pub fn new(number: usize, terminal_id: Uuid, token: TerminalToken, voids_ahead: bool) -> Self {
         Self {
+            number,
             terminal_id,
             token,
-            journal: Mutex::new(Journal::new(seed)),
+            journal: Mutex::new(Journal::new(number, voids_ahead)),
             wake: Notify::new(),
+            link: watch::Sender::new(true),
+            incidents: Mutex::new(TillIncidents::default()),
         }
     }
 
@@ -69,26 +88,78 @@ impl Till {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn incidents(&self) -> MutexGuard<'_, TillIncidents> {
+        self.incidents
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// A customer at this till: the sale is rung up (with the till's next
     /// seq) and queued. `arrived_at` is the scheduled arrival, which latency
     /// is measured from even when the scheduler runs late.
-    pub fn arrive(&self, arrived_at: Instant, now: DateTime<Utc>, live: &LiveCounters) {
-        self.journal().ring_up(arrived_at, now);
+    pub fn arrive(
+        &self,
+        arrival: &Arrival,
+        arrived_at: Instant,
+        now: DateTime<Utc>,
+        live: &LiveCounters,
+    ) {
+        self.journal()
+            .ring_up(arrival.sale_id, arrival.ticket, arrived_at, now);
         LiveCounters::add(&live.generated, 1);
         LiveCounters::change(&live.queued, 1);
         self.wake.notify_one();
     }
 
+    /// The link goes down (the till stops pushing) or comes back.
+    pub fn set_link(&self, up: bool) {
+        if !up {
+            self.incidents().link_lost = true;
+        }
+        self.link.send_replace(up);
+        tracing::debug!(terminal.id = %self.terminal_id, link.up = up, "till {} link {}", self.terminal_id, if up { "back" } else { "down" });
+    }
+
+    /// The till is restored from a backup: its seq counter goes back.
+    pub fn restore(&self, rewind: i64) {
+        self.journal().rewind(rewind);
+        self.incidents().restored_by = Some(rewind);
+        tracing::debug!(terminal.id = %self.terminal_id, rewind, "till {} restored from a backup, seq counter back by {rewind}", self.terminal_id);
+    }
+
+    /// Records how retiring this till went, with what it held then.
+    pub fn record_retirement(&self, retired_at: Result<DateTime<Utc>, String>) {
+        let queued = self.undelivered();
+        self.incidents().retirement = Some(Retirement {
+            retired_at,
+            queued,
+            answered: Instant::now(),
+        });
+    }
+
     /// What the verifier compares the server against.
     pub fn expected(&self) -> ExpectedTill {
+        let incidents = self.incidents().clone();
+        let mut journal = self.journal();
         ExpectedTill {
+            number: self.number,
             terminal_id: self.terminal_id,
             token: self.token.clone(),
-            sales: self.journal().expected(),
+            sales: journal.expected(),
+            link_lost: incidents.link_lost,
+            restored_by: incidents.restored_by,
+            retirement: incidents.retirement,
+            voids_pushed_ahead: journal.voids_pushed_ahead(),
         }
     }
 
-    /// Sales never acknowledged (or reported missing and not yet resent).
+    /// Whether the till's link is up.
+    #[cfg(test)]
+    pub fn link_up(&self) -> bool {
+        *self.link.borrow()
+    }
+
+    /// Sales neither acknowledged nor refused for good.
     pub fn undelivered(&self) -> u64 {
         self.journal().undelivered()
     }
@@ -123,13 +194,23 @@ impl Till {
         let mut backoff = Backoff::new(settings.backoff_cap);
         let mut batch: Option<Batch> = None;
         let mut next_sync = Instant::now() + settings.sync_interval;
+        let mut link = self.link.subscribe();
         loop {
+            // A till without its link pushes nothing (a batch in flight when
+            // it went down was sent already); it waits, ringing sales up.
+            let up = *link.borrow_and_update();
+            if !up && link.wait_for(|up| *up).await.is_ok() {
+                // Back online: ask at once what the server missed meanwhile.
+                next_sync = Instant::now();
+            }
             if Instant::now() >= next_sync {
                 let _ = self.sync_and_requeue(api, live, stats).await;
                 next_sync = Instant::now() + settings.sync_interval;
             }
             if batch.is_none() {
-                batch = self.journal().take_batch(settings.batch_size);
+                batch = self
+                    .journal()
+                    .take_batch(settings.batch_size, Instant::now());
             }
             let draining = matches!(*phase.borrow(), Phase::Drain { .. });
             match batch.as_mut() {
@@ -152,6 +233,7 @@ impl Till {
                         () = self.wake.notified() => {}
                         () = sleep_until(next_sync) => {}
                         _ = phase.changed() => {}
+                        _ = link.changed() => {}
                     }
                 }
             }
@@ -210,14 +292,14 @@ impl Till {
             stats.record_sale(*latency);
         }
         LiveCounters::add(&live.acknowledged, settled.first_acknowledged.len() as u64);
-        for (seq, code) in settled.rejected {
-            tracing::warn!(terminal.id = %self.terminal_id, sale.seq = seq, code, "the server rejected generated sale seq {seq}");
+        for (seq, code) in settled.refused {
+            tracing::warn!(terminal.id = %self.terminal_id, sale.seq = seq, code, "the server refused generated sale seq {seq} for good");
             *stats.rejected.entry(code).or_default() += 1;
         }
-        stats.resent += settled.requeued;
+        stats.retried_later += settled.retry_later;
         LiveCounters::change(
             &live.queued,
-            settled.requeued as i64 - batch.seqs.len() as i64,
+            settled.retry_later as i64 - batch.entries.len() as i64,
         );
         Ok(())
     }
@@ -240,7 +322,7 @@ impl Till {
                 Ok(requeued)
             }
             Err(failure) => {
-                stats.sync_failures += 1;
+                stats.count_sync_failure(failure.bucket());
                 Err(failure)
             }
         }

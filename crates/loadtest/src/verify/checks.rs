@@ -1,100 +1,109 @@
-//! The checks that compare one till's journal with what the server
-//! reports. Pure: the caller fetches the server's figures. A check by sale
-//! id (once the API lists sales) belongs here as one more method of
-//! [`Findings`].
+//! The checks that compare what the server says with what the journals
+//! call for ([`super::expect`]). Pure: the caller fetches the server's
+//! figures. Each adds to a [`Findings`].
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 use uuid::Uuid;
 
-use super::{Discrepancy, ExpectedSale, ExpectedTill};
-use crate::client::{BusinessDay, SyncView};
-use crate::generator::Kind;
+use super::expect::{DayFigures, ExceptionKey, Measures, Presence, SyncExpected, TillExpected};
+use super::observe::TillObservation;
+use super::{Discrepancy, ExpectedTill, Fate, Fleet};
+use crate::client::{BusinessDay, ListedException, SyncView, TotalsRow};
 
-/// What the checks found about one till.
+/// The code of a sale made after its till was retired.
+const TERMINAL_RETIRED: &str = "terminal_retired";
+
+/// What the checks found.
 #[derive(Debug, Default)]
 pub(super) struct Findings {
     pub lost: u64,
     pub duplicated: u64,
     pub mismatched_totals: u64,
+    pub mismatched_report_rows: u64,
     pub sync_state_mismatch: bool,
+    pub exceptions_missing: u64,
+    pub exceptions_unexpected: u64,
+    pub refused_unexpectedly: u64,
+    pub accepted_after_retirement: u64,
+    pub incidents_failed: u64,
     pub discrepancies: Vec<Discrepancy>,
 }
 
-/// Count and net of a group of sales.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Figures {
-    sales_count: i64,
-    net_minor: i64,
-}
-
-/// Per business date and currency, what the journal says the server must
-/// hold, with the report definitions: a sale adds its total to net, a refund
-/// subtracts it, a void adds nothing and neither does the sale it voids;
-/// every row counts in `sales_count`.
-pub(super) fn expected_days(
-    sales: &[ExpectedSale],
-) -> BTreeMap<NaiveDate, BTreeMap<&'static str, Figures>> {
-    let voided: HashSet<Uuid> = sales
-        .iter()
-        .filter(|s| s.kind == Kind::Void)
-        .filter_map(|s| s.refers_to_sale_id)
-        .collect();
-    let mut days: BTreeMap<NaiveDate, BTreeMap<&'static str, Figures>> = BTreeMap::new();
-    for sale in sales {
-        let figures = days
-            .entry(sale.business_date)
-            .or_default()
-            .entry(sale.currency)
-            .or_default();
-        figures.sales_count += 1;
-        figures.net_minor += match sale.kind {
-            Kind::Sale if voided.contains(&sale.sale_id) => 0,
-            Kind::Sale => sale.total_minor,
-            Kind::Refund => -sale.total_minor,
-            Kind::Void => 0,
-        };
+/// Every check of one till.
+pub(super) fn check_till(
+    till: &ExpectedTill,
+    wanted: &TillExpected,
+    observed: &TillObservation,
+) -> Findings {
+    let mut findings = Findings::default();
+    let terminal_id = till.terminal_id;
+    findings.check_sync_state(terminal_id, &wanted.sync, &observed.sync);
+    let none = BTreeMap::new();
+    for day in &observed.days {
+        let expected = wanted.days.get(&day.business_date).unwrap_or(&none);
+        findings.compare_day(terminal_id, expected, day);
     }
-    days
+    findings.compare_totals(terminal_id, &wanted.totals, &observed.totals);
+    findings
 }
 
 impl Findings {
-    pub(super) fn check_sync_state(&mut self, till: &ExpectedTill, view: &SyncView) {
-        let last_seq = till.sales.last().map_or(0, |s| s.seq);
-        let generated = till.sales.len() as i64;
-        let agrees = view.highest_seq == last_seq
-            && view.contiguous_through_seq == last_seq
-            && view.missing_seq_ranges.is_empty()
-            && view.sales_stored == generated;
-        if !agrees {
+    fn note(&mut self, terminal_id: Option<Uuid>, check: &'static str, detail: String) {
+        self.discrepancies.push(Discrepancy {
+            terminal_id,
+            check,
+            detail,
+        });
+    }
+
+    pub(super) fn check_sync_state(
+        &mut self,
+        terminal_id: Uuid,
+        wanted: &SyncExpected,
+        view: &SyncView,
+    ) {
+        let have = SyncExpected {
+            highest_seq: view.highest_seq,
+            contiguous_through_seq: view.contiguous_through_seq,
+            missing_seq_ranges: view.missing_seq_ranges.clone(),
+            sales_stored: view.sales_stored,
+        };
+        if have != *wanted {
             self.sync_state_mismatch = true;
-            self.discrepancies.push(Discrepancy {
-                terminal_id: till.terminal_id,
-                check: "sync_state",
-                detail: format!(
-                    "expected highest and contiguous seq {last_seq} and {generated} stored, \
-                     server has highest {}, contiguous {}, {} stored, missing {:?}",
-                    view.highest_seq,
-                    view.contiguous_through_seq,
-                    view.sales_stored,
-                    view.missing_seq_ranges
+            self.note(
+                Some(terminal_id),
+                "sync_state",
+                format!(
+                    "expected highest {}, contiguous {}, missing {:?}, {} stored; server has \
+                     highest {}, contiguous {}, missing {:?}, {} stored",
+                    wanted.highest_seq,
+                    wanted.contiguous_through_seq,
+                    wanted.missing_seq_ranges,
+                    wanted.sales_stored,
+                    have.highest_seq,
+                    have.contiguous_through_seq,
+                    have.missing_seq_ranges,
+                    have.sales_stored
                 ),
-            });
+            );
         }
     }
 
+    /// The day check: fewer facts than expected are lost, more are
+    /// duplicated, and a different net is a mismatched total.
     pub(super) fn compare_day(
         &mut self,
         terminal_id: Uuid,
-        expected: &BTreeMap<&'static str, Figures>,
+        expected: &BTreeMap<String, DayFigures>,
         day: &BusinessDay,
     ) {
-        let stored: BTreeMap<&str, Figures> = day
+        let stored: BTreeMap<&str, DayFigures> = day
             .totals
             .iter()
             .map(|t| {
-                let figures = Figures {
+                let figures = DayFigures {
                     sales_count: t.sales_count,
                     net_minor: t.net_minor,
                 };
@@ -103,7 +112,7 @@ impl Findings {
             .collect();
         let currencies: BTreeSet<&str> = expected
             .keys()
-            .copied()
+            .map(String::as_str)
             .chain(stored.keys().copied())
             .collect();
         for currency in currencies {
@@ -118,159 +127,182 @@ impl Findings {
             } else {
                 self.duplicated += difference.unsigned_abs();
             }
-            if want.net_minor != have.net_minor {
-                self.mismatched_totals += 1;
-            }
-            self.discrepancies.push(Discrepancy {
-                terminal_id,
-                check: "business_day",
-                detail: format!(
-                    "{} {currency}: expected {} sales with net {}, server has {} with net {}",
+            self.mismatched_totals += 1;
+            self.note(
+                Some(terminal_id),
+                "business_day",
+                format!(
+                    "{} {currency}: expected {} facts with net {}, server has {} with net {}",
                     day.business_date,
                     want.sales_count,
                     want.net_minor,
                     have.sales_count,
                     have.net_minor
                 ),
-            });
+            );
         }
     }
+
+    /// Every column of every (day, currency) row of the till's report; a
+    /// row the server leaves out counts as all zeros.
+    pub(super) fn compare_totals(
+        &mut self,
+        terminal_id: Uuid,
+        expected: &BTreeMap<(NaiveDate, String), Measures>,
+        rows: &[TotalsRow],
+    ) {
+        let mut stored: BTreeMap<(NaiveDate, String), (Measures, i64)> = BTreeMap::new();
+        for row in rows {
+            let measures = Measures {
+                sales_count: row.sales_count,
+                refunds_count: row.refunds_count,
+                voids_count: row.voids_count,
+                gross_minor: row.gross_minor,
+                refunds_minor: row.refunds_minor,
+                discounts_minor: row.discounts_minor.unwrap_or(0),
+                tax_minor: row.tax_minor.unwrap_or(0),
+            };
+            let key = (row.group.business_date, row.currency.clone());
+            stored.insert(key, (measures, row.net_minor));
+        }
+        let keys: BTreeSet<&(NaiveDate, String)> = expected.keys().chain(stored.keys()).collect();
+        for key in keys {
+            let want = expected.get(key).copied().unwrap_or_default();
+            let (have, have_net) = stored.get(key).copied().unwrap_or((Measures::default(), 0));
+            let columns = differing_columns(&want, &have, have_net);
+            if columns.is_empty() {
+                continue;
+            }
+            self.mismatched_report_rows += 1;
+            self.note(
+                Some(terminal_id),
+                "report_totals",
+                format!("{} {}: {}", key.0, key.1, columns.join(", ")),
+            );
+        }
+    }
+}
+
+/// "column expected X, server Y" for each column that differs.
+fn differing_columns(want: &Measures, have: &Measures, have_net: i64) -> Vec<String> {
+    let pairs = [
+        ("sales_count", want.sales_count, have.sales_count),
+        ("refunds_count", want.refunds_count, have.refunds_count),
+        ("voids_count", want.voids_count, have.voids_count),
+        ("gross_minor", want.gross_minor, have.gross_minor),
+        ("refunds_minor", want.refunds_minor, have.refunds_minor),
+        (
+            "discounts_minor",
+            want.discounts_minor,
+            have.discounts_minor,
+        ),
+        ("tax_minor", want.tax_minor, have.tax_minor),
+        ("net_minor", want.net_minor(), have_net),
+    ];
+    pairs
+        .into_iter()
+        .filter(|(_, want, have)| want != have)
+        .map(|(name, want, have)| format!("{name} expected {want}, server {have}"))
+        .collect()
+}
+
+/// The store's exception list against the expected one, by kind and the
+/// set of sales named. Open exceptions must be exactly the expected ones;
+/// resolved ones may only be references whose sale arrived (the server
+/// resolves those itself), since nobody resolves anything during a run.
+pub(super) fn compare_exceptions(
+    expected: &BTreeSet<ExceptionKey>,
+    listed: &[ListedException],
+) -> Findings {
+    let mut findings = Findings::default();
+    let mut open: BTreeMap<ExceptionKey, u64> = BTreeMap::new();
+    for exception in listed {
+        let mut ids = exception.sale_ids.clone();
+        ids.sort_unstable();
+        let key = (exception.kind.clone(), ids);
+        match exception.status.as_str() {
+            "open" => *open.entry(key).or_default() += 1,
+            "resolved" if exception.kind == "unmatched_reference" => {}
+            status => {
+                findings.exceptions_unexpected += 1;
+                findings.note(
+                    None,
+                    "exceptions",
+                    format!("unexpected {status} {}", show(&key)),
+                );
+            }
+        }
+    }
+    for key in expected.iter().filter(|k| !open.contains_key(*k)) {
+        findings.exceptions_missing += 1;
+        findings.note(None, "exceptions", format!("missing {}", show(key)));
+    }
+    for (key, count) in &open {
+        let extra = count - u64::from(expected.contains(key));
+        if extra > 0 {
+            findings.exceptions_unexpected += extra;
+            findings.note(None, "exceptions", format!("unexpected open {}", show(key)));
+        }
+    }
+    findings
+}
+
+fn show((kind, ids): &ExceptionKey) -> String {
+    let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    format!("{kind} [{}]", ids.join(", "))
+}
+
+/// Refusals and retirement: the server refuses only sales made after
+/// their till was retired (`terminal_retired`), and takes every sale made
+/// before; a retirement the API would not do is a failed incident.
+pub(super) fn refusals(fleet: &Fleet, presence: &Presence) -> Findings {
+    let mut findings = Findings::default();
+    for till in &fleet.tills {
+        let terminal_id = Some(till.terminal_id);
+        let retired_at = match till.retirement.as_ref().map(|r| &r.retired_at) {
+            Some(Ok(at)) => Some(*at),
+            Some(Err(why)) => {
+                findings.incidents_failed += 1;
+                findings.note(
+                    terminal_id,
+                    "retire",
+                    format!("retiring the till failed: {why}"),
+                );
+                None
+            }
+            None => None,
+        };
+        let after_retirement =
+            |sale: &super::ExpectedSale| retired_at.is_some_and(|at| sale.occurred_at >= at);
+        for sale in &till.sales {
+            if presence.refused.contains(&sale.sale_id) {
+                let code = match &sale.fate {
+                    Fate::Refused { code } => code.as_str(),
+                    _ => "(listed as refused)",
+                };
+                if code != TERMINAL_RETIRED || !after_retirement(sale) {
+                    findings.refused_unexpectedly += 1;
+                    findings.note(
+                        terminal_id,
+                        "refused",
+                        format!("seq {} ({}) refused: {code}", sale.seq, sale.sale_id),
+                    );
+                }
+            } else if presence.stored.contains(&sale.sale_id) && after_retirement(sale) {
+                findings.accepted_after_retirement += 1;
+                findings.note(
+                    terminal_id,
+                    "retired",
+                    format!(
+                        "seq {} ({}) occurred at {}, after the retirement, and was taken",
+                        sale.seq, sale.sale_id, sale.occurred_at
+                    ),
+                );
+            }
+        }
+    }
+    findings
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::client::CurrencyTotal;
-    use crate::verify::TerminalToken;
-
-    fn date() -> NaiveDate {
-        NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()
-    }
-
-    fn sale(seq: i64, kind: Kind, currency: &'static str, total: i64) -> ExpectedSale {
-        ExpectedSale {
-            sale_id: Uuid::new_v4(),
-            seq,
-            kind,
-            currency,
-            business_date: date(),
-            total_minor: total,
-            refers_to_sale_id: None,
-        }
-    }
-
-    fn day(totals: &[(&str, i64, i64)]) -> BusinessDay {
-        BusinessDay {
-            business_date: date(),
-            sales_count: totals.iter().map(|t| t.1).sum(),
-            totals: totals
-                .iter()
-                .map(|&(currency, sales_count, net_minor)| CurrencyTotal {
-                    currency: currency.into(),
-                    sales_count,
-                    net_minor,
-                })
-                .collect(),
-        }
-    }
-
-    fn journal() -> Vec<ExpectedSale> {
-        let kept = sale(1, Kind::Sale, "EUR", 1000);
-        let voided = sale(2, Kind::Sale, "EUR", 500);
-        let mut void = sale(3, Kind::Void, "EUR", 500);
-        void.refers_to_sale_id = Some(voided.sale_id);
-        let refund = sale(4, Kind::Refund, "EUR", 200);
-        let foreign = sale(5, Kind::Sale, "CHF", 700);
-        vec![kept, voided, void, refund, foreign]
-    }
-
-    fn compare(stored: &[(&str, i64, i64)]) -> Findings {
-        let mut findings = Findings::default();
-        let expected = expected_days(&journal());
-        findings.compare_day(Uuid::nil(), &expected[&date()], &day(stored));
-        findings
-    }
-
-    #[test]
-    fn voids_and_voided_sales_count_as_rows_but_not_in_net() {
-        let days = expected_days(&journal());
-        let eur = days[&date()]["EUR"];
-        assert_eq!(
-            eur,
-            Figures {
-                sales_count: 4,
-                net_minor: 800
-            }
-        );
-        assert_eq!(days[&date()]["CHF"].net_minor, 700);
-    }
-
-    #[test]
-    fn matching_figures_find_nothing() {
-        let findings = compare(&[("CHF", 1, 700), ("EUR", 4, 800)]);
-        assert_eq!(
-            (
-                findings.lost,
-                findings.duplicated,
-                findings.mismatched_totals
-            ),
-            (0, 0, 0)
-        );
-        assert!(findings.discrepancies.is_empty());
-    }
-
-    #[test]
-    fn fewer_rows_are_lost_more_rows_are_duplicated_and_nets_are_compared() {
-        let lost = compare(&[("CHF", 1, 700), ("EUR", 3, -200)]);
-        assert_eq!(
-            (lost.lost, lost.duplicated, lost.mismatched_totals),
-            (1, 0, 1)
-        );
-        let doubled = compare(&[("CHF", 2, 1400), ("EUR", 4, 800)]);
-        assert_eq!(
-            (doubled.lost, doubled.duplicated, doubled.mismatched_totals),
-            (0, 1, 1)
-        );
-        let missing_currency = compare(&[("EUR", 4, 800)]);
-        assert_eq!(missing_currency.lost, 1);
-        let extra_currency = compare(&[("CHF", 1, 700), ("EUR", 4, 800), ("USD", 1, 5)]);
-        assert_eq!(extra_currency.duplicated, 1);
-        let wrong_net = compare(&[("CHF", 1, 700), ("EUR", 4, 801)]);
-        assert_eq!(
-            (
-                wrong_net.lost,
-                wrong_net.duplicated,
-                wrong_net.mismatched_totals
-            ),
-            (0, 0, 1)
-        );
-    }
-
-    #[test]
-    fn sync_counters_must_match_the_journal() {
-        let till = ExpectedTill {
-            terminal_id: Uuid::nil(),
-            token: TerminalToken::new("t".into()),
-            sales: journal(),
-        };
-        let view = |highest_seq, missing: Vec<[i64; 2]>, sales_stored| SyncView {
-            highest_seq,
-            contiguous_through_seq: highest_seq,
-            missing_seq_ranges: missing,
-            sales_stored,
-            business_day: None,
-        };
-        let mut good = Findings::default();
-        good.check_sync_state(&till, &view(5, vec![], 5));
-        assert!(!good.sync_state_mismatch);
-        for bad_view in [
-            view(4, vec![], 4),
-            view(5, vec![[2, 2]], 4),
-            view(5, vec![], 6),
-        ] {
-            let mut bad = Findings::default();
-            bad.check_sync_state(&till, &bad_view);
-            assert!(bad.sync_state_mismatch, "{bad_view:?}");
-        }
-    }
-}
+mod tests;
