@@ -207,10 +207,10 @@ begin
 end
 $$;
 
--- Writes pushes set-based, one statement per table, and returns the
--- ordinals of those written: a push is written when its till's sync row is
--- still the one it was planned against (the guard of `ingest_write`), and
--- then whole. A key or sale id stored meanwhile fails the statement with a
+-- Writes pushes set-based, one statement for what every push carries, and
+-- returns the ordinals of those written: a push is written when its till's
+-- sync row is still the one it was planned against (the guard of
+-- `ingest_write`), and then whole. A key or sale id stored meanwhile fails the statement with a
 -- unique violation; `ingest_write_group_v2` then writes push by push.
 create function ingest_write_set_v2(p_pushes ingest_push_v2[])
 returns int8[]
@@ -223,6 +223,9 @@ as $$
 #variable_conflict use_column
 declare
     written int8[];
+    has_refs boolean;
+    has_flags boolean;
+    has_settled boolean;
 begin
     -- One push per till is written, so no two rows of a totals upsert name
     -- the same total (if they did, the statement would fail and the group
@@ -258,49 +261,12 @@ begin
                                    p.refers_to_sale_id, p.body)
                as s(sale_id, seq, kind, occurred_at, business_date, currency, total_minor,
                     tax_minor, discount_minor, refers_to_sale_id, body)
-    ), refs as (
-        -- Every void and refund waits for the resolver.
-        insert into pending_refs (merchant_id, sale_id, target_sale_id, terminal_id, store_id)
-        select p.merchant_id, s.sale_id, s.refers_to_sale_id, p.terminal_id, p.store_id
-          from moved p
-         cross join lateral unnest(p.sale_id, p.refers_to_sale_id) as s(sale_id, refers_to_sale_id)
-         where s.refers_to_sale_id is not null
-    ), woken as (
-        -- Voids and refunds that named one of these sales before it was
-        -- here: the resolver looks at them at once.
-        update pending_refs q set next_check_at = now()
-          from moved p
-         where q.merchant_id = p.merchant_id and q.target_sale_id = any(p.sale_id)
-           and q.next_check_at > now()
     ), conflicts as (
         insert into sale_conflicts (merchant_id, conflict_id, terminal_id, sale_id, batch_id, payload)
         select p.merchant_id, c.conflict_id, p.terminal_id, c.sale_id, p.batch_id, c.payload
           from moved p
          cross join lateral unnest(p.conflict_id, p.conflict_sale_id, p.conflict_payload)
                as c(conflict_id, sale_id, payload)
-    ), flagged as (
-        insert into exceptions as e
-               (merchant_id, exception_id, kind, subject, store_id, terminal_id, sale_ids, seq,
-                code, detail, payload)
-        select p.merchant_id, gen_random_uuid(), x.kind, x.subject, p.store_id, p.terminal_id,
-               coalesce(string_to_array(nullif(x.sale_ids, ''), ',')::uuid[], '{}'), x.seq,
-               x.code, x.detail, x.payload
-          from moved p
-         cross join lateral unnest(p.exception_kind, p.exception_subject, p.exception_sale_ids,
-                                   p.exception_seq, p.exception_code, p.exception_detail,
-                                   p.exception_payload)
-               as x(kind, subject, sale_ids, seq, code, detail, payload)
-        on conflict (merchant_id, kind, subject) do update
-           set sale_ids = array(select distinct u from unnest(e.sale_ids || excluded.sale_ids) u
-                                 order by u),
-               -- one more sale holding the seq: open again
-               resolved_at = case when excluded.sale_ids <@ e.sale_ids then e.resolved_at end
-    ), settled as (
-        insert into settled_seqs (merchant_id, terminal_id, seq, reason)
-        select p.merchant_id, p.terminal_id, z.seq, z.reason
-          from moved p
-         cross join lateral unnest(p.settled_seq, p.settled_reason) as z(seq, reason)
-        on conflict do nothing
     ), deltas as (
         insert into store_day_deltas
                (merchant_id, batch_id, store_id, business_date, currency, sales_count,
@@ -361,7 +327,60 @@ begin
     )
     -- The CTEs this does not read still run to the end before it returns
     -- (a data-modifying CTE always does).
-    select coalesce(array_agg(m.ordinality), '{}') from moved m into written;
+    select coalesce(array_agg(m.ordinality), '{}'),
+           coalesce(bool_or(exists (select 1 from unnest(m.refers_to_sale_id) r
+                                     where r is not null)), false),
+           coalesce(bool_or(cardinality(m.exception_kind) > 0), false),
+           coalesce(bool_or(cardinality(m.settled_seq) > 0), false)
+      from moved m into written, has_refs, has_flags, has_settled;
+
+    -- What only some pushes carry, each in a statement of its own that a
+    -- group without it skips: an empty CTE still opens its table and every
+    -- index of it, on every group.
+    if has_refs then
+        -- Every void and refund waits for the resolver.
+        insert into pending_refs (merchant_id, sale_id, target_sale_id, terminal_id, store_id)
+        select p.merchant_id, s.sale_id, s.refers_to_sale_id, p.terminal_id, p.store_id
+          from unnest(p_pushes) with ordinality as p
+         cross join lateral unnest(p.sale_id, p.refers_to_sale_id) as s(sale_id, refers_to_sale_id)
+         where p.ordinality = any(written) and s.refers_to_sale_id is not null;
+    end if;
+    if exists (select 1 from pending_refs) then
+        -- Voids and refunds that named one of these sales before it was
+        -- here: the resolver looks at them at once.
+        update pending_refs q set next_check_at = now()
+          from unnest(p_pushes) with ordinality as p
+         where p.ordinality = any(written)
+           and q.merchant_id = p.merchant_id and q.target_sale_id = any(p.sale_id)
+           and q.next_check_at > now();
+    end if;
+    if has_flags then
+        insert into exceptions as e
+               (merchant_id, exception_id, kind, subject, store_id, terminal_id, sale_ids, seq,
+                code, detail, payload)
+        select p.merchant_id, gen_random_uuid(), x.kind, x.subject, p.store_id, p.terminal_id,
+               coalesce(string_to_array(nullif(x.sale_ids, ''), ',')::uuid[], '{}'), x.seq,
+               x.code, x.detail, x.payload
+          from unnest(p_pushes) with ordinality as p
+         cross join lateral unnest(p.exception_kind, p.exception_subject, p.exception_sale_ids,
+                                   p.exception_seq, p.exception_code, p.exception_detail,
+                                   p.exception_payload)
+               as x(kind, subject, sale_ids, seq, code, detail, payload)
+         where p.ordinality = any(written)
+        on conflict (merchant_id, kind, subject) do update
+           set sale_ids = array(select distinct u from unnest(e.sale_ids || excluded.sale_ids) u
+                                 order by u),
+               -- one more sale holding the seq: open again
+               resolved_at = case when excluded.sale_ids <@ e.sale_ids then e.resolved_at end;
+    end if;
+    if has_settled then
+        insert into settled_seqs (merchant_id, terminal_id, seq, reason)
+        select p.merchant_id, p.terminal_id, z.seq, z.reason
+          from unnest(p_pushes) with ordinality as p
+         cross join lateral unnest(p.settled_seq, p.settled_reason) as z(seq, reason)
+         where p.ordinality = any(written)
+        on conflict do nothing;
+    end if;
     return written;
 end
 $$;
