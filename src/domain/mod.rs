@@ -5,7 +5,6 @@
 //! repositories store them.
 
 pub mod bounds;
-pub mod calendar;
 pub mod exception;
 pub mod references;
 pub mod sale;

@@ -25,10 +25,9 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 
-pub use measures::{CheckedSum, Measures, OutOfRange, TaxMeasures, TenderMeasures};
+pub use measures::{CheckedSum, Measures, OutOfRange, TenderMeasures};
 use share::Share;
 
-use crate::domain::calendar::Calendar;
 use crate::domain::sale::Sale;
 
 /// The largest magnitude a total is answered with: 2^53 - 1, the largest
@@ -67,16 +66,6 @@ pub struct TenderKey {
     pub method: &'static str,
 }
 
-/// A business date, currency and tax code (`""`: the tax of a sale that
-/// does not split it by code) with its rate.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct TaxKey {
-    pub business_date: NaiveDate,
-    pub currency: String,
-    pub code: String,
-    pub rate_bp: i64,
-}
-
 /// The deltas of one batch, one entry per key (sorted, so writes lock rows
 /// in a stable order). `days` is `hours` rolled up per day.
 #[derive(Debug, Clone, Default)]
@@ -84,7 +73,6 @@ pub struct Deltas {
     pub hours: BTreeMap<HourKey, Measures>,
     pub days: BTreeMap<DayKey, Measures>,
     pub tenders: BTreeMap<TenderKey, TenderMeasures>,
-    pub taxes: BTreeMap<TaxKey, TaxMeasures>,
 }
 
 /// A till's stored totals for the keys a batch may touch, to check its
@@ -95,7 +83,6 @@ pub struct StoredTotals {
     pub days: BTreeMap<DayKey, Measures>,
     pub hours: BTreeMap<HourKey, Measures>,
     pub tenders: BTreeMap<TenderKey, TenderMeasures>,
-    pub taxes: BTreeMap<TaxKey, TaxMeasures>,
 }
 
 impl StoredTotals {
@@ -103,7 +90,6 @@ impl StoredTotals {
         self.days.extend(more.days);
         self.hours.extend(more.hours);
         self.tenders.extend(more.tenders);
-        self.taxes.extend(more.taxes);
     }
 }
 
@@ -121,10 +107,10 @@ impl Deltas {
     pub fn try_add(
         &mut self,
         sale: &Sale,
-        calendar: &Calendar,
+        timezone: chrono_tz::Tz,
         stored: &StoredTotals,
     ) -> Result<(), OutOfRange> {
-        self.try_add_share(&Share::of(sale, calendar)?, stored)
+        self.try_add_share(&Share::of(sale, timezone)?, stored)
     }
 
     /// Adds `void`'s reversal of `target` (or, `undo`, puts it back), with
@@ -133,12 +119,12 @@ impl Deltas {
         &mut self,
         void: &Sale,
         target: &Sale,
-        calendar: &Calendar,
+        timezone: chrono_tz::Tz,
         undo: bool,
         stored: &StoredTotals,
     ) -> Result<(), OutOfRange> {
         let sign = if undo { 1 } else { -1 };
-        self.try_add_share(&Share::reversal(void, target, calendar, sign)?, stored)
+        self.try_add_share(&Share::reversal(void, target, timezone, sign)?, stored)
     }
 
     fn try_add_share(&mut self, share: &Share, stored: &StoredTotals) -> Result<(), OutOfRange> {
@@ -152,16 +138,14 @@ impl Deltas {
         let hours = sum_each(&self.hours, &share.hours, &stored.hours)?;
         let days = sum_each(&self.days, &days, &stored.days)?;
         let tenders = sum_each(&self.tenders, &share.tenders, &stored.tenders)?;
-        let taxes = sum_each(&self.taxes, &share.taxes, &stored.taxes)?;
         self.hours.extend(hours);
         self.days.extend(days);
         self.tenders.extend(tenders);
-        self.taxes.extend(taxes);
         Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.hours.is_empty() && self.tenders.is_empty() && self.taxes.is_empty()
+        self.hours.is_empty() && self.tenders.is_empty()
     }
 }
 
@@ -217,7 +201,7 @@ mod tests {
 
     #[test]
     fn a_void_counts_on_its_day_and_takes_its_sale_out_of_its_own_day_not_the_sales() {
-        let tz = &Calendar::fixed(chrono_tz::Europe::Berlin);
+        let tz = chrono_tz::Europe::Berlin;
         let none = StoredTotals::default();
         let sold = sale(
             1,
@@ -281,7 +265,7 @@ mod tests {
 
     #[test]
     fn a_void_on_its_sales_day_nets_the_sale_out_of_that_day() {
-        let tz = &Calendar::fixed(chrono_tz::UTC);
+        let tz = chrono_tz::UTC;
         let none = StoredTotals::default();
         let sold = sale(1, "sale", "2026-11-20T10:00:00Z", 1000, card(1000), None);
         let void = sale(2, "void", "2026-11-20T10:05:00Z", 1000, card(1000), Some(1));
@@ -307,7 +291,7 @@ mod tests {
 
     #[test]
     fn refunds_subtract_tax_and_split_tenders_count_once_per_method() {
-        let tz = &Calendar::fixed(chrono_tz::UTC);
+        let tz = chrono_tz::UTC;
         let sold = sale(
             1,
             "sale",
@@ -373,7 +357,7 @@ mod tests {
 
     #[test]
     fn a_sale_that_would_overflow_a_delta_is_refused_and_adds_nothing() {
-        let tz = &Calendar::fixed(chrono_tz::UTC);
+        let tz = chrono_tz::UTC;
         let stored = StoredTotals::default();
         let mut deltas = Deltas::default();
         let big = sale(
@@ -397,7 +381,7 @@ mod tests {
 
     #[test]
     fn a_sale_is_refused_when_a_stored_total_plus_the_delta_would_overflow() {
-        let tz = &Calendar::fixed(chrono_tz::UTC);
+        let tz = chrono_tz::UTC;
         let date = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
         let small = sale(1, "sale", "2026-11-20T10:00:00Z", 1000, card(1000), None);
         let cash = sale(
@@ -447,7 +431,7 @@ mod tests {
 
     #[test]
     fn taking_out_a_stored_sale_of_the_smallest_amount_is_refused_not_wrapped() {
-        let tz = &Calendar::fixed(chrono_tz::UTC);
+        let tz = chrono_tz::UTC;
         let mut odd = sale(1, "sale", "2026-11-20T10:00:00Z", 10, card(10), None);
         odd.total_minor = i64::MIN;
         let void = sale(2, "void", "2026-11-20T10:00:00Z", 10, card(10), Some(1));
