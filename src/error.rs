@@ -69,6 +69,7 @@ problem_codes! {
     InvalidName => "invalid_name", UNPROCESSABLE_ENTITY;
     InvalidNote => "invalid_note", UNPROCESSABLE_ENTITY;
     InvalidTimezone => "invalid_timezone", UNPROCESSABLE_ENTITY;
+    InvalidBusinessDayStart => "invalid_business_day_start", UNPROCESSABLE_ENTITY;
     InvalidCurrency => "invalid_currency", UNPROCESSABLE_ENTITY;
     InvalidBatch => "invalid_batch", UNPROCESSABLE_ENTITY;
     BatchEmpty => "batch_empty", UNPROCESSABLE_ENTITY;

@@ -1,8 +1,8 @@
 //! A push's two round trips: [`read`] what it is checked against, and
 //! write everything it stores ([`write_group`], with the pushes of other
 //! tills that are ready at the same moment). Each is one statement, a call
-//! of a plpgsql function (`ingest_read_v2`, and `ingest_write_group_v2` over
-//! `ingest_write_set_v2`: read them as they live in `src/db/schema.sql`, the
+//! of a plpgsql function (`ingest_read_v2`, and `ingest_write_group_v3` over
+//! `ingest_write_set_v3`: read them as they live in `src/db/schema.sql`, the
 //! dump of the migrated schema), in its own implicit transaction: no BEGIN or COMMIT of its own, no lock
 //! held across round trips. The write checks that what `read` saw still
 //! holds and reports [`DbError::Contention`] for a push where it does not,
@@ -166,11 +166,11 @@ pub struct Settled {
     pub reason: Vec<String>,
 }
 
-/// Everything one push stores, as the `ingest_push_v2` composite type of
-/// `ingest_write_group_v2` (fields in the type's order; the type is in
+/// Everything one push stores, as the `ingest_push_v3` composite type of
+/// `ingest_write_group_v3` (fields in the type's order; the type is in
 /// `src/db/schema.sql`).
 #[derive(sqlx::Type, Default)]
-#[sqlx(type_name = "ingest_push_v2")]
+#[sqlx(type_name = "ingest_push_v3")]
 pub struct PushRow {
     pub merchant_id: Uuid,
     pub terminal_id: Uuid,
@@ -213,6 +213,12 @@ pub struct PushRow {
     pub day_refunded: Vec<i64>,
     pub day_discounts: Vec<i64>,
     pub day_tax: Vec<i64>,
+    pub day_item_sales: Vec<i64>,
+    pub day_gift_card_sales: Vec<i64>,
+    pub day_tips: Vec<i64>,
+    pub day_service_charges: Vec<i64>,
+    pub day_rounding: Vec<i64>,
+    pub day_net_sales: Vec<i64>,
     pub hour_date: Vec<NaiveDate>,
     pub hour: Vec<i16>,
     pub hour_currency: Vec<String>,
@@ -223,6 +229,12 @@ pub struct PushRow {
     pub hour_refunded: Vec<i64>,
     pub hour_discounts: Vec<i64>,
     pub hour_tax: Vec<i64>,
+    pub hour_item_sales: Vec<i64>,
+    pub hour_gift_card_sales: Vec<i64>,
+    pub hour_tips: Vec<i64>,
+    pub hour_service_charges: Vec<i64>,
+    pub hour_rounding: Vec<i64>,
+    pub hour_net_sales: Vec<i64>,
     pub tender_date: Vec<NaiveDate>,
     pub tender_currency: Vec<String>,
     pub tender_method: Vec<String>,
@@ -230,6 +242,13 @@ pub struct PushRow {
     pub tender_refunds: Vec<i64>,
     pub tender_gross: Vec<i64>,
     pub tender_refunded: Vec<i64>,
+    pub tax_date: Vec<NaiveDate>,
+    pub tax_currency: Vec<String>,
+    pub tax_code: Vec<String>,
+    pub tax_rate_bp: Vec<i64>,
+    pub tax_sales: Vec<i64>,
+    pub tax_refunds: Vec<i64>,
+    pub tax_amount: Vec<i64>,
     pub exception_kind: Vec<String>,
     pub exception_subject: Vec<String>,
     /// Each exception's sale ids, comma-separated.
@@ -301,6 +320,12 @@ impl Write<'_> {
             day_refunded: t.day.refunds_minor,
             day_discounts: t.day.discounts_minor,
             day_tax: t.day.tax_minor,
+            day_item_sales: t.day.item_sales_minor,
+            day_gift_card_sales: t.day.gift_card_sales_minor,
+            day_tips: t.day.tips_minor,
+            day_service_charges: t.day.service_charges_minor,
+            day_rounding: t.day.rounding_minor,
+            day_net_sales: t.day.net_sales_minor,
             hour_date: t.hour_dates,
             hour: t.hours,
             hour_currency: t.hour_currencies,
@@ -311,6 +336,12 @@ impl Write<'_> {
             hour_refunded: t.hour.refunds_minor,
             hour_discounts: t.hour.discounts_minor,
             hour_tax: t.hour.tax_minor,
+            hour_item_sales: t.hour.item_sales_minor,
+            hour_gift_card_sales: t.hour.gift_card_sales_minor,
+            hour_tips: t.hour.tips_minor,
+            hour_service_charges: t.hour.service_charges_minor,
+            hour_rounding: t.hour.rounding_minor,
+            hour_net_sales: t.hour.net_sales_minor,
             tender_date: t.tender_dates,
             tender_currency: t.tender_currencies,
             tender_method: t.methods,
@@ -318,6 +349,13 @@ impl Write<'_> {
             tender_refunds: t.tender.refunds_count,
             tender_gross: t.tender.gross_minor,
             tender_refunded: t.tender.refunds_minor,
+            tax_date: t.tax_dates,
+            tax_currency: t.tax_currencies,
+            tax_code: t.tax_codes,
+            tax_rate_bp: t.tax_rates_bp,
+            tax_sales: t.tax.sales_count,
+            tax_refunds: t.tax.refunds_count,
+            tax_amount: t.tax.tax_minor,
             exception_kind: x.kind,
             exception_subject: x.subject,
             exception_sale_ids: x
@@ -338,7 +376,7 @@ impl Write<'_> {
     }
 }
 
-/// SQLSTATE of a push that `ingest_write_group_v2` wrote.
+/// SQLSTATE of a push that `ingest_write_group_v3` wrote.
 const WRITTEN: &str = "00000";
 
 /// Writes several pushes in one transaction, each all or nothing on its
@@ -355,7 +393,7 @@ pub async fn write_group(
     // A runtime query: the macros cannot check a composite-type array
     // parameter against a struct of ours.
     let results: Vec<(Option<String>, Option<String>)> =
-        sqlx::query_as("select error_code, error_message from ingest_write_group_v2($1)")
+        sqlx::query_as("select error_code, error_message from ingest_write_group_v3($1)")
             .bind(rows)
             .fetch_all(conn)
             .await?;

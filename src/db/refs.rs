@@ -9,6 +9,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::DbError;
+use crate::domain::calendar::Calendar;
 use crate::domain::sale::Sale;
 
 /// How long a void or refund whose sale is not here waits before it is
@@ -71,14 +72,14 @@ pub async fn postpone(
     Ok(())
 }
 
-/// A stored fact with what its totals need: its till and that till's time
-/// zone.
+/// A stored fact with what its totals need: its till and how that till's
+/// store dates sales.
 #[derive(Debug, Clone)]
 pub struct Fact {
     pub sale: Sale,
     pub terminal_id: Uuid,
     pub store_id: Uuid,
-    pub timezone: chrono_tz::Tz,
+    pub calendar: Calendar,
 }
 
 /// A sale with every void and refund naming it, and the void the totals
@@ -97,15 +98,26 @@ pub async fn group(
     target_sale_id: Uuid,
 ) -> Result<Option<Group>, DbError> {
     let rows = sqlx::query!(
-        r#"select s.sale_id, s.terminal_id, s.store_id, s.body, st.timezone
-             from sales s
-             join stores st on st.merchant_id = s.merchant_id and st.store_id = s.store_id
-            where s.merchant_id = $1 and s.sale_id = $2
-           union all
-           select s.sale_id, s.terminal_id, s.store_id, s.body, st.timezone
-             from sales s
-             join stores st on st.merchant_id = s.merchant_id and st.store_id = s.store_id
-            where s.merchant_id = $1 and s.refers_to_sale_id = $2"#,
+        r#"with facts as (
+               select s.sale_id, s.terminal_id, s.store_id, s.body
+                 from sales s
+                where s.merchant_id = $1 and s.sale_id = $2
+               union all
+               select s.sale_id, s.terminal_id, s.store_id, s.body
+                 from sales s
+                where s.merchant_id = $1 and s.refers_to_sale_id = $2
+           )
+           select f.sale_id as "sale_id!", f.terminal_id as "terminal_id!",
+                  f.store_id as "store_id!", f.body as "body!",
+                  r.effective_from as "effective_from!", r.timezones as "timezones!",
+                  r.day_starts_at as "day_starts_at!"
+             from facts f
+            cross join lateral (
+                  select array_agg(effective_from order by effective_from) as effective_from,
+                         array_agg(timezone order by effective_from) as timezones,
+                         array_agg(day_starts_at order by effective_from) as day_starts_at
+                    from store_day_rules
+                   where merchant_id = $1 and store_id = f.store_id) r"#,
         merchant_id,
         target_sale_id
     )
@@ -121,23 +133,15 @@ pub async fn group(
     let mut target = None;
     let mut refs = Vec::new();
     for row in rows {
-        let (Some(sale_id), Some(terminal_id), Some(store_id), Some(body), Some(timezone)) = (
-            row.sale_id,
-            row.terminal_id,
-            row.store_id,
-            row.body,
-            row.timezone,
-        ) else {
-            continue;
-        };
+        let sale_id = row.sale_id;
         // Every stored body is a sale the server parsed and wrote itself.
-        let sale: Sale = serde_json::from_value(body)
+        let sale: Sale = serde_json::from_value(row.body)
             .map_err(|e| DbError::Other(sqlx::Error::Decode(Box::new(e))))?;
         let fact = Fact {
             sale,
-            terminal_id,
-            store_id,
-            timezone: timezone.parse().unwrap_or(chrono_tz::UTC),
+            terminal_id: row.terminal_id,
+            store_id: row.store_id,
+            calendar: Calendar::stored(row.effective_from, row.timezones, row.day_starts_at),
         };
         if sale_id == target_sale_id {
             target = Some(fact);

@@ -37,15 +37,26 @@ pub struct TotalsRow {
     pub store_id: Option<Uuid>,
     pub terminal_id: Option<Uuid>,
     pub method: Option<String>,
+    pub tax_code: Option<String>,
+    pub rate_bp: Option<i64>,
     pub currency: String,
     pub sales_count: i64,
     pub refunds_count: i64,
     pub voids_count: i64,
-    pub gross_minor: i64,
-    pub refunds_minor: i64,
-    /// Not split by tender: `None` in tender rows.
+    /// Not split by tax code: `None` in tax rows.
+    pub gross_minor: Option<i64>,
+    pub refunds_minor: Option<i64>,
+    /// Not split by tender: `None` in tender rows (and in tax rows).
     pub discounts_minor: Option<i64>,
+    /// `None` in tender rows.
     pub tax_minor: Option<i64>,
+    /// The receipt's split: `None` in tender and tax rows.
+    pub item_sales_minor: Option<i64>,
+    pub gift_card_sales_minor: Option<i64>,
+    pub tips_minor: Option<i64>,
+    pub service_charges_minor: Option<i64>,
+    pub rounding_minor: Option<i64>,
+    pub net_sales_minor: Option<i64>,
 }
 
 /// Which rows to add up.
@@ -72,19 +83,28 @@ pub async fn store_totals(
         r#"select case when $5::text = 'day' then business_date end as business_date,
                   case when $5::text = 'store' then store_id end as store_id,
                   null::int2 as "hour?", null::uuid as "terminal_id?", null::text as "method?",
-                  currency as "currency!",
+                  null::text as "tax_code?", null::int8 as "rate_bp?", currency as "currency!",
                   sum(sales_count)::int8 as "sales_count!", sum(refunds_count)::int8 as "refunds_count!",
-                  sum(voids_count)::int8 as "voids_count!", sum(gross_minor)::int8 as "gross_minor!",
-                  sum(refunds_minor)::int8 as "refunds_minor!", sum(discounts_minor)::int8 as "discounts_minor?",
-                  sum(tax_minor)::int8 as "tax_minor?"
+                  sum(voids_count)::int8 as "voids_count!", sum(gross_minor)::int8 as "gross_minor?",
+                  sum(refunds_minor)::int8 as "refunds_minor?", sum(discounts_minor)::int8 as "discounts_minor?",
+                  sum(tax_minor)::int8 as "tax_minor?", sum(item_sales_minor)::int8 as "item_sales_minor?",
+                  sum(gift_card_sales_minor)::int8 as "gift_card_sales_minor?",
+                  sum(tips_minor)::int8 as "tips_minor?",
+                  sum(service_charges_minor)::int8 as "service_charges_minor?",
+                  sum(rounding_minor)::int8 as "rounding_minor?",
+                  sum(net_sales_minor)::int8 as "net_sales_minor?"
              from (select business_date, store_id, currency, sales_count, refunds_count, voids_count,
-                          gross_minor, refunds_minor, discounts_minor, tax_minor
+                          gross_minor, refunds_minor, discounts_minor, tax_minor, item_sales_minor,
+                          gift_card_sales_minor, tips_minor, service_charges_minor, rounding_minor,
+                          net_sales_minor
                      from store_day_totals
                     where merchant_id = $1 and business_date between $2 and $3
                       and ($4::uuid is null or store_id = $4)
                    union all
                    select business_date, store_id, currency, sales_count, refunds_count, voids_count,
-                          gross_minor, refunds_minor, discounts_minor, tax_minor
+                          gross_minor, refunds_minor, discounts_minor, tax_minor, item_sales_minor,
+                          gift_card_sales_minor, tips_minor, service_charges_minor, rounding_minor,
+                          net_sales_minor
                      from store_day_deltas
                     where merchant_id = $1 and business_date between $2 and $3
                       and ($4::uuid is null or store_id = $4)) store_days
@@ -115,11 +135,17 @@ pub async fn daily_totals(
         r#"select case when $6::text = 'day' then business_date end as business_date,
                   case when $6::text in ('store', 'terminal') then store_id end as store_id,
                   case when $6::text = 'terminal' then terminal_id end as terminal_id,
-                  null::int2 as "hour?", null::text as "method?", currency,
+                  null::int2 as "hour?", null::text as "method?", null::text as "tax_code?",
+                  null::int8 as "rate_bp?", currency,
                   sum(sales_count)::int8 as "sales_count!", sum(refunds_count)::int8 as "refunds_count!",
-                  sum(voids_count)::int8 as "voids_count!", sum(gross_minor)::int8 as "gross_minor!",
-                  sum(refunds_minor)::int8 as "refunds_minor!", sum(discounts_minor)::int8 as "discounts_minor?",
-                  sum(tax_minor)::int8 as "tax_minor?"
+                  sum(voids_count)::int8 as "voids_count!", sum(gross_minor)::int8 as "gross_minor?",
+                  sum(refunds_minor)::int8 as "refunds_minor?", sum(discounts_minor)::int8 as "discounts_minor?",
+                  sum(tax_minor)::int8 as "tax_minor?", sum(item_sales_minor)::int8 as "item_sales_minor?",
+                  sum(gift_card_sales_minor)::int8 as "gift_card_sales_minor?",
+                  sum(tips_minor)::int8 as "tips_minor?",
+                  sum(service_charges_minor)::int8 as "service_charges_minor?",
+                  sum(rounding_minor)::int8 as "rounding_minor?",
+                  sum(net_sales_minor)::int8 as "net_sales_minor?"
              from sales_day_totals
             where merchant_id = $1 and business_date between $2 and $3
               and ($4::uuid is null or store_id = $4)
@@ -148,10 +174,16 @@ pub async fn hourly_totals(
         TotalsRow,
         r#"select business_date as "business_date?", hour as "hour?", currency,
                   null::uuid as "store_id?", null::uuid as "terminal_id?", null::text as "method?",
+                  null::text as "tax_code?", null::int8 as "rate_bp?",
                   sum(sales_count)::int8 as "sales_count!", sum(refunds_count)::int8 as "refunds_count!",
-                  sum(voids_count)::int8 as "voids_count!", sum(gross_minor)::int8 as "gross_minor!",
-                  sum(refunds_minor)::int8 as "refunds_minor!", sum(discounts_minor)::int8 as "discounts_minor?",
-                  sum(tax_minor)::int8 as "tax_minor?"
+                  sum(voids_count)::int8 as "voids_count!", sum(gross_minor)::int8 as "gross_minor?",
+                  sum(refunds_minor)::int8 as "refunds_minor?", sum(discounts_minor)::int8 as "discounts_minor?",
+                  sum(tax_minor)::int8 as "tax_minor?", sum(item_sales_minor)::int8 as "item_sales_minor?",
+                  sum(gift_card_sales_minor)::int8 as "gift_card_sales_minor?",
+                  sum(tips_minor)::int8 as "tips_minor?",
+                  sum(service_charges_minor)::int8 as "service_charges_minor?",
+                  sum(rounding_minor)::int8 as "rounding_minor?",
+                  sum(net_sales_minor)::int8 as "net_sales_minor?"
              from sales_hour_totals
             where merchant_id = $1 and business_date between $2 and $3
               and ($4::uuid is null or store_id = $4)
@@ -181,8 +213,12 @@ pub async fn tender_totals(
                   null::date as "business_date?", null::int2 as "hour?", null::uuid as "store_id?",
                   null::uuid as "terminal_id?", 0::int8 as "voids_count!",
                   null::int8 as "discounts_minor?", null::int8 as "tax_minor?",
+                  null::text as "tax_code?", null::int8 as "rate_bp?",
+                  null::int8 as "item_sales_minor?", null::int8 as "gift_card_sales_minor?",
+                  null::int8 as "tips_minor?", null::int8 as "service_charges_minor?",
+                  null::int8 as "rounding_minor?", null::int8 as "net_sales_minor?",
                   sum(sales_count)::int8 as "sales_count!", sum(refunds_count)::int8 as "refunds_count!",
-                  sum(gross_minor)::int8 as "gross_minor!", sum(refunds_minor)::int8 as "refunds_minor!"
+                  sum(gross_minor)::int8 as "gross_minor?", sum(refunds_minor)::int8 as "refunds_minor?"
              from tender_day_totals
             where merchant_id = $1 and business_date between $2 and $3
               and ($4::uuid is null or store_id = $4)
@@ -190,6 +226,40 @@ pub async fn tender_totals(
             group by method, currency
            having sum(sales_count) <> 0 or sum(refunds_count) <> 0
             order by method, currency"#,
+        scope.merchant_id,
+        scope.from,
+        scope.to,
+        scope.store_id,
+        scope.terminal_id
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
+}
+
+/// Tax per tax code and rate, from the tax table: the facts that name each
+/// code and their tax (a sale that does not split its tax counts under code
+/// `""`); no other money is split by code.
+pub async fn tax_totals(conn: &mut PgConnection, scope: &Scope) -> Result<Vec<TotalsRow>, DbError> {
+    let rows = sqlx::query_as!(
+        TotalsRow,
+        r#"select tax_code as "tax_code?", rate_bp as "rate_bp?", currency,
+                  null::date as "business_date?", null::int2 as "hour?", null::uuid as "store_id?",
+                  null::uuid as "terminal_id?", null::text as "method?", 0::int8 as "voids_count!",
+                  null::int8 as "gross_minor?", null::int8 as "refunds_minor?",
+                  null::int8 as "discounts_minor?",
+                  null::int8 as "item_sales_minor?", null::int8 as "gift_card_sales_minor?",
+                  null::int8 as "tips_minor?", null::int8 as "service_charges_minor?",
+                  null::int8 as "rounding_minor?", null::int8 as "net_sales_minor?",
+                  sum(sales_count)::int8 as "sales_count!", sum(refunds_count)::int8 as "refunds_count!",
+                  sum(tax_minor)::int8 as "tax_minor?"
+             from tax_day_totals
+            where merchant_id = $1 and business_date between $2 and $3
+              and ($4::uuid is null or store_id = $4)
+              and ($5::uuid is null or terminal_id = $5)
+            group by currency, tax_code, rate_bp
+           having sum(sales_count) <> 0 or sum(refunds_count) <> 0
+            order by currency, tax_code, rate_bp"#,
         scope.merchant_id,
         scope.from,
         scope.to,

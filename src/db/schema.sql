@@ -154,6 +154,98 @@ CREATE TYPE public.ingest_push_v2 AS (
 
 
 --
+-- Name: ingest_push_v3; Type: TYPE; Schema: public; Owner: -
+--
+
+CREATE TYPE public.ingest_push_v3 AS (
+	merchant_id uuid,
+	terminal_id uuid,
+	store_id uuid,
+	batch_id uuid,
+	seen_highest_seq bigint,
+	seen_contiguous bigint,
+	seen_sales_stored bigint,
+	seen_last_batch_at timestamp with time zone,
+	highest_seq bigint,
+	contiguous bigint,
+	sales_stored bigint,
+	last_batch_at timestamp with time zone,
+	idempotency_key uuid,
+	request_sha256 bytea,
+	response_status smallint,
+	response_body bytea,
+	sale_id uuid[],
+	seq bigint[],
+	kind text[],
+	occurred_at timestamp with time zone[],
+	business_date date[],
+	currency text[],
+	total_minor bigint[],
+	tax_minor bigint[],
+	discount_minor bigint[],
+	refers_to_sale_id uuid[],
+	body jsonb[],
+	conflict_id uuid[],
+	conflict_sale_id uuid[],
+	conflict_payload jsonb[],
+	day_date date[],
+	day_currency text[],
+	day_sales bigint[],
+	day_refunds bigint[],
+	day_voids bigint[],
+	day_gross bigint[],
+	day_refunded bigint[],
+	day_discounts bigint[],
+	day_tax bigint[],
+	day_item_sales bigint[],
+	day_gift_card_sales bigint[],
+	day_tips bigint[],
+	day_service_charges bigint[],
+	day_rounding bigint[],
+	day_net_sales bigint[],
+	hour_date date[],
+	hour smallint[],
+	hour_currency text[],
+	hour_sales bigint[],
+	hour_refunds bigint[],
+	hour_voids bigint[],
+	hour_gross bigint[],
+	hour_refunded bigint[],
+	hour_discounts bigint[],
+	hour_tax bigint[],
+	hour_item_sales bigint[],
+	hour_gift_card_sales bigint[],
+	hour_tips bigint[],
+	hour_service_charges bigint[],
+	hour_rounding bigint[],
+	hour_net_sales bigint[],
+	tender_date date[],
+	tender_currency text[],
+	tender_method text[],
+	tender_sales bigint[],
+	tender_refunds bigint[],
+	tender_gross bigint[],
+	tender_refunded bigint[],
+	tax_date date[],
+	tax_currency text[],
+	tax_code text[],
+	tax_rate_bp bigint[],
+	tax_sales bigint[],
+	tax_refunds bigint[],
+	tax_amount bigint[],
+	exception_kind text[],
+	exception_subject text[],
+	exception_sale_ids text[],
+	exception_seq bigint[],
+	exception_code text[],
+	exception_detail text[],
+	exception_payload text[],
+	settled_seq bigint[],
+	settled_reason text[]
+);
+
+
+--
 -- Name: ingest_read(uuid, uuid, uuid, uuid[], bigint[], bigint); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -636,6 +728,64 @@ $$;
 
 
 --
+-- Name: ingest_write_group_v3(public.ingest_push_v3[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.ingest_write_group_v3(p_pushes public.ingest_push_v3[]) RETURNS TABLE(error_code text, error_message text)
+    LANGUAGE plpgsql
+    AS $$
+declare
+    written int8[];
+    q ingest_push_v3;
+begin
+    begin
+        written := ingest_write_set_v3(p_pushes);
+        for i in 1 .. coalesce(cardinality(p_pushes), 0) loop
+            if i = any(written) then
+                error_code := '00000';
+                error_message := null;
+            else
+                error_code := '40001';
+                error_message := format('terminal %s stored another batch meanwhile',
+                                        p_pushes[i].terminal_id);
+            end if;
+            return next;
+        end loop;
+        return;
+    exception when others then
+        -- `others` leaves out query_canceled: a statement timeout still
+        -- ends the whole group. Anything else: written push by push below.
+        null;
+    end;
+
+    foreach q in array p_pushes loop
+        begin
+            written := ingest_write_set_v3(array[q]);
+            if cardinality(written) = 1 then
+                error_code := '00000';
+                error_message := null;
+            else
+                error_code := '40001';
+                error_message := format('terminal %s stored another batch meanwhile',
+                                        q.terminal_id);
+            end if;
+        exception
+            when unique_violation then
+                -- Its key or a sale id was stored meanwhile: read it again.
+                error_code := '40001';
+                error_message := SQLERRM;
+            when others then
+                -- `others` leaves out query_canceled, as above.
+                error_code := SQLSTATE;
+                error_message := SQLERRM;
+        end;
+        return next;
+    end loop;
+end
+$$;
+
+
+--
 -- Name: ingest_write_set_v2(public.ingest_push_v2[]); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -812,6 +962,218 @@ end
 $$;
 
 
+--
+-- Name: ingest_write_set_v3(public.ingest_push_v3[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.ingest_write_set_v3(p_pushes public.ingest_push_v3[]) RETURNS bigint[]
+    LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_hashjoin TO 'off'
+    SET enable_mergejoin TO 'off'
+    SET enable_seqscan TO 'off'
+    AS $$
+#variable_conflict use_column
+declare
+    written int8[];
+    has_refs boolean;
+    has_flags boolean;
+    has_settled boolean;
+begin
+    -- One push per till is written, so no two rows of a totals upsert name
+    -- the same total (if they did, the statement would fail and the group
+    -- be written push by push).
+    with moved as (
+        update terminal_sync t
+           set highest_seq = p.highest_seq, contiguous_through_seq = p.contiguous,
+               sales_stored = p.sales_stored, last_batch_at = p.last_batch_at
+          from unnest(p_pushes) with ordinality as p
+         where t.merchant_id = p.merchant_id and t.terminal_id = p.terminal_id
+           and t.highest_seq = p.seen_highest_seq
+           and t.contiguous_through_seq = p.seen_contiguous
+           and t.sales_stored = p.seen_sales_stored
+           and t.last_batch_at is not distinct from p.seen_last_batch_at
+        returning p.*
+    ), keys as (
+        insert into idempotency_keys
+               (merchant_id, terminal_id, idempotency_key, request_sha256, response_status,
+                response_body)
+        select p.merchant_id, p.terminal_id, p.idempotency_key, p.request_sha256,
+               p.response_status, p.response_body
+          from moved p
+    ), new_sales as (
+        insert into sales (merchant_id, sale_id, terminal_id, store_id, seq, kind, occurred_at,
+                           business_date, currency, total_minor, tax_minor, discount_minor,
+                           refers_to_sale_id, body, batch_id)
+        select p.merchant_id, s.sale_id, p.terminal_id, p.store_id, s.seq, s.kind, s.occurred_at,
+               s.business_date, s.currency, s.total_minor, s.tax_minor, s.discount_minor,
+               s.refers_to_sale_id, s.body, p.batch_id
+          from moved p
+         cross join lateral unnest(p.sale_id, p.seq, p.kind, p.occurred_at, p.business_date,
+                                   p.currency, p.total_minor, p.tax_minor, p.discount_minor,
+                                   p.refers_to_sale_id, p.body)
+               as s(sale_id, seq, kind, occurred_at, business_date, currency, total_minor,
+                    tax_minor, discount_minor, refers_to_sale_id, body)
+    ), conflicts as (
+        insert into sale_conflicts (merchant_id, conflict_id, terminal_id, sale_id, batch_id, payload)
+        select p.merchant_id, c.conflict_id, p.terminal_id, c.sale_id, p.batch_id, c.payload
+          from moved p
+         cross join lateral unnest(p.conflict_id, p.conflict_sale_id, p.conflict_payload)
+               as c(conflict_id, sale_id, payload)
+    ), deltas as (
+        insert into store_day_deltas
+               (merchant_id, batch_id, store_id, business_date, currency, sales_count,
+                refunds_count, voids_count, gross_minor, refunds_minor, discounts_minor, tax_minor,
+                item_sales_minor, gift_card_sales_minor, tips_minor, service_charges_minor,
+                rounding_minor, net_sales_minor)
+        select p.merchant_id, p.batch_id, p.store_id, d.*
+          from moved p
+         cross join lateral unnest(p.day_date, p.day_currency, p.day_sales, p.day_refunds,
+                                   p.day_voids, p.day_gross, p.day_refunded, p.day_discounts,
+                                   p.day_tax, p.day_item_sales, p.day_gift_card_sales, p.day_tips,
+                                   p.day_service_charges, p.day_rounding, p.day_net_sales) as d
+    ), days as (
+        insert into sales_day_totals as t
+               (merchant_id, terminal_id, store_id, business_date, currency, sales_count,
+                refunds_count, voids_count, gross_minor, refunds_minor, discounts_minor, tax_minor,
+                item_sales_minor, gift_card_sales_minor, tips_minor, service_charges_minor,
+                rounding_minor, net_sales_minor)
+        select p.merchant_id, p.terminal_id, p.store_id, d.*
+          from moved p
+         cross join lateral unnest(p.day_date, p.day_currency, p.day_sales, p.day_refunds,
+                                   p.day_voids, p.day_gross, p.day_refunded, p.day_discounts,
+                                   p.day_tax, p.day_item_sales, p.day_gift_card_sales, p.day_tips,
+                                   p.day_service_charges, p.day_rounding, p.day_net_sales) as d
+        on conflict (merchant_id, terminal_id, business_date, currency) do update set
+            sales_count = t.sales_count + excluded.sales_count,
+            refunds_count = t.refunds_count + excluded.refunds_count,
+            voids_count = t.voids_count + excluded.voids_count,
+            gross_minor = t.gross_minor + excluded.gross_minor,
+            refunds_minor = t.refunds_minor + excluded.refunds_minor,
+            discounts_minor = t.discounts_minor + excluded.discounts_minor,
+            tax_minor = t.tax_minor + excluded.tax_minor,
+            item_sales_minor = t.item_sales_minor + excluded.item_sales_minor,
+            gift_card_sales_minor = t.gift_card_sales_minor + excluded.gift_card_sales_minor,
+            tips_minor = t.tips_minor + excluded.tips_minor,
+            service_charges_minor = t.service_charges_minor + excluded.service_charges_minor,
+            rounding_minor = t.rounding_minor + excluded.rounding_minor,
+            net_sales_minor = t.net_sales_minor + excluded.net_sales_minor
+    ), hours as (
+        insert into sales_hour_totals as t
+               (merchant_id, terminal_id, store_id, business_date, hour, currency, sales_count,
+                refunds_count, voids_count, gross_minor, refunds_minor, discounts_minor, tax_minor,
+                item_sales_minor, gift_card_sales_minor, tips_minor, service_charges_minor,
+                rounding_minor, net_sales_minor)
+        select p.merchant_id, p.terminal_id, p.store_id, h.*
+          from moved p
+         cross join lateral unnest(p.hour_date, p.hour, p.hour_currency, p.hour_sales,
+                                   p.hour_refunds, p.hour_voids, p.hour_gross, p.hour_refunded,
+                                   p.hour_discounts, p.hour_tax, p.hour_item_sales,
+                                   p.hour_gift_card_sales, p.hour_tips, p.hour_service_charges,
+                                   p.hour_rounding, p.hour_net_sales) as h
+        on conflict (merchant_id, terminal_id, business_date, hour, currency) do update set
+            sales_count = t.sales_count + excluded.sales_count,
+            refunds_count = t.refunds_count + excluded.refunds_count,
+            voids_count = t.voids_count + excluded.voids_count,
+            gross_minor = t.gross_minor + excluded.gross_minor,
+            refunds_minor = t.refunds_minor + excluded.refunds_minor,
+            discounts_minor = t.discounts_minor + excluded.discounts_minor,
+            tax_minor = t.tax_minor + excluded.tax_minor,
+            item_sales_minor = t.item_sales_minor + excluded.item_sales_minor,
+            gift_card_sales_minor = t.gift_card_sales_minor + excluded.gift_card_sales_minor,
+            tips_minor = t.tips_minor + excluded.tips_minor,
+            service_charges_minor = t.service_charges_minor + excluded.service_charges_minor,
+            rounding_minor = t.rounding_minor + excluded.rounding_minor,
+            net_sales_minor = t.net_sales_minor + excluded.net_sales_minor
+    ), tenders as (
+        insert into tender_day_totals as t
+               (merchant_id, terminal_id, store_id, business_date, currency, method, sales_count,
+                refunds_count, gross_minor, refunds_minor)
+        select p.merchant_id, p.terminal_id, p.store_id, m.*
+          from moved p
+         cross join lateral unnest(p.tender_date, p.tender_currency, p.tender_method,
+                                   p.tender_sales, p.tender_refunds, p.tender_gross,
+                                   p.tender_refunded) as m
+        on conflict (merchant_id, terminal_id, business_date, currency, method) do update set
+            sales_count = t.sales_count + excluded.sales_count,
+            refunds_count = t.refunds_count + excluded.refunds_count,
+            gross_minor = t.gross_minor + excluded.gross_minor,
+            refunds_minor = t.refunds_minor + excluded.refunds_minor
+    ), taxes as (
+        insert into tax_day_totals as t
+               (merchant_id, terminal_id, store_id, business_date, currency, tax_code, rate_bp,
+                sales_count, refunds_count, tax_minor)
+        select p.merchant_id, p.terminal_id, p.store_id, x.*
+          from moved p
+         cross join lateral unnest(p.tax_date, p.tax_currency, p.tax_code, p.tax_rate_bp,
+                                   p.tax_sales, p.tax_refunds, p.tax_amount) as x
+        on conflict (merchant_id, terminal_id, business_date, currency, tax_code, rate_bp)
+        do update set
+            sales_count = t.sales_count + excluded.sales_count,
+            refunds_count = t.refunds_count + excluded.refunds_count,
+            tax_minor = t.tax_minor + excluded.tax_minor
+    )
+    -- The CTEs this does not read still run to the end before it returns
+    -- (a data-modifying CTE always does).
+    select coalesce(array_agg(m.ordinality), '{}'),
+           coalesce(bool_or(exists (select 1 from unnest(m.refers_to_sale_id) r
+                                     where r is not null)), false),
+           coalesce(bool_or(cardinality(m.exception_kind) > 0), false),
+           coalesce(bool_or(cardinality(m.settled_seq) > 0), false)
+      from moved m into written, has_refs, has_flags, has_settled;
+
+    -- What only some pushes carry, each in a statement of its own that a
+    -- group without it skips: an empty CTE still opens its table and every
+    -- index of it, on every group.
+    if has_refs then
+        -- Every void and refund waits for the resolver.
+        insert into pending_refs (merchant_id, sale_id, target_sale_id, terminal_id, store_id)
+        select p.merchant_id, s.sale_id, s.refers_to_sale_id, p.terminal_id, p.store_id
+          from unnest(p_pushes) with ordinality as p
+         cross join lateral unnest(p.sale_id, p.refers_to_sale_id) as s(sale_id, refers_to_sale_id)
+         where p.ordinality = any(written) and s.refers_to_sale_id is not null;
+    end if;
+    if exists (select 1 from pending_refs) then
+        -- Voids and refunds that named one of these sales before it was
+        -- here: the resolver looks at them at once.
+        update pending_refs q set next_check_at = now()
+          from unnest(p_pushes) with ordinality as p
+         where p.ordinality = any(written)
+           and q.merchant_id = p.merchant_id and q.target_sale_id = any(p.sale_id)
+           and q.next_check_at > now();
+    end if;
+    if has_flags then
+        insert into exceptions as e
+               (merchant_id, exception_id, kind, subject, store_id, terminal_id, sale_ids, seq,
+                code, detail, payload)
+        select p.merchant_id, gen_random_uuid(), x.kind, x.subject, p.store_id, p.terminal_id,
+               coalesce(string_to_array(nullif(x.sale_ids, ''), ',')::uuid[], '{}'), x.seq,
+               x.code, x.detail, x.payload
+          from unnest(p_pushes) with ordinality as p
+         cross join lateral unnest(p.exception_kind, p.exception_subject, p.exception_sale_ids,
+                                   p.exception_seq, p.exception_code, p.exception_detail,
+                                   p.exception_payload)
+               as x(kind, subject, sale_ids, seq, code, detail, payload)
+         where p.ordinality = any(written)
+        on conflict (merchant_id, kind, subject) do update
+           set sale_ids = array(select distinct u from unnest(e.sale_ids || excluded.sale_ids) u
+                                 order by u),
+               -- one more sale holding the seq: open again
+               resolved_at = case when excluded.sale_ids <@ e.sale_ids then e.resolved_at end;
+    end if;
+    if has_settled then
+        insert into settled_seqs (merchant_id, terminal_id, seq, reason)
+        select p.merchant_id, p.terminal_id, z.seq, z.reason
+          from unnest(p_pushes) with ordinality as p
+         cross join lateral unnest(p.settled_seq, p.settled_reason) as z(seq, reason)
+         where p.ordinality = any(written)
+        on conflict do nothing;
+    end if;
+    return written;
+end
+$$;
+
+
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;
@@ -847,7 +1209,7 @@ CREATE TABLE public.exceptions (
     opened_at timestamp with time zone DEFAULT now() NOT NULL,
     resolved_at timestamp with time zone,
     note text,
-    CONSTRAINT exceptions_kind_check CHECK ((kind = ANY (ARRAY['unmatched_reference'::text, 'over_refund'::text, 'refund_of_voided_sale'::text, 'void_of_refunded_sale'::text, 'void_mismatch'::text, 'duplicate_void'::text, 'void_of_void'::text, 'line_over_returned'::text, 'seq_reused'::text, 'refused'::text])))
+    CONSTRAINT exceptions_kind_check CHECK ((kind = ANY (ARRAY['unmatched_reference'::text, 'over_refund'::text, 'refund_of_voided_sale'::text, 'void_of_refunded_sale'::text, 'void_mismatch'::text, 'duplicate_void'::text, 'void_of_void'::text, 'line_over_returned'::text, 'seq_reused'::text, 'refused'::text, 'currency_mismatch'::text])))
 );
 
 
@@ -950,7 +1312,13 @@ CREATE TABLE public.sales_day_totals (
     gross_minor bigint DEFAULT 0 NOT NULL,
     refunds_minor bigint DEFAULT 0 NOT NULL,
     discounts_minor bigint DEFAULT 0 NOT NULL,
-    tax_minor bigint DEFAULT 0 NOT NULL
+    tax_minor bigint DEFAULT 0 NOT NULL,
+    item_sales_minor bigint DEFAULT 0 NOT NULL,
+    gift_card_sales_minor bigint DEFAULT 0 NOT NULL,
+    tips_minor bigint DEFAULT 0 NOT NULL,
+    service_charges_minor bigint DEFAULT 0 NOT NULL,
+    rounding_minor bigint DEFAULT 0 NOT NULL,
+    net_sales_minor bigint DEFAULT 0 NOT NULL
 )
 WITH (fillfactor='70');
 
@@ -973,6 +1341,12 @@ CREATE TABLE public.sales_hour_totals (
     refunds_minor bigint DEFAULT 0 NOT NULL,
     discounts_minor bigint DEFAULT 0 NOT NULL,
     tax_minor bigint DEFAULT 0 NOT NULL,
+    item_sales_minor bigint DEFAULT 0 NOT NULL,
+    gift_card_sales_minor bigint DEFAULT 0 NOT NULL,
+    tips_minor bigint DEFAULT 0 NOT NULL,
+    service_charges_minor bigint DEFAULT 0 NOT NULL,
+    rounding_minor bigint DEFAULT 0 NOT NULL,
+    net_sales_minor bigint DEFAULT 0 NOT NULL,
     CONSTRAINT sales_hour_totals_hour_check CHECK (((hour >= 0) AND (hour <= 23)))
 )
 WITH (fillfactor='70');
@@ -1007,7 +1381,26 @@ CREATE TABLE public.store_day_deltas (
     gross_minor bigint NOT NULL,
     refunds_minor bigint NOT NULL,
     discounts_minor bigint NOT NULL,
-    tax_minor bigint NOT NULL
+    tax_minor bigint NOT NULL,
+    item_sales_minor bigint DEFAULT 0 NOT NULL,
+    gift_card_sales_minor bigint DEFAULT 0 NOT NULL,
+    tips_minor bigint DEFAULT 0 NOT NULL,
+    service_charges_minor bigint DEFAULT 0 NOT NULL,
+    rounding_minor bigint DEFAULT 0 NOT NULL,
+    net_sales_minor bigint DEFAULT 0 NOT NULL
+);
+
+
+--
+-- Name: store_day_rules; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.store_day_rules (
+    merchant_id uuid NOT NULL,
+    store_id uuid NOT NULL,
+    effective_from timestamp with time zone NOT NULL,
+    timezone text NOT NULL,
+    day_starts_at time without time zone NOT NULL
 );
 
 
@@ -1026,7 +1419,13 @@ CREATE TABLE public.store_day_totals (
     gross_minor bigint DEFAULT 0 NOT NULL,
     refunds_minor bigint DEFAULT 0 NOT NULL,
     discounts_minor bigint DEFAULT 0 NOT NULL,
-    tax_minor bigint DEFAULT 0 NOT NULL
+    tax_minor bigint DEFAULT 0 NOT NULL,
+    item_sales_minor bigint DEFAULT 0 NOT NULL,
+    gift_card_sales_minor bigint DEFAULT 0 NOT NULL,
+    tips_minor bigint DEFAULT 0 NOT NULL,
+    service_charges_minor bigint DEFAULT 0 NOT NULL,
+    rounding_minor bigint DEFAULT 0 NOT NULL,
+    net_sales_minor bigint DEFAULT 0 NOT NULL
 )
 WITH (fillfactor='70');
 
@@ -1041,8 +1440,28 @@ CREATE TABLE public.stores (
     name text NOT NULL,
     timezone text NOT NULL,
     currency text NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    business_day_starts_at time without time zone DEFAULT '00:00:00'::time without time zone NOT NULL
 );
+
+
+--
+-- Name: tax_day_totals; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.tax_day_totals (
+    merchant_id uuid NOT NULL,
+    terminal_id uuid NOT NULL,
+    business_date date NOT NULL,
+    currency text NOT NULL,
+    tax_code text NOT NULL,
+    rate_bp bigint NOT NULL,
+    store_id uuid NOT NULL,
+    sales_count bigint DEFAULT 0 NOT NULL,
+    refunds_count bigint DEFAULT 0 NOT NULL,
+    tax_minor bigint DEFAULT 0 NOT NULL
+)
+WITH (fillfactor='70');
 
 
 --
@@ -1194,6 +1613,14 @@ ALTER TABLE ONLY public.store_day_deltas
 
 
 --
+-- Name: store_day_rules store_day_rules_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.store_day_rules
+    ADD CONSTRAINT store_day_rules_pkey PRIMARY KEY (merchant_id, store_id, effective_from);
+
+
+--
 -- Name: store_day_totals store_day_totals_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1207,6 +1634,14 @@ ALTER TABLE ONLY public.store_day_totals
 
 ALTER TABLE ONLY public.stores
     ADD CONSTRAINT stores_pkey PRIMARY KEY (merchant_id, store_id);
+
+
+--
+-- Name: tax_day_totals tax_day_totals_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.tax_day_totals
+    ADD CONSTRAINT tax_day_totals_pkey PRIMARY KEY (merchant_id, terminal_id, business_date, currency, tax_code, rate_bp);
 
 
 --
@@ -1354,6 +1789,13 @@ CREATE INDEX store_day_totals_by_date ON public.store_day_totals USING btree (me
 
 
 --
+-- Name: tax_day_totals_by_date; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX tax_day_totals_by_date ON public.tax_day_totals USING btree (merchant_id, business_date);
+
+
+--
 -- Name: tender_day_totals_by_date; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1380,6 +1822,14 @@ CREATE UNIQUE INDEX terminals_token_hash ON public.terminals USING btree (mercha
 
 ALTER TABLE ONLY public.admin_tokens
     ADD CONSTRAINT admin_tokens_merchant_id_fkey FOREIGN KEY (merchant_id) REFERENCES public.merchants(merchant_id);
+
+
+--
+-- Name: store_day_rules store_day_rules_merchant_id_store_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.store_day_rules
+    ADD CONSTRAINT store_day_rules_merchant_id_store_id_fkey FOREIGN KEY (merchant_id, store_id) REFERENCES public.stores(merchant_id, store_id);
 
 
 --

@@ -26,12 +26,19 @@ pub struct SyncState {
     pub last_batch_at: Option<DateTime<Utc>>,
 }
 
-/// Count and net of one currency on one business day.
+/// Count, net and the receipt's split of one currency on one business day.
 #[derive(Debug, Clone)]
 pub struct DayTotal {
     pub currency: String,
     pub sales_count: i64,
     pub net_minor: i64,
+    pub tax_minor: i64,
+    pub item_sales_minor: i64,
+    pub gift_card_sales_minor: i64,
+    pub tips_minor: i64,
+    pub service_charges_minor: i64,
+    pub rounding_minor: i64,
+    pub net_sales_minor: i64,
 }
 
 /// The till's stored or settled seqs above `after` (settled: refused for
@@ -157,16 +164,19 @@ async fn missing_ranges(
     Ok(rows.into_iter().map(|r| [r.from_seq, r.to_seq]).collect())
 }
 
-/// Count and net per currency of what this till stored on one business
-/// day, by the report definitions: every fact (sale, refund, void) counts
-/// once; net is sales less refunds less what the day's voids take out. A
-/// void takes out its sale's amount (a voided refund puts its amount back)
-/// on the void's own day, if its sale is here and it is the sale's first
-/// void by (occurred_at, sale_id), as the resolver applies it to the totals
+/// Count, net and the receipt's split per currency of what this till
+/// stored on one business day, by the report definitions: every fact
+/// (sale, refund, void) counts once; net is sales less refunds less what
+/// the day's voids take out, and each member of the split (tax, item sales,
+/// gift cards, tips, service charges, rounding, net sales) likewise. A void
+/// takes out its sale's amounts (a voided refund puts its amounts back) on
+/// the void's own day, if its sale is here and it is the sale's first void
+/// by (occurred_at, sale_id), as the resolver applies it to the totals
 /// ([`crate::domain::references`]); a void of a void takes nothing out.
-/// Worked out from the facts here, so a till's end-of-day check never waits
-/// for the resolver. Added up in numeric; a net beyond `i64` fails the cast
-/// back ([`DbError::OutOfRange`]), never wraps.
+/// Worked out from the facts here (the split from their bodies, as
+/// [`crate::domain::sale::Sale`] defines it), so a till's end-of-day check
+/// never waits for the resolver. Added up in numeric; a sum beyond `i64`
+/// fails the cast back ([`DbError::OutOfRange`]), never wraps.
 async fn day_totals(
     conn: &mut PgConnection,
     merchant_id: Uuid,
@@ -176,17 +186,16 @@ async fn day_totals(
     let rows = sqlx::query_as!(
         DayTotal,
         r#"with counted as (
+               -- `way`: 1 for what a sale adds, -1 for what a refund takes back
                select s.currency, 1 as fact,
-                      case s.kind when 'sale' then s.total_minor::numeric
-                                  when 'refund' then -(s.total_minor::numeric)
-                                  else 0 end as net
+                      case s.kind when 'sale' then 1 when 'refund' then -1 else 0 end as way,
+                      s.total_minor, s.tax_minor, s.body
                  from sales s
                 where s.merchant_id = $1 and s.terminal_id = $2 and s.business_date = $3
                union all
                select t.currency, 0,
-                      case t.kind when 'sale' then -(t.total_minor::numeric)
-                                  when 'refund' then t.total_minor::numeric
-                                  else 0 end
+                      case t.kind when 'sale' then -1 when 'refund' then 1 else 0 end,
+                      t.total_minor, t.tax_minor, t.body
                  from sales v
                  join sales t on t.merchant_id = v.merchant_id and t.sale_id = v.refers_to_sale_id
                 where v.merchant_id = $1 and v.terminal_id = $2 and v.business_date = $3
@@ -196,10 +205,33 @@ async fn day_totals(
                                      and w.refers_to_sale_id = v.refers_to_sale_id
                                      and w.kind = 'void'
                                      and (w.occurred_at, w.sale_id) < (v.occurred_at, v.sale_id))
+           ), split as (
+               select c.currency, c.fact, c.way, c.total_minor::numeric as total,
+                      c.tax_minor::numeric as tax, l.items, l.gift_cards,
+                      coalesce((c.body ->> 'tip_minor')::numeric, 0) as tips,
+                      coalesce((c.body ->> 'service_charge_minor')::numeric, 0) as service,
+                      coalesce((c.body ->> 'rounding_minor')::numeric, 0) as rounding,
+                      l.items + coalesce((c.body ->> 'service_charge_minor')::numeric, 0)
+                        - case when coalesce((c.body ->> 'tax_included')::boolean, true)
+                               then c.tax_minor else 0 end as net_sales
+                 from counted c
+                cross join lateral (
+                      select coalesce(sum((x ->> 'amount_minor')::numeric)
+                                      filter (where coalesce(x ->> 'kind', 'item') = 'item'), 0)
+                               as items,
+                             coalesce(sum((x ->> 'amount_minor')::numeric)
+                                      filter (where x ->> 'kind' = 'gift_card'), 0) as gift_cards
+                        from jsonb_array_elements(c.body -> 'lines') x) l
            )
            select currency as "currency!", sum(fact)::int8 as "sales_count!",
-                  coalesce(sum(net), 0)::int8 as "net_minor!"
-             from counted
+                  sum(way * total)::int8 as "net_minor!", sum(way * tax)::int8 as "tax_minor!",
+                  sum(way * items)::int8 as "item_sales_minor!",
+                  sum(way * gift_cards)::int8 as "gift_card_sales_minor!",
+                  sum(way * tips)::int8 as "tips_minor!",
+                  sum(way * service)::int8 as "service_charges_minor!",
+                  sum(way * rounding)::int8 as "rounding_minor!",
+                  sum(way * net_sales)::int8 as "net_sales_minor!"
+             from split
             group by currency
             order by currency"#,
         merchant_id,

@@ -29,6 +29,14 @@ pub const MAX_AMOUNT_MINOR: i64 = (1 << 53) - 1;
 /// A line's `sku`: GTIN-14 and typical internal codes are far shorter.
 pub const MAX_SKU_CHARS: usize = 64;
 
+/// Longest tax code (`DE-19`, `US-NY-STATE`), in characters.
+pub const MAX_TAX_CODE_CHARS: usize = 32;
+/// Most taxes one sale names.
+pub const MAX_TAX_LINES: usize = 16;
+/// Highest tax rate, in basis points (100 000: 1000 %; some excise taxes go
+/// beyond 100 %).
+pub const MAX_RATE_BP: i64 = 100_000;
+
 /// A line's `description`: a few lines of a 40-column receipt.
 pub const MAX_DESCRIPTION_CHARS: usize = 256;
 

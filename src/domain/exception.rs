@@ -30,10 +30,13 @@ pub enum ExceptionKind {
     SeqReused,
     /// A payload refused for good, kept as it was sent.
     Refused,
+    /// A fact in a currency that is not its store's: stored and counted in
+    /// its own currency's rows, never converted.
+    CurrencyMismatch,
 }
 
 impl ExceptionKind {
-    pub const ALL: [ExceptionKind; 10] = [
+    pub const ALL: [ExceptionKind; 11] = [
         ExceptionKind::UnmatchedReference,
         ExceptionKind::OverRefund,
         ExceptionKind::RefundOfVoidedSale,
@@ -44,6 +47,7 @@ impl ExceptionKind {
         ExceptionKind::LineOverReturned,
         ExceptionKind::SeqReused,
         ExceptionKind::Refused,
+        ExceptionKind::CurrencyMismatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +62,7 @@ impl ExceptionKind {
             ExceptionKind::LineOverReturned => "line_over_returned",
             ExceptionKind::SeqReused => "seq_reused",
             ExceptionKind::Refused => "refused",
+            ExceptionKind::CurrencyMismatch => "currency_mismatch",
         }
     }
 

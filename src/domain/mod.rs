@@ -5,6 +5,7 @@
 //! repositories store them.
 
 pub mod bounds;
+pub mod calendar;
 pub mod exception;
 pub mod references;
 pub mod sale;

@@ -11,7 +11,8 @@ use uuid::Uuid;
 
 use super::bounds::{
     EARLIEST_OCCURRED_AT, MAX_AMOUNT_MINOR, MAX_CLOCK_AHEAD_HOURS, MAX_DESCRIPTION_CHARS,
-    MAX_DETAIL_CHARS, MAX_SEQ, MAX_SKU_CHARS, amount_in_range, check_text, truncate,
+    MAX_DETAIL_CHARS, MAX_RATE_BP, MAX_SEQ, MAX_SKU_CHARS, MAX_TAX_CODE_CHARS, MAX_TAX_LINES,
+    amount_in_range, check_text, truncate,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,8 +42,26 @@ pub enum TenderMethod {
     Other,
 }
 
+/// What a line sells: an item (revenue), or value loaded onto a gift card
+/// (a liability to the customer, not a sale).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineKind {
+    #[default]
+    Item,
+    GiftCard,
+}
+
+impl LineKind {
+    fn is_item(&self) -> bool {
+        *self == LineKind::Item
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SaleLine {
+    #[serde(default, skip_serializing_if = "LineKind::is_item")]
+    pub kind: LineKind,
     pub sku: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -58,6 +77,27 @@ pub struct SaleLine {
 pub struct Tender {
     pub method: TenderMethod,
     pub amount_minor: i64,
+}
+
+/// One tax of a sale: its code (`DE-19`), its rate in basis points, and the
+/// amount; a sale's taxes add up to its `tax_minor`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaxLine {
+    pub code: String,
+    pub rate_bp: i64,
+    pub amount_minor: i64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
 }
 
 /// One sale, refund or void. Two sales have the "same content" when they
@@ -77,6 +117,21 @@ pub struct Sale {
     pub discount_minor: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refers_to_sale_id: Option<Uuid>,
+    /// Whether the tax is inside the lines' amounts (the default) or added
+    /// on top of them (a US receipt).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub tax_included: bool,
+    /// Passed on to staff: not revenue.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tip_minor: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub service_charge_minor: i64,
+    /// Cash rounding, either way.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rounding_minor: i64,
+    /// The tax by code and rate, when the till says it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taxes: Vec<TaxLine>,
 }
 
 /// A sale already stored, as much of it as a new sale is classified against:
@@ -208,6 +263,9 @@ impl Sale {
             ("total_minor", self.total_minor),
             ("tax_minor", self.tax_minor),
             ("discount_minor", self.discount_minor),
+            ("tip_minor", self.tip_minor),
+            ("service_charge_minor", self.service_charge_minor),
+            ("rounding_minor", self.rounding_minor),
         ];
         if let Some((name, _)) = own.iter().find(|(_, a)| !amount_in_range(*a)) {
             return Some((*name).to_owned());
@@ -215,9 +273,37 @@ impl Sale {
         if let Some(i) = (self.lines.iter()).position(|l| !amount_in_range(l.amount_minor)) {
             return Some(format!("lines[{i}].amount_minor"));
         }
+        if let Some(i) = (self.taxes.iter()).position(|t| !amount_in_range(t.amount_minor)) {
+            return Some(format!("taxes[{i}].amount_minor"));
+        }
         (self.tenders.iter())
             .position(|t| !amount_in_range(t.amount_minor))
             .map(|i| format!("tenders[{i}].amount_minor"))
+    }
+
+    /// The sum of the item lines, and of the gift card lines (`None` if a
+    /// sum does not fit).
+    pub fn line_sums(&self) -> Option<(i64, i64)> {
+        let sum = |kind: LineKind| {
+            checked_sum(
+                self.lines
+                    .iter()
+                    .filter(|l| l.kind == kind)
+                    .map(|l| l.amount_minor),
+            )
+        };
+        Some((sum(LineKind::Item)?, sum(LineKind::GiftCard)?))
+    }
+
+    /// What the sale adds to net sales: its item lines and service charge,
+    /// less the tax inside them when the tax is included (gift cards sold,
+    /// tips and rounding are not sales). `None` if it does not fit.
+    pub fn net_sales_minor(&self) -> Option<i64> {
+        let (items, _) = self.line_sums()?;
+        let tax_inside = if self.tax_included { self.tax_minor } else { 0 };
+        items
+            .checked_add(self.service_charge_minor)?
+            .checked_sub(tax_inside)
     }
 
     fn validate_amounts(&self) -> Result<(), Rejection> {
@@ -233,10 +319,14 @@ impl Sale {
                 "total_minor must be >= 0 (a refund's kind says which way the money went)",
             ));
         }
-        if self.tax_minor < 0 || self.discount_minor < 0 {
+        if self.tax_minor < 0
+            || self.discount_minor < 0
+            || self.tip_minor < 0
+            || self.service_charge_minor < 0
+        {
             return Err(Rejection::new(
                 "negative_amount",
-                "tax_minor and discount_minor must be >= 0",
+                "tax_minor, discount_minor, tip_minor and service_charge_minor must be >= 0",
             ));
         }
         if self.tax_minor > self.total_minor {
@@ -245,11 +335,26 @@ impl Sale {
                 "tax_minor exceeds total_minor",
             ));
         }
-        let lines_sum = checked_sum(self.lines.iter().map(|l| l.amount_minor));
-        if lines_sum != Some(self.total_minor) {
+        self.validate_taxes()?;
+        // total = lines + (tax when added on top) + tip + service charge + rounding
+        let tax_on_top = if self.tax_included { 0 } else { self.tax_minor };
+        let expected = checked_sum(self.lines.iter().map(|l| l.amount_minor).chain([
+            tax_on_top,
+            self.tip_minor,
+            self.service_charge_minor,
+            self.rounding_minor,
+        ]));
+        if expected != Some(self.total_minor) {
             return Err(Rejection::new(
                 "lines_total_mismatch",
-                "the sum of lines[].amount_minor differs from total_minor",
+                "total_minor must be the sum of lines[].amount_minor, plus tax_minor when \
+                 tax_included is false, plus tip_minor, service_charge_minor and rounding_minor",
+            ));
+        }
+        if self.net_sales_minor().is_none() {
+            return Err(Rejection::new(
+                "amount_out_of_range",
+                "the sale's net sales do not fit a 64-bit integer",
             ));
         }
         let tenders_sum = checked_sum(self.tenders.iter().map(|t| t.amount_minor));
@@ -257,6 +362,44 @@ impl Sale {
             return Err(Rejection::new(
                 "tenders_total_mismatch",
                 "the sum of tenders[].amount_minor differs from total_minor",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The taxes by code: each code named once, a rate from 0 to
+    /// `MAX_RATE_BP`, an amount >= 0, and together the sale's tax.
+    fn validate_taxes(&self) -> Result<(), Rejection> {
+        if self.taxes.is_empty() {
+            return Ok(());
+        }
+        let invalid = |detail: String| Err(Rejection::new("invalid_taxes", detail));
+        if self.taxes.len() > MAX_TAX_LINES {
+            return invalid(format!("at most {MAX_TAX_LINES} taxes a sale"));
+        }
+        for (i, tax) in self.taxes.iter().enumerate() {
+            if let Err(problem) = check_text(&tax.code, MAX_TAX_CODE_CHARS) {
+                return invalid(problem.describe(&format!("taxes[{i}].code")));
+            }
+            if tax.code.trim().is_empty() {
+                return invalid(format!("taxes[{i}].code is empty"));
+            }
+            if !(0..=MAX_RATE_BP).contains(&tax.rate_bp) {
+                return invalid(format!(
+                    "taxes[{i}].rate_bp must be from 0 to {MAX_RATE_BP} (basis points: 1900 is 19 %)"
+                ));
+            }
+            if tax.amount_minor < 0 {
+                return invalid(format!("taxes[{i}].amount_minor must be >= 0"));
+            }
+            if self.taxes[..i].iter().any(|t| t.code == tax.code) {
+                return invalid(format!("taxes[{i}].code {:?} is named twice", tax.code));
+            }
+        }
+        if checked_sum(self.taxes.iter().map(|t| t.amount_minor)) != Some(self.tax_minor) {
+            return Err(Rejection::new(
+                "taxes_total_mismatch",
+                "the sum of taxes[].amount_minor differs from tax_minor",
             ));
         }
         Ok(())
@@ -275,11 +418,6 @@ impl Sale {
             _ => Ok(()),
         }
     }
-
-    /// The business date of the sale in its store's time zone.
-    pub fn business_date(&self, tz: chrono_tz::Tz) -> chrono::NaiveDate {
-        self.occurred_at.with_timezone(&tz).date_naive()
-    }
 }
 
 /// Sums amounts, `None` on overflow (a crafted payload must not wrap around).
@@ -290,6 +428,7 @@ fn checked_sum(mut amounts: impl Iterator<Item = i64>) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::calendar::Calendar;
     use serde_json::json;
 
     fn sale(overrides: serde_json::Value) -> Sale {
@@ -431,10 +570,15 @@ mod tests {
     #[test]
     fn business_date_follows_the_store_time_zone() {
         let late = sale(json!({"occurred_at": "2026-11-20T23:30:00Z"}));
+        let berlin = Calendar::fixed(chrono_tz::Europe::Berlin);
         assert_eq!(
-            late.business_date(chrono_tz::Europe::Berlin).to_string(),
+            berlin.business_date(&late.occurred_at).to_string(),
             "2026-11-21"
         );
-        assert_eq!(late.business_date(chrono_tz::UTC).to_string(), "2026-11-20");
+        let utc = Calendar::fixed(chrono_tz::UTC);
+        assert_eq!(
+            utc.business_date(&late.occurred_at).to_string(),
+            "2026-11-20"
+        );
     }
 }

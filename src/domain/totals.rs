@@ -25,9 +25,10 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 
-pub use measures::{CheckedSum, Measures, OutOfRange, TenderMeasures};
+pub use measures::{CheckedSum, Measures, OutOfRange, TaxMeasures, TenderMeasures};
 use share::Share;
 
+use crate::domain::calendar::Calendar;
 use crate::domain::sale::Sale;
 
 /// The largest magnitude a total is answered with: 2^53 - 1, the largest
@@ -66,6 +67,16 @@ pub struct TenderKey {
     pub method: &'static str,
 }
 
+/// A business date, currency and tax code (`""`: the tax of a sale that
+/// does not split it by code) with its rate.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TaxKey {
+    pub business_date: NaiveDate,
+    pub currency: String,
+    pub code: String,
+    pub rate_bp: i64,
+}
+
 /// The deltas of one batch, one entry per key (sorted, so writes lock rows
 /// in a stable order). `days` is `hours` rolled up per day.
 #[derive(Debug, Clone, Default)]
@@ -73,6 +84,7 @@ pub struct Deltas {
     pub hours: BTreeMap<HourKey, Measures>,
     pub days: BTreeMap<DayKey, Measures>,
     pub tenders: BTreeMap<TenderKey, TenderMeasures>,
+    pub taxes: BTreeMap<TaxKey, TaxMeasures>,
 }
 
 /// A till's stored totals for the keys a batch may touch, to check its
@@ -83,6 +95,7 @@ pub struct StoredTotals {
     pub days: BTreeMap<DayKey, Measures>,
     pub hours: BTreeMap<HourKey, Measures>,
     pub tenders: BTreeMap<TenderKey, TenderMeasures>,
+    pub taxes: BTreeMap<TaxKey, TaxMeasures>,
 }
 
 impl StoredTotals {
@@ -90,6 +103,7 @@ impl StoredTotals {
         self.days.extend(more.days);
         self.hours.extend(more.hours);
         self.tenders.extend(more.tenders);
+        self.taxes.extend(more.taxes);
     }
 }
 
@@ -107,10 +121,10 @@ impl Deltas {
     pub fn try_add(
         &mut self,
         sale: &Sale,
-        timezone: chrono_tz::Tz,
+        calendar: &Calendar,
         stored: &StoredTotals,
     ) -> Result<(), OutOfRange> {
-        self.try_add_share(&Share::of(sale, timezone)?, stored)
+        self.try_add_share(&Share::of(sale, calendar)?, stored)
     }
 
     /// Adds `void`'s reversal of `target` (or, `undo`, puts it back), with
@@ -119,12 +133,12 @@ impl Deltas {
         &mut self,
         void: &Sale,
         target: &Sale,
-        timezone: chrono_tz::Tz,
+        calendar: &Calendar,
         undo: bool,
         stored: &StoredTotals,
     ) -> Result<(), OutOfRange> {
         let sign = if undo { 1 } else { -1 };
-        self.try_add_share(&Share::reversal(void, target, timezone, sign)?, stored)
+        self.try_add_share(&Share::reversal(void, target, calendar, sign)?, stored)
     }
 
     fn try_add_share(&mut self, share: &Share, stored: &StoredTotals) -> Result<(), OutOfRange> {
@@ -138,14 +152,16 @@ impl Deltas {
         let hours = sum_each(&self.hours, &share.hours, &stored.hours)?;
         let days = sum_each(&self.days, &days, &stored.days)?;
         let tenders = sum_each(&self.tenders, &share.tenders, &stored.tenders)?;
+        let taxes = sum_each(&self.taxes, &share.taxes, &stored.taxes)?;
         self.hours.extend(hours);
         self.days.extend(days);
         self.tenders.extend(tenders);
+        self.taxes.extend(taxes);
         Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.hours.is_empty() && self.tenders.is_empty()
+        self.hours.is_empty() && self.tenders.is_empty() && self.taxes.is_empty()
     }
 }
 
@@ -201,7 +217,7 @@ mod tests {
 
     #[test]
     fn a_void_counts_on_its_day_and_takes_its_sale_out_of_its_own_day_not_the_sales() {
-        let tz = chrono_tz::Europe::Berlin;
+        let tz = &Calendar::fixed(chrono_tz::Europe::Berlin);
         let none = StoredTotals::default();
         let sold = sale(
             1,
@@ -265,7 +281,7 @@ mod tests {
 
     #[test]
     fn a_void_on_its_sales_day_nets_the_sale_out_of_that_day() {
-        let tz = chrono_tz::UTC;
+        let tz = &Calendar::fixed(chrono_tz::UTC);
         let none = StoredTotals::default();
         let sold = sale(1, "sale", "2026-11-20T10:00:00Z", 1000, card(1000), None);
         let void = sale(2, "void", "2026-11-20T10:05:00Z", 1000, card(1000), Some(1));
@@ -291,7 +307,7 @@ mod tests {
 
     #[test]
     fn refunds_subtract_tax_and_split_tenders_count_once_per_method() {
-        let tz = chrono_tz::UTC;
+        let tz = &Calendar::fixed(chrono_tz::UTC);
         let sold = sale(
             1,
             "sale",
@@ -357,7 +373,7 @@ mod tests {
 
     #[test]
     fn a_sale_that_would_overflow_a_delta_is_refused_and_adds_nothing() {
-        let tz = chrono_tz::UTC;
+        let tz = &Calendar::fixed(chrono_tz::UTC);
         let stored = StoredTotals::default();
         let mut deltas = Deltas::default();
         let big = sale(
@@ -381,7 +397,7 @@ mod tests {
 
     #[test]
     fn a_sale_is_refused_when_a_stored_total_plus_the_delta_would_overflow() {
-        let tz = chrono_tz::UTC;
+        let tz = &Calendar::fixed(chrono_tz::UTC);
         let date = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
         let small = sale(1, "sale", "2026-11-20T10:00:00Z", 1000, card(1000), None);
         let cash = sale(
@@ -431,7 +447,7 @@ mod tests {
 
     #[test]
     fn taking_out_a_stored_sale_of_the_smallest_amount_is_refused_not_wrapped() {
-        let tz = chrono_tz::UTC;
+        let tz = &Calendar::fixed(chrono_tz::UTC);
         let mut odd = sale(1, "sale", "2026-11-20T10:00:00Z", 10, card(10), None);
         odd.total_minor = i64::MIN;
         let void = sale(2, "void", "2026-11-20T10:00:00Z", 10, card(10), Some(1));

@@ -52,6 +52,10 @@ pub fn router(state: AppState) -> Router {
 
     let admin = Router::new()
         .route("/v1/stores", post(stores::create))
+        .route(
+            "/v1/stores/{store_id}",
+            get(stores::show).patch(stores::change),
+        )
         .route("/v1/terminals", post(terminals::create))
         .route(
             "/v1/terminals/{terminal_id}/revoke",

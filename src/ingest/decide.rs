@@ -131,7 +131,7 @@ fn classify(push: &Push<'_>, seen: &Seen) -> Classified {
         terminal.retired_at,
         |sale| {
             deltas
-                .try_add(sale, terminal.timezone, seen.check.stored())
+                .try_add(sale, &terminal.calendar, seen.check.stored())
                 .map_err(|_| total_out_of_range())
         },
     );
@@ -221,7 +221,8 @@ fn list(listed: &mut NewExceptions, entry: Entry) {
 }
 
 /// What this push lists for the back office: each payload refused for good,
-/// and each seq a new sale holds that another sale of the till holds.
+/// each seq a new sale holds that another sale of the till holds, and each
+/// new sale in a currency that is not its store's.
 fn exceptions(push: &Push<'_>, classified: &Classified) -> NewExceptions {
     let mut listed = NewExceptions::default();
     for (item, rejection) in refused_for_good(push.items, &classified.verdicts) {
@@ -263,6 +264,32 @@ fn exceptions(push: &Push<'_>, classified: &Classified) -> NewExceptions {
         };
         list(&mut listed, entry);
     }
+    for sale in classified
+        .accepted
+        .iter()
+        .map(|&i| push.items[i].valid_sale())
+    {
+        if sale.currency == push.terminal.currency {
+            continue;
+        }
+        let entry = Entry {
+            kind: ExceptionKind::CurrencyMismatch,
+            subject: sale.sale_id.to_string(),
+            sale_ids: vec![sale.sale_id],
+            seq: Some(sale.seq),
+            code: None,
+            detail: format!(
+                "{} {} is in {}, its store counts in {}: stored and counted in {}'s rows",
+                sale.kind.as_str(),
+                sale.sale_id,
+                sale.currency,
+                push.terminal.currency,
+                sale.currency
+            ),
+            payload: None,
+        };
+        list(&mut listed, entry);
+    }
     // Whichever sale of a seq arrived last, the same list.
     for ids in &mut listed.sale_ids {
         ids.sort();
@@ -286,7 +313,7 @@ fn new_rows(push: &Push<'_>, accepted: &[usize]) -> NewSales {
         rows.kind.push(sale.kind.as_str().to_owned());
         rows.occurred_at.push(sale.occurred_at.to_utc());
         rows.business_date
-            .push(sale.business_date(push.terminal.timezone));
+            .push(push.terminal.calendar.business_date(&sale.occurred_at));
         rows.currency.push(sale.currency.clone());
         rows.total_minor.push(sale.total_minor);
         rows.tax_minor.push(sale.tax_minor);

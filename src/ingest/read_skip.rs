@@ -13,7 +13,7 @@
 //! ids and the Idempotency-Key are not checked here: the write itself
 //! refuses a push whose sale id or key is already stored, as it refuses one
 //! whose sync row is no longer the one it was planned against
-//! (`ingest_write_set_v2` stores nothing of it, and the group reports
+//! (`ingest_write_set_v3` stores nothing of it, and the group reports
 //! serialization_failure for it), and the push is then read and planned
 //! again as before. So a wrong guess costs one failed write, never a wrong
 //! answer.
@@ -129,6 +129,7 @@ fn qualifies(sync: &SyncState, items: &[Item]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::calendar::Calendar;
     use crate::domain::sale::{Rejection, Sale};
     use serde_json::json;
 
@@ -137,7 +138,8 @@ mod tests {
             merchant_id: Uuid::from_u128(1),
             terminal_id: Uuid::from_u128(2),
             store_id: Uuid::from_u128(3),
-            timezone: chrono_tz::UTC,
+            calendar: Calendar::fixed(chrono_tz::UTC),
+            currency: "EUR".into(),
             retired_at: None,
         }
     }

@@ -50,7 +50,7 @@ impl TotalsCheck {
         }
         let dates: BTreeSet<NaiveDate> = sales
             .iter()
-            .map(|s| s.business_date(terminal.timezone))
+            .map(|s| terminal.calendar.business_date(&s.occurred_at))
             .filter(|d| !self.loaded.contains(d))
             .collect();
         if dates.is_empty() {

@@ -183,14 +183,14 @@ async fn move_reversal(
         changes
             .entry((old.terminal_id, old.store_id))
             .or_default()
-            .try_reverse(&old.sale, &target.sale, old.timezone, true, &none)
+            .try_reverse(&old.sale, &target.sale, &old.calendar, true, &none)
             .map_err(out_of_range)?;
     }
     if let Some(new) = void_named(counting) {
         changes
             .entry((new.terminal_id, new.store_id))
             .or_default()
-            .try_reverse(&new.sale, &target.sale, new.timezone, false, &none)
+            .try_reverse(&new.sale, &target.sale, &new.calendar, false, &none)
             .map_err(out_of_range)?;
     }
     for ((terminal_id, store_id), deltas) in changes {

@@ -1,7 +1,7 @@
-//! How Postgres writes a group (`ingest_write_group_v2`, src/db/schema.sql):
+//! How Postgres writes a group (`ingest_write_group_v3`, src/db/schema.sql):
 //! one set-based write for the whole group when every push can be written,
 //! push by push only when one of them cannot. Asked of the function itself,
-//! with the calls of its set-based write (`ingest_write_set_v2`) counted by
+//! with the calls of its set-based write (`ingest_write_set_v3`) counted by
 //! `pg_stat_xact_user_functions`: once for the whole group, or, after that
 //! failed, once a push (the statistics count the calls that returned).
 
@@ -94,6 +94,12 @@ impl Planned {
             day_refunded: vec![0],
             day_discounts: vec![0],
             day_tax: vec![10],
+            day_item_sales: vec![100],
+            day_gift_card_sales: vec![0],
+            day_tips: vec![0],
+            day_service_charges: vec![0],
+            day_rounding: vec![0],
+            day_net_sales: vec![90],
             hour_date: vec![date],
             hour: vec![10],
             hour_currency: vec!["EUR".into()],
@@ -104,6 +110,12 @@ impl Planned {
             hour_refunded: vec![0],
             hour_discounts: vec![0],
             hour_tax: vec![10],
+            hour_item_sales: vec![100],
+            hour_gift_card_sales: vec![0],
+            hour_tips: vec![0],
+            hour_service_charges: vec![0],
+            hour_rounding: vec![0],
+            hour_net_sales: vec![90],
             tender_date: vec![date],
             tender_currency: vec!["EUR".into()],
             tender_method: vec!["card".into()],
@@ -111,6 +123,13 @@ impl Planned {
             tender_refunds: vec![0],
             tender_gross: vec![100],
             tender_refunded: vec![0],
+            tax_date: vec![date],
+            tax_currency: vec!["EUR".into()],
+            tax_code: vec![String::new()],
+            tax_rate_bp: vec![0],
+            tax_sales: vec![1],
+            tax_refunds: vec![0],
+            tax_amount: vec![10],
             ..PushRow::default()
         }
     }
@@ -137,7 +156,7 @@ fn outcome(written: &Result<(), DbError>) -> &'static str {
 
 /// Writes `rows` as one group, in a transaction of its own, as the
 /// committer does, and returns how each push ended and how often the
-/// set-based `ingest_write_set_v2` returned (once for a group written
+/// set-based `ingest_write_set_v3` returned (once for a group written
 /// whole; once per push written, when written push by push).
 async fn write_rows(app: &TestApp, rows: &[PushRow]) -> (Vec<&'static str>, i64) {
     let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
@@ -149,7 +168,7 @@ async fn write_rows(app: &TestApp, rows: &[PushRow]) -> (Vec<&'static str>, i64)
     let written = ingest_write_group(&mut tx, rows).await.unwrap();
     let writes: i64 = sqlx::query_scalar(
         "select coalesce(sum(calls), 0)::int8 from pg_stat_xact_user_functions
-          where funcname = 'ingest_write_set_v2'",
+          where funcname = 'ingest_write_set_v3'",
     )
     .fetch_one(&mut *tx)
     .await

@@ -25,6 +25,7 @@ mod ingest;
 mod layers;
 mod loadtest;
 mod logging;
+mod money;
 mod openapi;
 mod ops;
 mod order;

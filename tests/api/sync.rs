@@ -89,9 +89,15 @@ async fn the_business_day_check_counts_and_nets_per_currency_in_store_time() {
     assert_eq!(day["sales_count"], 5);
     assert_eq!(
         day["totals"],
+        // Tax inside the lines: item sales are the lines, net sales the
+        // lines less their tax (1000 - 300 for EUR, its tax 100 - 30).
         json!([
-            {"currency": "CHF", "sales_count": 1, "net_minor": 900},
-            {"currency": "EUR", "sales_count": 4, "net_minor": 700}
+            {"currency": "CHF", "sales_count": 1, "net_minor": 900, "tax_minor": 90,
+             "item_sales_minor": 900, "gift_card_sales_minor": 0, "tips_minor": 0,
+             "service_charges_minor": 0, "rounding_minor": 0, "net_sales_minor": 810},
+            {"currency": "EUR", "sales_count": 4, "net_minor": 700, "tax_minor": 70,
+             "item_sales_minor": 700, "gift_card_sales_minor": 0, "tips_minor": 0,
+             "service_charges_minor": 0, "rounding_minor": 0, "net_sales_minor": 630}
         ])
     );
     let next: Value = app

@@ -15,6 +15,10 @@ fn add(a: i64, b: i64) -> Result<i64, OutOfRange> {
     a.checked_add(b).ok_or(OutOfRange)
 }
 
+/// A totals row's measures. The money a back office splits a receipt into
+/// (item sales, gift cards sold, tips, service charges, rounding, net
+/// sales) is counted like the tax: what sales add, less what refunds take
+/// back.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Measures {
     pub sales_count: i64,
@@ -24,6 +28,12 @@ pub struct Measures {
     pub refunds_minor: i64,
     pub discounts_minor: i64,
     pub tax_minor: i64,
+    pub item_sales_minor: i64,
+    pub gift_card_sales_minor: i64,
+    pub tips_minor: i64,
+    pub service_charges_minor: i64,
+    pub rounding_minor: i64,
+    pub net_sales_minor: i64,
 }
 
 impl CheckedSum for Measures {
@@ -36,6 +46,12 @@ impl CheckedSum for Measures {
             refunds_minor: add(self.refunds_minor, other.refunds_minor)?,
             discounts_minor: add(self.discounts_minor, other.discounts_minor)?,
             tax_minor: add(self.tax_minor, other.tax_minor)?,
+            item_sales_minor: add(self.item_sales_minor, other.item_sales_minor)?,
+            gift_card_sales_minor: add(self.gift_card_sales_minor, other.gift_card_sales_minor)?,
+            tips_minor: add(self.tips_minor, other.tips_minor)?,
+            service_charges_minor: add(self.service_charges_minor, other.service_charges_minor)?,
+            rounding_minor: add(self.rounding_minor, other.rounding_minor)?,
+            net_sales_minor: add(self.net_sales_minor, other.net_sales_minor)?,
         })
     }
 }
@@ -46,6 +62,24 @@ pub struct TenderMeasures {
     pub refunds_count: i64,
     pub gross_minor: i64,
     pub refunds_minor: i64,
+}
+
+/// What one tax code adds up to: the facts that name it, and their tax.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaxMeasures {
+    pub sales_count: i64,
+    pub refunds_count: i64,
+    pub tax_minor: i64,
+}
+
+impl CheckedSum for TaxMeasures {
+    fn checked_add(&self, other: &TaxMeasures) -> Result<TaxMeasures, OutOfRange> {
+        Ok(TaxMeasures {
+            sales_count: add(self.sales_count, other.sales_count)?,
+            refunds_count: add(self.refunds_count, other.refunds_count)?,
+            tax_minor: add(self.tax_minor, other.tax_minor)?,
+        })
+    }
 }
 
 impl CheckedSum for TenderMeasures {
@@ -73,9 +107,15 @@ mod tests {
             refunds_minor: 1,
             discounts_minor: 1,
             tax_minor: 1,
+            item_sales_minor: 1,
+            gift_card_sales_minor: 1,
+            tips_minor: 1,
+            service_charges_minor: 1,
+            rounding_minor: 1,
+            net_sales_minor: 1,
         };
         assert_eq!(one.checked_add(&one).unwrap().tax_minor, 2);
-        let fields: [fn(&mut Measures); 7] = [
+        let fields: [fn(&mut Measures); 13] = [
             |m| m.sales_count = i64::MAX,
             |m| m.refunds_count = i64::MAX,
             |m| m.voids_count = i64::MAX,
@@ -83,6 +123,12 @@ mod tests {
             |m| m.refunds_minor = i64::MAX,
             |m| m.discounts_minor = i64::MAX,
             |m| m.tax_minor = i64::MAX,
+            |m| m.item_sales_minor = i64::MAX,
+            |m| m.gift_card_sales_minor = i64::MAX,
+            |m| m.tips_minor = i64::MAX,
+            |m| m.service_charges_minor = i64::MAX,
+            |m| m.rounding_minor = i64::MAX,
+            |m| m.net_sales_minor = i64::MAX,
         ];
         for set in fields {
             let mut full = Measures::default();

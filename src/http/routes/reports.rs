@@ -50,6 +50,7 @@ enum GroupBy {
     Store,
     Terminal,
     Tender,
+    Tax,
 }
 
 impl GroupBy {
@@ -61,11 +62,12 @@ impl GroupBy {
             "store" => GroupBy::Store,
             "terminal" => GroupBy::Terminal,
             "tender" => GroupBy::Tender,
+            "tax" => GroupBy::Tax,
             other => {
                 return Err(ApiError::new(
                     ProblemCode::InvalidGroupBy,
                     format!(
-                        "group_by must be none, day, hour, store, terminal or tender, not {other:?}"
+                        "group_by must be none, day, hour, store, terminal, tender or tax, not {other:?}"
                     ),
                 ));
             }
@@ -80,6 +82,7 @@ impl GroupBy {
             GroupBy::Store => "store",
             GroupBy::Terminal => "terminal",
             GroupBy::Tender => "tender",
+            GroupBy::Tax => "tax",
         }
     }
 }
@@ -228,19 +231,35 @@ fn row_view(row: TotalsRow, group_by: GroupBy) -> Result<Value, OutOfRange> {
         GroupBy::Tender => {
             group.insert("method".into(), json!(row.method));
         }
+        GroupBy::Tax => {
+            group.insert("tax_code".into(), json!(row.tax_code));
+            group.insert("rate_bp".into(), json!(row.rate_bp));
+        }
     }
-    let exact = totals::exact;
+    // A member a row is not split by is null (discounts and tax per tender,
+    // everything but tax per tax code).
+    let exact = |value: Option<i64>| value.map(totals::exact).transpose();
+    let net = match (row.gross_minor, row.refunds_minor) {
+        (Some(gross), Some(refunds)) => Some(totals::net(gross, refunds)?),
+        _ => None,
+    };
     Ok(json!({
         "group": group,
         "currency": row.currency,
-        "sales_count": exact(row.sales_count)?,
-        "refunds_count": exact(row.refunds_count)?,
-        "voids_count": exact(row.voids_count)?,
+        "sales_count": totals::exact(row.sales_count)?,
+        "refunds_count": totals::exact(row.refunds_count)?,
+        "voids_count": totals::exact(row.voids_count)?,
         "gross_minor": exact(row.gross_minor)?,
         "refunds_minor": exact(row.refunds_minor)?,
-        "discounts_minor": row.discounts_minor.map(exact).transpose()?,
-        "tax_minor": row.tax_minor.map(exact).transpose()?,
-        "net_minor": totals::net(row.gross_minor, row.refunds_minor)?,
+        "discounts_minor": exact(row.discounts_minor)?,
+        "tax_minor": exact(row.tax_minor)?,
+        "net_minor": net,
+        "item_sales_minor": exact(row.item_sales_minor)?,
+        "gift_card_sales_minor": exact(row.gift_card_sales_minor)?,
+        "tips_minor": exact(row.tips_minor)?,
+        "service_charges_minor": exact(row.service_charges_minor)?,
+        "rounding_minor": exact(row.rounding_minor)?,
+        "net_sales_minor": exact(row.net_sales_minor)?,
     }))
 }
 
@@ -335,6 +354,7 @@ async fn compute(state: &AppState, request: &TotalsRequest) -> Result<Bytes, Com
     let rows = match request.group_by {
         GroupBy::Hour => reports::hourly_totals(&mut conn, scope).await,
         GroupBy::Tender => reports::tender_totals(&mut conn, scope).await,
+        GroupBy::Tax => reports::tax_totals(&mut conn, scope).await,
         GroupBy::Terminal => reports::daily_totals(&mut conn, scope, "terminal").await,
         other if scope.terminal_id.is_some() => {
             reports::daily_totals(&mut conn, scope, other.as_str()).await

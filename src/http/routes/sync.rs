@@ -50,6 +50,13 @@ struct CurrencyTotal {
     currency: String,
     sales_count: i64,
     net_minor: i64,
+    tax_minor: i64,
+    item_sales_minor: i64,
+    gift_card_sales_minor: i64,
+    tips_minor: i64,
+    service_charges_minor: i64,
+    rounding_minor: i64,
+    net_sales_minor: i64,
 }
 
 impl TryFrom<DayTotal> for CurrencyTotal {
@@ -60,6 +67,13 @@ impl TryFrom<DayTotal> for CurrencyTotal {
             currency: t.currency,
             sales_count: t.sales_count,
             net_minor: totals::exact(t.net_minor)?,
+            tax_minor: totals::exact(t.tax_minor)?,
+            item_sales_minor: totals::exact(t.item_sales_minor)?,
+            gift_card_sales_minor: totals::exact(t.gift_card_sales_minor)?,
+            tips_minor: totals::exact(t.tips_minor)?,
+            service_charges_minor: totals::exact(t.service_charges_minor)?,
+            rounding_minor: totals::exact(t.rounding_minor)?,
+            net_sales_minor: totals::exact(t.net_sales_minor)?,
         })
     }
 }
@@ -67,7 +81,7 @@ impl TryFrom<DayTotal> for CurrencyTotal {
 /// The day check cannot be answered exactly.
 fn day_out_of_range() -> ApiError {
     ApiError::total_out_of_range(format!(
-        "this terminal's net on that business day is beyond {MAX_EXACT_TOTAL} in magnitude \
+        "a total of this terminal on that business day is beyond {MAX_EXACT_TOTAL} in magnitude \
          (2^53 - 1, the largest integer every JSON reader holds exactly); the sync state \
          without business_date is still answered"
     ))

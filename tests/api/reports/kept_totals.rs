@@ -10,8 +10,9 @@ use super::{at, totals};
 
 /// The totals kept at ingest and by the resolver equal the totals the
 /// migration computes from the sales themselves (the same code path
-/// existing deployments get: migrations/20261207000001_every_fact_lands.sql
-/// rebuilds them by today's rule).
+/// existing deployments get: migrations/20261208000001_receipt_money.sql
+/// rebuilds them by today's rule, with the receipt's split and the tax
+/// rows).
 #[tokio::test]
 async fn totals_kept_at_ingest_equal_totals_rebuilt_from_the_sales() {
     let app = spawn_app().await;
@@ -21,10 +22,31 @@ async fn totals_kept_at_ingest_equal_totals_rebuilt_from_the_sales() {
         sale_of(1, 1000),
         json!({"tenders": [{"method": "voucher", "amount_minor": 1000}]}),
     );
-    let late = with(sale_of(2, 800), at("2026-11-20T23:45:00+01:00"));
+    // Tax on top with a tip, split by code; a gift card with a service
+    // charge and rounding.
+    let late = with(
+        sale_of(2, 800),
+        json!({"occurred_at": "2026-11-20T23:45:00+01:00", "tax_included": false,
+               "tax_minor": 80, "tip_minor": 100, "total_minor": 980,
+               "tenders": [{"method": "card", "amount_minor": 980}],
+               "taxes": [{"code": "A", "rate_bp": 1000, "amount_minor": 60},
+                         {"code": "B", "rate_bp": 500, "amount_minor": 20}]}),
+    );
+    let gift = with(
+        sale_of(6, 600),
+        json!({"lines": [{"kind": "gift_card", "sku": "G", "quantity": 1, "amount_minor": 500},
+                         {"sku": "I", "quantity": 1, "amount_minor": 100}],
+               "service_charge_minor": 30, "rounding_minor": -1, "total_minor": 629,
+               "tenders": [{"method": "cash", "amount_minor": 629}]}),
+    );
     app.push_ok(
         &till,
-        &[sold.clone(), late.clone(), refund_of(3, 200, Some(&sold))],
+        &[
+            sold.clone(),
+            late.clone(),
+            refund_of(3, 200, Some(&sold)),
+            gift,
+        ],
     )
     .await;
     app.push_ok(
@@ -44,7 +66,7 @@ async fn totals_kept_at_ingest_equal_totals_rebuilt_from_the_sales() {
     app.push_ok(&till, &[held]).await;
     app.settled().await;
 
-    let queries: Vec<String> = ["none", "day", "hour", "store", "terminal", "tender"]
+    let queries: Vec<String> = ["none", "day", "hour", "store", "terminal", "tender", "tax"]
         .iter()
         .map(|g| format!("from=2026-11-19&to=2026-11-22&group_by={g}"))
         .collect();
@@ -52,13 +74,12 @@ async fn totals_kept_at_ingest_equal_totals_rebuilt_from_the_sales() {
     for q in &queries {
         kept.push(totals(&app, q).await["rows"].clone());
     }
-    let migration =
-        std::fs::read_to_string("migrations/20261207000001_every_fact_lands.sql").unwrap();
+    let migration = std::fs::read_to_string("migrations/20261208000001_receipt_money.sql").unwrap();
     let begin = migration.find("-- rebuild totals: begin").unwrap();
     let end = migration.find("-- rebuild totals: end").unwrap();
     let rebuild = &migration[begin..end];
     sqlx::query(
-        "truncate sales_day_totals, sales_hour_totals, tender_day_totals, store_day_totals, store_day_deltas",
+        "truncate sales_day_totals, sales_hour_totals, tender_day_totals, tax_day_totals, store_day_totals, store_day_deltas",
     )
     .execute(&app.db)
     .await
