@@ -9,10 +9,12 @@
 //! voids and of refunds, refunds beyond a total or returning more than a
 //! line sold, voids that do not mirror their sale, sales refused for good,
 //! a till reissuing seqs it used (restored from a backup), facts on either
-//! side of midnight. Each delivery is the history cut into pushes of a few
-//! facts, in a random order across and within tills (a void may well come
-//! before its sale), some pushes sent again (a replay under the same key,
-//! a retry under a new one). Every delivery runs as a merchant of its own on
+//! side of midnight and of the store's 04:00 business-day cutoff, receipts
+//! of three styles (tax inside; tax on top by two rates with a tip; a gift
+//! card with a service charge and rounding). Each delivery is the history
+//! cut into pushes of a few facts, in a random order across and within
+//! tills (a void may well come before its sale), some pushes sent again (a
+//! replay under the same key, a retry under a new one). Every delivery runs as a merchant of its own on
 //! one server, so a case costs a few seconds; `PROPTEST_CASES` sets how many
 //! (default 12).
 
@@ -153,6 +155,16 @@ fn history(tills: usize, specs: &[Spec]) -> History {
                     void["total_minor"] = json!(total);
                     void["tax_minor"] = json!(total / 10);
                     void["discount_minor"] = json!(0);
+                    let members = void.as_object_mut().unwrap();
+                    for receipt_member in [
+                        "tax_included",
+                        "tip_minor",
+                        "taxes",
+                        "service_charge_minor",
+                        "rounding_minor",
+                    ] {
+                        members.remove(receipt_member);
+                    }
                 }
                 void
             }
@@ -165,8 +177,11 @@ fn history(tills: usize, specs: &[Spec]) -> History {
     History { tills, facts }
 }
 
+/// A sale of `total` in one of three receipt styles (by its total): tax
+/// inside the lines; tax on top by two rates, with a tip; a gift card sold
+/// beside an item, with a service charge and cash rounding.
 fn sale(id: Uuid, seq: i64, at: chrono::DateTime<chrono::FixedOffset>, total: i64) -> Value {
-    json!({
+    let mut sale = json!({
         "sale_id": id, "seq": seq, "kind": "sale", "occurred_at": at.to_rfc3339(),
         "currency": "EUR",
         "lines": [
@@ -175,7 +190,34 @@ fn sale(id: Uuid, seq: i64, at: chrono::DateTime<chrono::FixedOffset>, total: i6
         ],
         "tenders": [{"method": "card", "amount_minor": total}],
         "total_minor": total, "tax_minor": total / 10, "discount_minor": 0
-    })
+    });
+    match total % 30 {
+        0 => {
+            // lines add up to total - tax - tip
+            let (tax, tip) = (total / 10, total / 20);
+            let lines = total - tax - tip;
+            sale["lines"] = json!([{"sku": "A", "quantity": 1, "amount_minor": lines}]);
+            sale["tax_included"] = json!(false);
+            sale["tip_minor"] = json!(tip);
+            sale["taxes"] = json!([
+                {"code": "S", "rate_bp": 700, "amount_minor": tax / 2},
+                {"code": "R", "rate_bp": 300, "amount_minor": tax - tax / 2}
+            ]);
+        }
+        10 => {
+            let (service, rounding) = (total / 20, -1);
+            let items = total - service - rounding;
+            sale["lines"] = json!([
+                {"sku": "A", "quantity": 1, "amount_minor": items / 2},
+                {"kind": "gift_card", "sku": "G", "quantity": 1, "amount_minor": items - items / 2}
+            ]);
+            sale["service_charge_minor"] = json!(service);
+            sale["rounding_minor"] = json!(rounding);
+            sale["tax_minor"] = json!(0);
+        }
+        _ => {}
+    }
+    sale
 }
 
 /// One push of a delivery: which till, under which key, which facts.
@@ -246,7 +288,17 @@ fn shuffled(history: &History, seed: u64) -> Vec<Push> {
 /// A merchant of its own, with a store and the history's tills.
 async fn merchant(app: &TestApp, tills: usize) -> (Merchant, Vec<Till>) {
     let merchant = app.create_merchant("Order").await;
-    let store = app.create_store_as(&merchant, "Europe/Berlin", "EUR").await;
+    // Business days from 04:00: the history's nights are one business day.
+    let body = json!({"name": "Store", "timezone": "Europe/Berlin", "currency": "EUR",
+                      "business_day_starts_at": "04:00"});
+    let created = tillsync_testkit::api::create(
+        &app.client,
+        &format!("{}/v1/stores", app.address),
+        &merchant.token,
+        &body,
+    )
+    .await;
+    let store: Uuid = created["store_id"].as_str().unwrap().parse().unwrap();
     let mut created = Vec::new();
     for _ in 0..tills {
         created.push(app.create_till_in(&merchant, store).await);
@@ -276,7 +328,7 @@ async fn state(app: &TestApp, merchant: &Merchant, tills: &[Till]) -> BTreeMap<S
     };
     let mut state = BTreeMap::new();
     let range = "from=2026-11-19&to=2026-11-23";
-    for group_by in ["none", "day", "hour", "store", "terminal", "tender"] {
+    for group_by in ["none", "day", "hour", "store", "terminal", "tender", "tax"] {
         let path = format!("/v1/reports/totals?{range}&group_by={group_by}");
         let report: Value = app.get(&path, &merchant.token).await.json().await.unwrap();
         state.insert(format!("totals by {group_by}"), anonymous(&report["rows"]));
