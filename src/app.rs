@@ -30,6 +30,10 @@ use crate::metrics::Metrics;
 /// How often idle per-terminal rate-limit state is forgotten.
 const FORGET_IDLE_INTERVAL: Duration = Duration::from_secs(600);
 
+/// How often the metrics exporter folds recorded histogram samples into its
+/// buckets, scraped or not.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
@@ -107,6 +111,7 @@ impl Application {
             self.listener,
             self.router,
             self.args.client.header_timeout,
+            http::server::connection_cap(self.args.client.max_connections),
             signal,
         );
         let grace = self.args.shutdown_grace;
@@ -152,6 +157,15 @@ impl Application {
             FORGET_IDLE_INTERVAL,
             stopping.clone(),
             move || rate_limit.forget_idle(),
+        ));
+        // The exporter keeps every histogram sample until it is folded in:
+        // without this a server nobody scrapes grows by every request it
+        // serves (metrics-rs issue 467).
+        let metrics = self.metrics.clone();
+        tasks.push(jobs::spawn_housekeeping(
+            METRICS_UPKEEP_INTERVAL,
+            stopping.clone(),
+            move || metrics.upkeep(),
         ));
         tasks.extend(gate.spawn_probe(db, stopping.clone()));
         tasks

@@ -120,6 +120,18 @@ pub struct ClientArgs {
     /// the request takes a database slot.
     #[arg(long, env = "TILLSYNC_BODY_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
     pub body_timeout: Duration,
+
+    /// Memory, in MiB, that the request bodies being read and handled may
+    /// take together. A body waits briefly for room, then is answered 503
+    /// `overloaded` with Retry-After. At least 2 (a body may be 1 MiB).
+    #[arg(long, env = "TILLSYNC_BODY_BUDGET_MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(2..=1_048_576))]
+    pub body_budget_mib: u32,
+
+    /// Most client connections open at once; one more is answered 503
+    /// `overloaded` at once and closed. Lowered at start, with a warning, to
+    /// stay well under the process's open-file limit.
+    #[arg(long, env = "TILLSYNC_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
 }
 
 /// The database health layer: deadlines, probing, admission, rate limits.

@@ -5,12 +5,16 @@
 //! repositories of [`crate::db`] and the rules of [`crate::domain`].
 //!
 //! A request to a database-bound route passes, in this order: request id
-//! and trace -> metrics -> body read whole -> arrival stamp -> Retry-After
-//! advice -> auth -> (terminals) rate and concurrency limit -> admission
-//! (the health layer's [`Gate::run`](crate::health::Gate::run): fail fast,
-//! concurrency limit, deadline) -> handler -> repository -> Postgres. Operations routes (`/healthz`,
-//! `/readyz`, `/v1/status`, `/metrics`, the `/status` page) skip auth and
-//! admission: they must answer while the database does not.
+//! and trace -> metrics -> Retry-After advice -> auth -> (terminals) rate
+//! and concurrency limit -> body read whole, from the memory budget ->
+//! arrival stamp -> admission (the health layer's
+//! [`Gate::run`](crate::health::Gate::run): fail fast, concurrency limit,
+//! deadline) -> handler -> repository -> Postgres. Auth comes before the
+//! body: a request without a valid token is answered 401 before a byte of
+//! its body is read, so only tills and admins hold body memory. Operations
+//! routes (`/healthz`, `/readyz`, `/v1/status`, `/metrics`, the `/status`
+//! page) skip auth, the body and admission: they must answer while the
+//! database does not, and read no body.
 
 pub mod extract;
 pub mod middleware;
@@ -47,6 +51,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sales/batches", post(batches::push))
         .route("/v1/sync", get(sync::get))
         .route_layer(from_fn_with_state(state.clone(), admission::ingest))
+        .route_layer(axum::middleware::from_fn(arrival::stamp))
+        .route_layer(from_fn_with_state(state.clone(), body::read_whole))
         .route_layer(from_fn_with_state(state.clone(), rate_limit::per_terminal))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
 
@@ -70,6 +76,8 @@ pub fn router(state: AppState) -> Router {
             post(exceptions::resolve),
         )
         .route_layer(from_fn_with_state(state.clone(), admission::admin))
+        .route_layer(axum::middleware::from_fn(arrival::stamp))
+        .route_layer(from_fn_with_state(state.clone(), body::read_whole))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
 
     let reports = Router::new()
@@ -78,12 +86,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sales", get(sales::list))
         .route("/v1/terminals", get(terminals::list))
         .route_layer(from_fn_with_state(state.clone(), admission::report))
+        .route_layer(axum::middleware::from_fn(arrival::stamp))
+        .route_layer(from_fn_with_state(state.clone(), body::read_whole))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
 
     // Totals are admitted by their handler: when the database cannot be
     // used it answers from the last good copy instead of refusing.
     let totals = Router::new()
         .route("/v1/reports/totals", get(reports::totals))
+        .route_layer(axum::middleware::from_fn(arrival::stamp))
+        .route_layer(from_fn_with_state(state.clone(), body::read_whole))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
 
     let operations = Router::new()
@@ -106,12 +118,10 @@ pub fn router(state: AppState) -> Router {
     // Outermost first: each request gets an id (the client's, or a new
     // UUID) before anything logs, the trace span carries it and one line is
     // logged per answer, the id goes back to the client, every answer
-    // (refusals included) is counted and timed, the body is read whole
-    // before anything shared is taken (a slow upload costs only its own
-    // socket), the arrival is stamped once the request is all here
-    // (deadlines count from it), every database-related 503 gets its
-    // Retry-After from the health layer, and a panic becomes a problem
-    // document instead of a dropped connection.
+    // (refusals included) is counted and timed, every database-related 503
+    // gets its Retry-After from the health layer, and a panic becomes a
+    // problem document instead of a dropped connection. The body is read
+    // per route group, after auth (above).
     routes.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -125,8 +135,6 @@ pub fn router(state: AppState) -> Router {
             )
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(axum::middleware::from_fn(observe::count_and_time))
-            .layer(from_fn_with_state(state.clone(), body::read_whole))
-            .layer(axum::middleware::from_fn(arrival::stamp))
             .layer(from_fn_with_state(state, retry_after::advise))
             .layer(CatchPanicLayer::custom(|_| {
                 tracing::error!("handler panicked");

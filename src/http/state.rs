@@ -8,7 +8,7 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::middleware::auth::Authenticator;
-use super::middleware::body::BodyTimeout;
+use super::middleware::body::{BodyBudget, BodyTimeout};
 use super::middleware::rate_limit::{TerminalConcurrency, TerminalRateLimit};
 use super::routes::reports::StaleCopies;
 use crate::config::ServeArgs;
@@ -43,6 +43,8 @@ pub struct Shared {
     pub ingest: Pipeline,
     pub stale_totals: StaleCopies,
     pub body_timeout: BodyTimeout,
+    /// The memory the request bodies in flight may take together.
+    pub body_budget: BodyBudget,
 }
 
 impl AppState {
@@ -68,6 +70,7 @@ impl AppState {
             ),
             stale_totals: StaleCopies::new(args.stale_report_ttl),
             body_timeout: BodyTimeout(args.client.body_timeout),
+            body_budget: BodyBudget::new(args.client.body_budget_mib as usize * 1024 * 1024),
             db,
             gate,
         }))

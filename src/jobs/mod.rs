@@ -90,7 +90,8 @@ pub fn spawn<J: Job>(
 }
 
 /// Runs `tidy` every `every` until `stopping`: upkeep of in-memory state
-/// that touches no database (the per-terminal rate limits).
+/// that touches no database (the per-terminal rate limits, the metrics
+/// exporter's upkeep).
 pub fn spawn_housekeeping(
     every: Duration,
     stopping: CancellationToken,

@@ -228,3 +228,127 @@ async fn counters_that_alerts_read_are_exported_at_zero_from_start_up() {
         );
     }
 }
+
+/// Reads the server's answer up to the end of its head; `None` if none
+/// came within `within`.
+async fn answer_head(stream: &mut TcpStream, within: Duration) -> Option<String> {
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    tokio::time::timeout(within, async {
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await
+    .ok()?;
+    Some(String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[tokio::test]
+async fn a_request_without_a_valid_token_is_answered_401_before_its_body_is_read() {
+    let app = spawn_app_with(&[]).await;
+    let till = app.create_till().await;
+    let forged = till
+        .token
+        .replace(&till.token[till.token.len() - 8..], "00000000");
+    for (what, authorization) in [
+        ("no token", String::new()),
+        (
+            "not a token of ours",
+            "Authorization: Bearer hello\r\n".to_owned(),
+        ),
+        (
+            "a well-formed token nobody holds",
+            format!("Authorization: Bearer {forged}\r\n"),
+        ),
+    ] {
+        let mut stream = connect(&app).await;
+        // A megabyte announced, and none of it sent.
+        let head = format!(
+            "POST /v1/sales/batches HTTP/1.1\r\nHost: tillsync\r\n{authorization}\
+             Idempotency-Key: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: 1000000\r\n\r\n",
+            Uuid::new_v4()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let answer = answer_head(&mut stream, Duration::from_secs(5)).await;
+        let answer = answer.unwrap_or_else(|| panic!("{what}: no answer before the body"));
+        assert!(answer.starts_with("HTTP/1.1 401"), "{what}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn bodies_beyond_the_memory_budget_wait_briefly_then_are_answered_503_overloaded() {
+    let app = spawn_app_with(&["--body-budget-mib", "2", "--terminal-rate", "0"]).await;
+    let (slow, honest) = (app.create_till().await, app.create_till().await);
+    app.push_ok(&honest, &[sale(1)]).await;
+    // Two bodies of a megabyte each, trickling: the budget is full.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = connect(&app).await;
+        stream
+            .write_all(push_head(&slow.token, 1024 * 1024).as_bytes())
+            .await
+            .unwrap();
+        stream.write_all(b"{\"sales\": [").await.unwrap();
+        held.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = app.push(&honest, Uuid::new_v4(), &[sale(2)]).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "overloaded");
+    let page = tillsync_testkit::metrics::scrape(&app.client, &app.address).await;
+    let used = tillsync_testkit::metrics::sample(&page, "tillsync_body_budget_used_bytes", &[]);
+    assert_eq!(used, Some(2.0 * 1024.0 * 1024.0), "{page}");
+
+    // The slow bodies' room comes back once they are gone.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.push_ok(&honest, &[sale(2)]).await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_are_answered_503_at_once_and_closed() {
+    let app = spawn_app_with(&["--max-connections", "20", "--header-timeout", "60s"]).await;
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(connect(&app).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut beyond = connect(&app).await;
+    beyond
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: tillsync\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = answer_head(&mut beyond, Duration::from_secs(5)).await;
+    let answer = answer.expect("a connection beyond the cap is answered");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    let closed = closed_within(&mut beyond, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "the refused connection is closed");
+
+    // Room again once some go.
+    idle.truncate(10);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = connect(&app).await;
+    again
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: tillsync\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = answer_head(&mut again, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let page = tillsync_testkit::metrics::scrape(&app.client, &app.address).await;
+    let refused =
+        tillsync_testkit::metrics::sample(&page, "tillsync_connections_refused_total", &[]);
+    assert!(refused >= Some(1.0), "{page}");
+}

@@ -25,6 +25,7 @@ mod ingest;
 mod layers;
 mod loadtest;
 mod logging;
+mod memory;
 mod money;
 mod openapi;
 mod ops;

@@ -89,6 +89,10 @@ pub fn export_known_series() {
             .increment(0);
     }
     metrics::counter!("tillsync_db_probe_failures_total").increment(0);
+    metrics::counter!("tillsync_body_budget_refusals_total").increment(0);
+    metrics::counter!("tillsync_connections_refused_total").increment(0);
+    metrics::gauge!("tillsync_body_budget_used_bytes").set(0.0);
+    metrics::gauge!("tillsync_connections_open").set(0.0);
     metrics::counter!("tillsync_db_primary_moves_total").increment(0);
     for result in ["accepted", "duplicate", "rejected"] {
         metrics::counter!("tillsync_sales_total", "result" => result).increment(0);
