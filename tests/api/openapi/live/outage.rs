@@ -18,6 +18,7 @@ pub async fn outage(
     admin: &str,
     till: &str,
     revoke: &str,
+    store: &str,
     fresh_totals: &Value,
 ) {
     proxy.set(Fault::Stall);
@@ -38,8 +39,13 @@ pub async fn outage(
     d.get("/metrics", None, 200).await;
     d.get("/status", None, 200).await;
     let (admin, till) = (Some(admin), Some(till));
-    let store = json!({"name": "S", "timezone": "Europe/Berlin", "currency": "EUR"});
-    d.post("/v1/stores", admin, &store, 503).await;
+    let new_store = json!({"name": "S", "timezone": "Europe/Berlin", "currency": "EUR"});
+    d.post("/v1/stores", admin, &new_store, 503).await;
+    let template = "/v1/stores/{store_id}";
+    d.call("GET", template, store, admin, 503, |r| r).await;
+    let rename = json!({"name": "S"});
+    d.call("PATCH", template, store, admin, 503, |r| r.json(&rename))
+        .await;
     d.post(
         "/v1/terminals",
         admin,

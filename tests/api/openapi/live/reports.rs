@@ -23,7 +23,7 @@ pub async fn reports(
     let unknown = Uuid::new_v4();
 
     let totals = "/v1/reports/totals";
-    for group_by in ["none", "day", "hour", "store", "terminal", "tender"] {
+    for group_by in ["none", "day", "hour", "store", "terminal", "tender", "tax"] {
         let url = format!("{totals}?{day}&group_by={group_by}&{scope}");
         let report = d.get(&url, admin, 200).await;
         assert!(report.headers.get("warning").is_none(), "fresh, not stale");
