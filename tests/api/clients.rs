@@ -20,6 +20,17 @@ async fn connect(app: &TestApp) -> TcpStream {
     TcpStream::connect(address).await.expect("server accepts")
 }
 
+/// A push announcing a body of `length` bytes that sends only its first few.
+async fn crawl(app: &TestApp, token: &str, length: usize) -> TcpStream {
+    let mut stream = connect(app).await;
+    stream
+        .write_all(push_head(token, length).as_bytes())
+        .await
+        .unwrap();
+    stream.write_all(b"{\"sales\": [").await.unwrap();
+    stream
+}
+
 /// The head of a push whose body of `length` bytes is yet to come.
 fn push_head(token: &str, length: usize) -> String {
     format!(
@@ -282,34 +293,53 @@ async fn a_request_without_a_valid_token_is_answered_401_before_its_body_is_read
 
 #[tokio::test]
 async fn bodies_beyond_the_memory_budget_wait_briefly_then_are_answered_503_overloaded() {
-    let app = spawn_app_with(&["--body-budget-mib", "2", "--terminal-rate", "0"]).await;
+    const MIB: usize = 1024 * 1024;
+    let app = spawn_app_with(&[
+        "--body-budget-mib",
+        "2",
+        "--terminal-rate",
+        "0",
+        "--terminal-concurrency",
+        "64",
+    ])
+    .await;
     let (slow, honest) = (app.create_till().await, app.create_till().await);
     app.push_ok(&honest, &[sale(1)]).await;
-    // Two bodies of a megabyte each, trickling: the budget is full.
     let mut held = Vec::new();
-    for _ in 0..2 {
-        let mut stream = connect(&app).await;
-        stream
-            .write_all(push_head(&slow.token, 1024 * 1024).as_bytes())
-            .await
-            .unwrap();
-        stream.write_all(b"{\"sales\": [").await.unwrap();
-        held.push(stream);
+
+    // Large bodies may take three quarters of the budget between them: a
+    // second one waits, then hears 503, while a small push still goes in.
+    held.push(crawl(&app, &slow.token, 900 * 1024).await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut second = crawl(&app, &slow.token, 900 * 1024).await;
+    let answer = answer_head(&mut second, Duration::from_secs(5)).await;
+    let answer = answer.expect("an answer to the large body that did not fit");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after"),
+        "{answer}"
+    );
+    app.push_ok(&honest, &[sale(2)]).await;
+
+    // Small bodies crawling in fill the rest of it: now an honest push
+    // waits briefly and is told the server is overloaded.
+    for _ in 0..28 {
+        held.push(crawl(&app, &slow.token, 41 * 1024).await);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let refused = app.push(&honest, Uuid::new_v4(), &[sale(2)]).await;
+    let page = tillsync_testkit::metrics::scrape(&app.client, &app.address).await;
+    let used = tillsync_testkit::metrics::sample(&page, "tillsync_body_budget_used_bytes", &[]);
+    assert_eq!(used, Some(2.0 * MIB as f64), "{page}");
+    let refused = app.push(&honest, Uuid::new_v4(), &[sale(3)]).await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(refused.headers().contains_key("retry-after"));
     let problem: Value = refused.json().await.unwrap();
     assert_eq!(problem["code"], "overloaded");
-    let page = tillsync_testkit::metrics::scrape(&app.client, &app.address).await;
-    let used = tillsync_testkit::metrics::sample(&page, "tillsync_body_budget_used_bytes", &[]);
-    assert_eq!(used, Some(2.0 * 1024.0 * 1024.0), "{page}");
 
-    // The slow bodies' room comes back once they are gone.
+    // The crawling bodies' room comes back once they are gone.
     drop(held);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    app.push_ok(&honest, &[sale(2)]).await;
+    app.push_ok(&honest, &[sale(3)]).await;
 }
 
 #[tokio::test]

@@ -108,7 +108,9 @@ async fn the_business_day_check_counts_and_nets_per_currency_in_store_time() {
         .unwrap();
     assert_eq!(
         next["business_day"]["totals"],
-        json!([{"currency": "EUR", "sales_count": 1, "net_minor": 700}])
+        json!([{"currency": "EUR", "sales_count": 1, "net_minor": 700, "tax_minor": 70,
+                "item_sales_minor": 700, "gift_card_sales_minor": 0, "tips_minor": 0,
+                "service_charges_minor": 0, "rounding_minor": 0, "net_sales_minor": 630}])
     );
 
     let response = app
