@@ -1,16 +1,19 @@
 //! Report latency at size: 5 million sales across 50 stores and 500 tills,
 //! then p50/p99 over 100 calls of (1) totals for one store over 31 days
-//! grouped by day and (2) the whole merchant over 31 days grouped by store,
-//! end to end over HTTP against the release binary.
+//! grouped by day, (2) the whole merchant over 31 days grouped by store and
+//! (3) by tax code, end to end over HTTP against the release binary
+//! (`TILLSYNC_BIN` names another: one that does not know `group_by=tax`
+//! skips (3)).
 //!
 //! Run: `scripts/bench-reports` (or, with the release binary built,
 //! `cargo bench -p tillsync-bench --bench reports`).
 //! The data set is generated once into the database `tillsync_bench_reports`
 //! and reused (BENCH_REGENERATE=1 makes it anew): sales are written with
 //! `generate_series` (60 days, one sale in 20 a refund, one in 50 a void of
-//! the sale before it), and the totals are computed by the same statement
-//! the report migration uses for existing sales, which the test suite checks
-//! against the totals ingest keeps. Settings: BENCH_SALES_PER_TILL (10000),
+//! the sale before it, one in 3 splitting its tax by two codes), and the
+//! totals are computed by the statements the latest totals migration
+//! rebuilds them with (migrations/20261208000001_receipt_money.sql), which
+//! the test suite checks against the totals ingest keeps. Settings: BENCH_SALES_PER_TILL (10000),
 //! BENCH_CALLS (100), TILLSYNC_TEST_SERVER_URL.
 
 use std::time::{Duration, Instant};
@@ -54,6 +57,15 @@ async fn generate(pool: &PgPool, sales_per_till: i64) -> (Uuid, String) {
     .bind(merchant_id)
     .bind(TIMEZONES.iter().map(|s| s.to_string()).collect::<Vec<_>>())
     .bind(STORES)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into store_day_rules (merchant_id, store_id, effective_from, timezone, day_starts_at)
+         select merchant_id, store_id, created_at, timezone, business_day_starts_at
+           from stores where merchant_id = $1",
+    )
+    .bind(merchant_id)
     .execute(pool)
     .await
     .unwrap();
@@ -116,7 +128,11 @@ async fn generate(pool: &PgPool, sales_per_till: i64) -> (Uuid, String) {
                         'tenders', jsonb_build_array(jsonb_build_object(
                           'method', (array['card', 'cash', 'voucher'])[1 + seq % 3], 'amount_minor', amount)),
                         'total_minor', amount, 'tax_minor', amount / 10, 'discount_minor', 0)
-                        || case when kind = 'void' then jsonb_build_object('refers_to_sale_id', previous_id) else '{}'::jsonb end,
+                        || case when kind = 'void' then jsonb_build_object('refers_to_sale_id', previous_id) else '{}'::jsonb end
+                        || case when kind = 'sale' and seq % 3 = 0 then jsonb_build_object('taxes', jsonb_build_array(
+                             jsonb_build_object('code', 'DE-19', 'rate_bp', 1900, 'amount_minor', amount / 20),
+                             jsonb_build_object('code', 'DE-7', 'rate_bp', 700, 'amount_minor', amount / 10 - amount / 20)))
+                           else '{}'::jsonb end,
                       gen_random_uuid()
                  from shaped"#,
         )
@@ -141,14 +157,22 @@ async fn generate(pool: &PgPool, sales_per_till: i64) -> (Uuid, String) {
         "  sales written in {:.0} s; computing totals ...",
         started.elapsed().as_secs_f64()
     );
-    let migration = include_str!("../../../migrations/20261121000003_report_totals.sql");
-    let rebuild = &migration[migration.find("with judged as").unwrap()..];
-    pool.execute(rebuild).await.unwrap();
-    // Store totals from the till totals just computed, with the migration's
-    // own statement (ingest would have appended deltas that the service folds).
-    let migration = include_str!("../../../migrations/20261121000004_store_day_totals.sql");
-    let stores = &migration[migration.find("insert into store_day_totals").unwrap()..];
-    pool.execute(stores).await.unwrap();
+    // Each void takes out the sale before it, as the resolver would record.
+    pool.execute(
+        "insert into void_effects (merchant_id, target_sale_id, void_sale_id)
+         select merchant_id, refers_to_sale_id, sale_id from sales where kind = 'void'",
+    )
+    .await
+    .unwrap();
+    let migration = include_str!("../../../migrations/20261208000001_receipt_money.sql");
+    let begin = migration.find("-- rebuild totals: begin").unwrap();
+    let end = migration.find("-- rebuild totals: end").unwrap();
+    let mut rebuild = pool.begin().await.unwrap();
+    sqlx::raw_sql(&migration[begin..end])
+        .execute(&mut *rebuild)
+        .await
+        .unwrap();
+    rebuild.commit().await.unwrap();
     pool.execute("vacuum analyze").await.unwrap();
     println!(
         "  data set ready after {:.0} s",
@@ -282,4 +306,22 @@ async fn main() {
     println!(
         "  whole merchant, 31 days, by store:    p50 {p50:6.2} ms  p99 {p99:6.2} ms  ({rows} rows)"
     );
+    let by_tax = format!("{base}/v1/reports/totals?from={from}&to={to}&group_by=tax");
+    let known = client
+        .get(&by_tax)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    if known.status() == 200 {
+        let (p50, p99, rows) = measure(&client, &by_tax, &token, calls).await;
+        println!(
+            "  whole merchant, 31 days, by tax code: p50 {p50:6.2} ms  p99 {p99:6.2} ms  ({rows} rows)"
+        );
+    } else {
+        println!(
+            "  whole merchant, 31 days, by tax code: this binary answers {}",
+            known.status()
+        );
+    }
 }
