@@ -1,31 +1,50 @@
-//! The failover drill (issue 14): a primary and a synchronous standby
-//! (testkit clusters of the drill's own), three `tillsync serve` replicas
-//! of the release binary with `DATABASE_URL` in libpq's multi-host form
+//! The failover drill (issues 14 and 25): a Postgres primary and a
+//! synchronous standby, three `tillsync serve` replicas of the release
+//! binary with `DATABASE_URL` in libpq's multi-host form
 //! (`target_session_attrs=read-write`, as `pg_autoctl show uri` prints it),
 //! a round-robin TCP balancer in front of them (testkit `balancer.rs`), and
 //! `tillsync loadtest` running through the balancer. Mid-load the primary
-//! is killed (`pg_ctl stop -m immediate`) and, after the delay an HA tool
-//! would take to decide, the standby is promoted.
+//! dies and the standby is promoted, by one of:
 //!
-//! It prints, per replica, the time from the promotion until its pushes
-//! succeed again and the answers it gave meanwhile (a watch till per
-//! replica, `watch.rs`), the simulator's statuses, and its exactly-once
-//! verdict. It exits non-zero when the target is missed: a replica back
-//! more than 5 s after the promotion, any answer outside 200/429/503 (a 500
-//! above all), or a verdict other than 0 lost, 0 duplicated.
+//! - `DRILL_HA=pg_auto_failover` (the default; `autofailover.rs`,
+//!   `timeline.rs`): a pg_auto_failover monitor and two data nodes of the
+//!   drill's own. The primary's node is killed outright (pg_autoctl and
+//!   Postgres, SIGKILL) and pg_auto_failover promotes the standby by
+//!   itself, with the monitor's and keepers' timeouts set for a fast
+//!   failover (`DRILL_PAF_TIMEOUTS=defaults` keeps pg_auto_failover's own).
+//! - `DRILL_HA=pg_ctl` (`pgctl.rs`): the drill plays the HA tool: the
+//!   primary stopped with `pg_ctl stop -m immediate`, the standby promoted
+//!   with `pg_ctl promote` after the delay an HA tool would take. Seconds
+//!   faster; the only one for `DRILL_REPLICATION=async`, which cuts an
+//!   asynchronous standby's WAL stream a few seconds before the kill, so
+//!   sales acknowledged in that window are not on the promoted server and
+//!   the tills must find them missing through `GET /v1/sync` and resend
+//!   them.
 //!
-//! `DRILL_REPLICATION=async` drills the other case: an asynchronous
-//! standby whose WAL stream is cut a few seconds before the kill (its
-//! `primary_conninfo` emptied), so sales acknowledged in that window are
-//! not on the promoted server. The tills find them missing through
-//! `GET /v1/sync` and send them again; the verdict must still be 0 lost.
+//! It prints, per replica, the time from the promotion (the standby taking
+//! writes) until its pushes succeed again and the answers it gave
+//! meanwhile (a watch till per replica, `watch.rs`), the simulator's
+//! statuses and its exactly-once verdict, then one `summary:` line of
+//! `key=value` figures (`judge.rs`). It exits non-zero when the target is missed: a
+//! replica back more than 5 s after the promotion, any answer outside
+//! 200/429/503 (a 500 above all), or a verdict other than 0 lost, 0
+//! duplicated.
 //!
 //! Run: `scripts/failover-drill` (or, with the release binary built,
-//! `cargo bench -p tillsync-bench --bench failover`). Settings:
-//! DRILL_REPLICATION (sync), DRILL_REPLICAS (3), DRILL_LOAD_S (30),
-//! DRILL_KILL_AT_S (10), DRILL_PROMOTE_AFTER_MS (2000), DRILL_RATE (100
-//! sales/s), DRILL_TERMINALS (30), DRILL_CUT_BEFORE_KILL_S (3, async only).
+//! `cargo bench -p tillsync-bench --bench failover`). Settings: DRILL_HA
+//! (pg_auto_failover), DRILL_REPLICATION (sync; async implies pg_ctl),
+//! DRILL_REPLICAS (3), DRILL_LOAD_S (30 with pg_ctl, 45 with
+//! pg_auto_failover, 90 with its default timeouts), DRILL_KILL_AT_S (10),
+//! DRILL_RATE (100 sales/s), DRILL_TERMINALS (30); pg_ctl only:
+//! DRILL_PROMOTE_AFTER_MS (2000), DRILL_CUT_BEFORE_KILL_S (3, async only);
+//! pg_auto_failover only: DRILL_PAF_TIMEOUTS (fast), DRILL_PG_AUTOCTL
+//! (/usr/bin/pg_autoctl).
 
+mod autofailover;
+mod judge;
+mod pgctl;
+mod processes;
+mod timeline;
 mod watch;
 
 use std::net::SocketAddr;
@@ -33,50 +52,144 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use reqwest::Client;
-use serde_json::Value;
-use sqlx::Connection;
-use sqlx::postgres::PgConnection;
 use tokio::task::block_in_place;
 
 use tillsync_bench::setting;
 use tillsync_testkit::api::{create_store, create_till};
 use tillsync_testkit::balancer::RoundRobin;
 use tillsync_testkit::binary::{Binary, Served};
-use tillsync_testkit::cluster::{Cluster, Scratch};
+use tillsync_testkit::cluster::Scratch;
 
-use crate::watch::{Watch, counts};
+use crate::autofailover::{FAST_KEEPER_SETTINGS, FAST_MONITOR_SETTINGS, Formation};
+use crate::pgctl::Pair;
+use crate::watch::Watch;
 
-/// The target: every replica takes writes again this soon after the promotion.
-const TARGET: Duration = Duration::from_secs(5);
+/// What the failover did, for the report.
+pub struct Failover {
+    /// When the primary died.
+    pub killed: Instant,
+    /// When the standby took writes: the replicas are measured from here.
+    pub promoted: Instant,
+    /// What to print about it.
+    pub lines: Vec<String>,
+    /// Figures for the summary line.
+    pub summary: Vec<(&'static str, String)>,
+}
 
-/// Answers a till may get during a failover: a success, or a refusal it
-/// retries (503 while there is no primary, 429 if it pushed too fast).
-const ACCEPTABLE: &[&str] = &["200", "429", "503"];
+/// The servers under the replicas, and who promotes the standby.
+enum Databases<'s> {
+    PgCtl(Pair<'s>),
+    AutoFailover(Formation<'s>),
+}
 
 #[tokio::main]
 async fn main() {
-    let synchronous = std::env::var("DRILL_REPLICATION").as_deref() != Ok("async");
-    let replicas: usize = setting("DRILL_REPLICAS", 3);
-    let load_s: u64 = setting("DRILL_LOAD_S", 30);
-    let kill_at = Duration::from_secs(setting("DRILL_KILL_AT_S", 10));
-    let promote_after = Duration::from_millis(setting("DRILL_PROMOTE_AFTER_MS", 2000));
-    let cut_before = Duration::from_secs(setting("DRILL_CUT_BEFORE_KILL_S", 3));
-    let rate: u64 = setting("DRILL_RATE", 100);
-    let terminals: u64 = setting("DRILL_TERMINALS", 30);
+    let scratch = Scratch::new();
+    // Interrupted, the drill still drops what it started (the clusters
+    // above all, which would otherwise keep running).
+    let passed = tokio::select! {
+        passed = drill(&scratch) => passed,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted: stopping what the drill started");
+            false
+        }
+    };
+    drop(scratch);
+    if !passed {
+        std::process::exit(1);
+    }
+}
+
+/// The drill's settings, from the environment (see the module's head).
+struct Settings {
+    ha: String,
+    synchronous: bool,
+    /// pg_auto_failover with the fast timeouts, not its defaults.
+    fast: bool,
+    replicas: usize,
+    load: Duration,
+    kill_at: Duration,
+    promote_after: Duration,
+    cut_before: Duration,
+    rate: u64,
+    terminals: u64,
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        let synchronous = std::env::var("DRILL_REPLICATION").as_deref() != Ok("async");
+        let ha = std::env::var("DRILL_HA").unwrap_or_else(|_| {
+            if synchronous {
+                "pg_auto_failover"
+            } else {
+                "pg_ctl"
+            }
+            .into()
+        });
+        let fast = std::env::var("DRILL_PAF_TIMEOUTS").as_deref() != Ok("defaults");
+        // Long enough for at least 15 s of load after the standby takes writes.
+        let load_s = match (ha.as_str(), fast) {
+            ("pg_ctl", _) => 30,
+            (_, true) => 45,
+            (_, false) => 90,
+        };
+        Self {
+            synchronous,
+            fast,
+            replicas: setting("DRILL_REPLICAS", 3),
+            load: Duration::from_secs(setting("DRILL_LOAD_S", load_s)),
+            kill_at: Duration::from_secs(setting("DRILL_KILL_AT_S", 10)),
+            promote_after: Duration::from_millis(setting("DRILL_PROMOTE_AFTER_MS", 2000)),
+            cut_before: Duration::from_secs(setting("DRILL_CUT_BEFORE_KILL_S", 3)),
+            rate: setting("DRILL_RATE", 100),
+            terminals: setting("DRILL_TERMINALS", 30),
+            ha,
+        }
+    }
+}
+
+/// The whole drill; whether every target was met.
+async fn drill(scratch: &Scratch) -> bool {
+    let settings = Settings::from_env();
+    let Settings {
+        synchronous,
+        fast,
+        replicas,
+        ..
+    } = settings;
     let binary = Binary::release();
 
-    let scratch = Scratch::new();
-    let primary = block_in_place(|| scratch.primary("primary"));
-    let standby = block_in_place(|| primary.standby("standby"));
-    if synchronous {
-        primary.make_synchronous().await;
-    }
-    let url = format!(
-        "postgresql://postgres@127.0.0.1:{},127.0.0.1:{}/tillsync?target_session_attrs=read-write",
-        primary.port, standby.port
-    );
+    // Declared here, as what the pg_ctl variant's standby borrows.
+    let primary;
+    let (mut databases, url) = match settings.ha.as_str() {
+        "pg_ctl" => {
+            primary = pgctl::primary(scratch);
+            let pair = Pair::start(&primary, synchronous).await;
+            let url = pair.url();
+            (Databases::PgCtl(pair), url)
+        }
+        "pg_auto_failover" => {
+            assert!(synchronous, "DRILL_REPLICATION=async needs DRILL_HA=pg_ctl");
+            let (monitor, keeper) = if fast {
+                (FAST_MONITOR_SETTINGS, FAST_KEEPER_SETTINGS)
+            } else {
+                (&[][..], &[][..])
+            };
+            let formation = block_in_place(|| Formation::start(scratch, monitor, keeper));
+            // `pg_autoctl show uri` names no user: tillsync's goes in.
+            let url = formation.uri().replacen("://", "://postgres@", 1);
+            println!(
+                "pg_auto_failover: monitor on port {}, {} changed settings: {monitor:?}, keepers: {keeper:?}",
+                formation.monitor.port,
+                if fast { "fast failover" } else { "no" },
+            );
+            (Databases::AutoFailover(formation), url)
+        }
+        other => panic!("DRILL_HA: pg_auto_failover or pg_ctl, not {other:?}"),
+    };
     println!(
-        "failover drill: {} standby, {replicas} replicas, DATABASE_URL={url}",
+        "failover drill ({}): {} standby, {replicas} replicas, DATABASE_URL={url}",
+        settings.ha,
         if synchronous {
             "synchronous"
         } else {
@@ -86,7 +199,9 @@ async fn main() {
 
     let merchant = block_in_place(|| binary.create_merchant(&url, "Failover drill"));
     // Pools of 8: testkit clusters allow 40 connections, and three replicas
-    // also hold a probe each and ask both servers during a search.
+    // also hold a probe each and ask both servers during a search. The
+    // same under pg_auto_failover (Postgres's 100), so both variants
+    // drill one deployment.
     let env = [
         ("DATABASE_URL", url.as_str()),
         ("TILLSYNC_DB_MAX_CONNECTIONS", "8"),
@@ -111,8 +226,8 @@ async fn main() {
     }
 
     let report = scratch.path().join("loadtest.json");
-    let loadtest = binary
-        .command()
+    let mut loadtest = binary.command();
+    loadtest
         .args([
             "loadtest",
             "--url",
@@ -120,116 +235,47 @@ async fn main() {
             "--admin-token",
             &merchant.token,
         ])
-        .args(["--terminals", &terminals.to_string()])
-        .args(["--rate", &rate.to_string(), "--batch-size", "20"])
-        .args(["--duration", &format!("{load_s}s"), "--sync-interval", "2s"])
+        .args(["--terminals", &settings.terminals.to_string()])
+        .args(["--rate", &settings.rate.to_string(), "--batch-size", "20"])
+        .args(["--duration", &format!("{}s", settings.load.as_secs())])
+        .args(["--sync-interval", "2s"])
         // The failover is the incident here: none of the simulator's own.
         .args(["--offline-till", "false", "--restore-rewind", "0"])
         .args(["--retire-till", "false"])
         .arg("--json")
         .arg(&report)
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
+        .stdout(Stdio::piped());
+    let loadtest = tokio::process::Command::from(loadtest)
+        .kill_on_drop(true)
         .spawn()
         .expect("loadtest starts");
     let started = Instant::now();
 
-    let mut behind = None;
-    if !synchronous {
-        tokio::time::sleep(kill_at.saturating_sub(cut_before)).await;
-        // The standby stops receiving WAL: what the primary acknowledges
-        // from now on is not on it.
-        standby.cut_off_from_primary().await;
-        tokio::time::sleep(cut_before).await;
-        behind = Some(sales_behind(&primary, &standby).await);
-    }
-    tokio::time::sleep(kill_at.saturating_sub(started.elapsed())).await;
-    block_in_place(|| primary.stop());
-    let killed = Instant::now();
-    println!("primary killed at {:.1} s", started.elapsed().as_secs_f64());
-    tokio::time::sleep(promote_after).await;
-    block_in_place(|| standby.promote());
-    let promoted = Instant::now();
-    println!(
-        "standby promoted {} ms after the kill",
-        promoted.duration_since(killed).as_millis()
-    );
+    let failover = match &mut databases {
+        Databases::PgCtl(pair) => {
+            pair.fail_over(
+                started,
+                settings.kill_at,
+                settings.promote_after,
+                settings.cut_before,
+            )
+            .await
+        }
+        Databases::AutoFailover(formation) => {
+            timeline::fail_over(formation, started, settings.kill_at).await
+        }
+    };
 
-    let finished = tokio::task::spawn_blocking(move || loadtest.wait_with_output())
-        .await
-        .unwrap()
-        .expect("loadtest ran");
+    let finished = loadtest.wait_with_output().await.expect("loadtest ran");
     let outcomes: Vec<_> = watches
         .into_iter()
-        .map(|w| w.finish(killed, promoted))
+        .map(|w| w.finish(failover.killed, failover.promoted))
         .collect();
     print!("{}", String::from_utf8_lossy(&finished.stdout));
+    for line in &failover.lines {
+        println!("{line}");
+    }
 
-    let mut missed = Vec::new();
-    println!("\nper replica (watch till, one push every 100 ms):");
-    for outcome in &outcomes {
-        let back = outcome
-            .back_after
-            .map_or("never".into(), |d| format!("{} ms", d.as_millis()));
-        println!(
-            "  {}: pushes succeed again {back} after the promotion; answers from the kill until then: {}; whole run: {}",
-            outcome.replica,
-            counts(&outcome.meanwhile),
-            counts(&outcome.all)
-        );
-        if outcome.back_after.is_none_or(|d| d > TARGET) {
-            missed.push(format!("{} back after {back}", outcome.replica));
-        }
-        for status in outcome.all.keys() {
-            if !ACCEPTABLE.contains(&status.as_str()) {
-                missed.push(format!("{} answered {status}", outcome.replica));
-            }
-        }
-    }
-    let report: Value = serde_json::from_slice(&std::fs::read(&report).expect("loadtest report"))
-        .expect("loadtest report is JSON");
-    let statuses = &report["requests"]["status_counts"];
-    for status in statuses.as_object().into_iter().flat_map(|o| o.keys()) {
-        if !ACCEPTABLE.contains(&status.as_str()) {
-            missed.push(format!("the simulator got {status}"));
-        }
-    }
-    let verdict = &report["verdict"];
-    println!(
-        "simulator: statuses {statuses}, sales resent after /v1/sync {}, verdict passed={} lost={} duplicated={}",
-        report["sales"]["resent"], verdict["passed"], verdict["lost"], verdict["duplicated"]
-    );
-    if let Some(behind) = behind {
-        println!(
-            "asynchronous standby: {behind} sales committed on the primary were not on the standby when it was killed"
-        );
-    }
-    if verdict["passed"] != true || verdict["lost"] != 0 || verdict["duplicated"] != 0 {
-        missed.push("the exactly-once verdict failed".into());
-    }
-    if missed.is_empty() {
-        println!(
-            "drill PASSED: every replica back within {TARGET:?} of the promotion, 0 lost, 0 duplicated"
-        );
-    } else {
-        println!("drill FAILED: {}", missed.join("; "));
-        std::process::exit(1);
-    }
-}
-
-/// Sales stored on the primary that the standby lacks.
-async fn sales_behind(primary: &Cluster<'_>, standby: &Cluster<'_>) -> i64 {
-    let mut count = 0;
-    for (cluster, sign) in [(primary, 1), (standby, -1)] {
-        let mut conn = PgConnection::connect(&cluster.url("tillsync"))
-            .await
-            .unwrap();
-        let n: i64 = sqlx::query_scalar("select count(*) from sales")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        count += sign * n;
-        let _ = conn.close().await;
-    }
-    count
+    judge::judge(&settings.ha, &failover, &outcomes, &report)
 }
