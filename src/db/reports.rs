@@ -202,7 +202,9 @@ pub async fn hourly_totals(
     Ok(rows)
 }
 
-/// Money per tender method, from the tender table.
+/// Money per tender method, from the tender table. A row whose counts net
+/// to zero still shows when money moved: a till that voids another till's
+/// sale of a method holds the reversal (count -1) beside its own sale.
 pub async fn tender_totals(
     conn: &mut PgConnection,
     scope: &Scope,
@@ -225,6 +227,7 @@ pub async fn tender_totals(
               and ($5::uuid is null or terminal_id = $5)
             group by method, currency
            having sum(sales_count) <> 0 or sum(refunds_count) <> 0
+               or sum(gross_minor) <> 0 or sum(refunds_minor) <> 0
             order by method, currency"#,
         scope.merchant_id,
         scope.from,
@@ -239,7 +242,8 @@ pub async fn tender_totals(
 
 /// Tax per tax code and rate, from the tax table: the facts that name each
 /// code and their tax (a sale that does not split its tax counts under code
-/// `""`); no other money is split by code.
+/// `""`); no other money is split by code. As with tenders, a row shows when
+/// its counts net to zero but its tax does not.
 pub async fn tax_totals(conn: &mut PgConnection, scope: &Scope) -> Result<Vec<TotalsRow>, DbError> {
     let rows = sqlx::query_as!(
         TotalsRow,
@@ -258,7 +262,7 @@ pub async fn tax_totals(conn: &mut PgConnection, scope: &Scope) -> Result<Vec<To
               and ($4::uuid is null or store_id = $4)
               and ($5::uuid is null or terminal_id = $5)
             group by currency, tax_code, rate_bp
-           having sum(sales_count) <> 0 or sum(refunds_count) <> 0
+           having sum(sales_count) <> 0 or sum(refunds_count) <> 0 or sum(tax_minor) <> 0
             order by currency, tax_code, rate_bp"#,
         scope.merchant_id,
         scope.from,

@@ -282,6 +282,72 @@ async fn tax_rows_split_the_tax_by_code_and_leave_every_other_member_null() {
     assert!(tenders["rows"][0]["tips_minor"].is_null());
 }
 
+/// A void rung up on another till moves its sale's money on the void's
+/// till: there the tax and tender rows count the till's own sale less the
+/// void (0 sales) and still hold the money that moved.
+#[tokio::test]
+async fn a_void_on_another_till_keeps_the_money_in_its_tax_and_tender_rows() {
+    let app = spawn_app().await;
+    let store: Uuid = tillsync_testkit::api::create(
+        &app.client,
+        &format!("{}/v1/stores", app.address),
+        &app.merchant.token,
+        &super::store("Europe/Berlin", "EUR", "00:00"),
+    )
+    .await["store_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (till_a, till_b) = (
+        app.create_till_in(&app.merchant, store).await,
+        app.create_till_in(&app.merchant, store).await,
+    );
+    let book = |seq: i64, amount: i64, tax: i64| {
+        receipt(
+            seq,
+            "2026-11-20T10:00:00+01:00",
+            "EUR",
+            json!([{"sku": "BOOK", "quantity": 1, "amount_minor": amount}]),
+            json!({"tax_minor": tax,
+                   "taxes": [{"code": "DE-7", "rate_bp": 700, "amount_minor": tax}]}),
+        )
+    };
+    let on_b = book(1, 459, 30);
+    app.push_ok(&till_b, std::slice::from_ref(&on_b)).await;
+    app.push_ok(&till_a, &[book(1, 1070, 70), void_of(2, &on_b)])
+        .await;
+    app.settled().await;
+
+    let day = "from=2026-11-20&to=2026-11-20";
+    let of_a = format!("{day}&terminal_id={}", till_a.terminal_id);
+    let tax = totals(&app, &format!("{of_a}&group_by=tax")).await;
+    let row = &tax["rows"].as_array().unwrap()[..];
+    assert_eq!(row.len(), 1, "{tax}");
+    assert_eq!(row[0]["group"], json!({"tax_code": "DE-7", "rate_bp": 700}));
+    assert_eq!(
+        (row[0]["sales_count"].as_i64(), row[0]["tax_minor"].as_i64()),
+        (Some(0), Some(40))
+    );
+    let tender = totals(&app, &format!("{of_a}&group_by=tender")).await;
+    let row = &tender["rows"].as_array().unwrap()[..];
+    assert_eq!(row.len(), 1, "{tender}");
+    assert_eq!(row[0]["group"], json!({"method": "card"}));
+    assert_eq!(
+        (
+            row[0]["sales_count"].as_i64(),
+            row[0]["gross_minor"].as_i64()
+        ),
+        (Some(0), Some(1070 - 459))
+    );
+    // The till's tax rows add up to its day's tax, and the store's to its.
+    let till_day = totals(&app, &of_a).await;
+    assert_eq!(till_day["rows"][0]["tax_minor"], 40);
+    let store_tax = totals(&app, &format!("{day}&group_by=tax")).await;
+    assert_eq!(store_tax["rows"][0]["sales_count"], 1);
+    assert_eq!(store_tax["rows"][0]["tax_minor"], 70);
+}
+
 #[tokio::test]
 async fn a_receipt_that_does_not_add_up_is_refused_with_its_code_and_stores_nothing() {
     let app = spawn_app().await;
