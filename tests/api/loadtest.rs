@@ -58,6 +58,11 @@ async fn the_command_prints_the_verdict_writes_json_and_exits_zero_on_a_pass() {
     let _ = std::fs::remove_file(&json_path);
     assert_eq!(json["verdict"]["passed"], true);
     assert_eq!(json["verdict"]["lost"], 0);
+    // The receipt's money is verified too, per till and for the store.
+    assert_eq!(json["verdict"]["mismatched_tax_rows"], 0);
+    assert_eq!(json["verdict"]["store_rows_unverified"], false);
+    assert_eq!(json["settings"]["business_day_starts_at"], "04:00");
+    assert!(json["receipts"]["tax_on_top"].is_u64(), "{json}");
     assert!(json["latency"]["sale"]["p99_9_ms"].is_number());
     // Written as a string, so it survives any JSON reader and can be passed
     // back to --seed as it is.
@@ -108,6 +113,13 @@ fn help_documents_every_loadtest_setting_with_its_variable_and_default() {
         "VERIFY_TIMEOUT",
         "BACKOFF_CAP",
         "ARRIVALS",
+        "BUSINESS_DAY_STARTS_AT",
+        "LATE_NIGHT_SHARE",
+        "TAX_ON_TOP_SHARE",
+        "TIP_SHARE",
+        "SERVICE_CHARGE_SHARE",
+        "GIFT_CARD_SHARE",
+        "CASH_ROUNDING_SHARE",
         "JSON",
         "SEED",
     ] {
@@ -121,6 +133,7 @@ fn help_documents_every_loadtest_setting_with_its_variable_and_default() {
         "[default: 200]",
         "[default: 100]",
         "[default: 60s]",
+        "[default: 04:00]",
     ] {
         assert!(help.contains(default), "{default} missing:\n{help}");
     }

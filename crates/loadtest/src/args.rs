@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use chrono::NaiveTime;
 use clap::{ArgAction, Args, ValueEnum};
 use reqwest::Url;
 
+use super::generator::{ReceiptMix, STORE_TIMEZONE, Shop, StoreDay, parse_day_start};
 use super::plan::StoreBehaviour;
 
 #[derive(Debug, Clone, Args)]
@@ -125,6 +127,47 @@ pub struct LoadtestArgs {
           action = ArgAction::Set, value_name = "BOOL")]
     pub retire_till: bool,
 
+    /// When the store's business day starts, local time (Europe/Berlin), as
+    /// the run's store is created with it (`business_day_starts_at`): a sale
+    /// before it belongs to the previous business day.
+    #[arg(long, env = "TILLSYNC_LOADTEST_BUSINESS_DAY_STARTS_AT", default_value = "04:00",
+          value_name = "HH:MM", value_parser = parse_day_start)]
+    pub business_day_starts_at: NaiveTime,
+
+    /// Share of plain sales that occurred late at night, from two hours
+    /// before the business day's start to an hour after it (sent when rung
+    /// up): most fall on the previous business day, whatever the time of
+    /// the run.
+    #[arg(long, env = "TILLSYNC_LOADTEST_LATE_NIGHT_SHARE", default_value_t = 0.05, value_parser = parse_share)]
+    pub late_night_share: f64,
+
+    /// Share of receipts in the US style: `tax_included: false`, the tax
+    /// (US-STD 10.25 %, US-FOOD 2.25 %) added on top of the lines. The rest
+    /// are European, the tax (DE-19, DE-7) inside the prices.
+    #[arg(long, env = "TILLSYNC_LOADTEST_TAX_ON_TOP_SHARE", default_value_t = 0.3, value_parser = parse_share)]
+    pub tax_on_top_share: f64,
+
+    /// Share of card payments of tax-on-top receipts that add a tip (15,
+    /// 18 or 20 % of the items).
+    #[arg(long, env = "TILLSYNC_LOADTEST_TIP_SHARE", default_value_t = 0.5, value_parser = parse_share)]
+    pub tip_share: f64,
+
+    /// Share of sales with a service charge (10 % of the items on a
+    /// European receipt, 18 % on a US one; taxed at the standard rate).
+    #[arg(long, env = "TILLSYNC_LOADTEST_SERVICE_CHARGE_SHARE", default_value_t = 0.1, value_parser = parse_share)]
+    pub service_charge_share: f64,
+
+    /// Share of sales that also load a gift card (a line of kind
+    /// `gift_card`, no tax: a liability, not a sale).
+    #[arg(long, env = "TILLSYNC_LOADTEST_GIFT_CARD_SHARE", default_value_t = 0.03, value_parser = parse_share)]
+    pub gift_card_share: f64,
+
+    /// Share of cash payments (and cash refunds) of European receipts
+    /// rounded to 5 cents (`rounding_minor`, -2 to 2; a refund never
+    /// returns more than was paid).
+    #[arg(long, env = "TILLSYNC_LOADTEST_CASH_ROUNDING_SHARE", default_value_t = 0.5, value_parser = parse_share)]
+    pub cash_rounding_share: f64,
+
     /// Write the report as JSON to this file too.
     #[arg(long, env = "TILLSYNC_LOADTEST_JSON", value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -146,6 +189,24 @@ impl LoadtestArgs {
             offline_till: self.offline_till,
             restore_rewind: self.restore_rewind,
             retire_till: self.retire_till,
+        }
+    }
+
+    /// The store the run provisions, and how its receipts are made up.
+    pub(crate) fn shop(&self) -> Shop {
+        Shop {
+            mix: ReceiptMix {
+                tax_on_top_share: self.tax_on_top_share,
+                tip_share: self.tip_share,
+                service_charge_share: self.service_charge_share,
+                gift_card_share: self.gift_card_share,
+                cash_rounding_share: self.cash_rounding_share,
+                late_night_share: self.late_night_share,
+            },
+            day: StoreDay {
+                timezone: STORE_TIMEZONE,
+                starts_at: self.business_day_starts_at,
+            },
         }
     }
 
@@ -244,95 +305,4 @@ fn parse_positive_duration(raw: &str) -> Result<Duration, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use super::*;
-
-    #[derive(Parser)]
-    struct Harness {
-        #[command(flatten)]
-        args: LoadtestArgs,
-    }
-
-    fn parse(extra: &[&str]) -> Result<LoadtestArgs, clap::Error> {
-        let mut argv = vec![
-            "loadtest",
-            "--url",
-            "http://127.0.0.1:8080",
-            "--admin-token",
-            "tsa_x",
-        ];
-        argv.extend_from_slice(extra);
-        Harness::try_parse_from(argv).map(|h| h.args)
-    }
-
-    #[test]
-    fn defaults_are_the_documented_ones() {
-        let args = parse(&[]).unwrap();
-        assert_eq!(args.terminals, 50);
-        assert_eq!(args.rate, 200.0);
-        assert_eq!(args.batch_size, 100);
-        assert_eq!(args.duration, Duration::from_secs(60));
-        assert_eq!(args.drain_timeout, Duration::from_secs(60));
-        assert_eq!(args.request_timeout, Duration::from_secs(10));
-        assert_eq!(args.arrivals, Arrivals::Poisson);
-        assert_eq!(args.settle_timeout, Duration::from_secs(30));
-        assert_eq!(
-            args.behaviour(),
-            StoreBehaviour {
-                void_share: 0.02,
-                refund_share: 0.05,
-                cross_till_share: 0.3,
-                offline_till: true,
-                restore_rewind: 20,
-                retire_till: true,
-            }
-        );
-        assert!(args.voids_ahead);
-    }
-
-    #[test]
-    fn each_store_behaviour_can_be_switched_off() {
-        let args = parse(&[
-            "--voids-ahead",
-            "false",
-            "--offline-till",
-            "false",
-            "--restore-rewind",
-            "0",
-            "--retire-till",
-            "false",
-            "--cross-till-share",
-            "0",
-        ])
-        .unwrap();
-        let behaviour = args.behaviour();
-        assert!(!args.voids_ahead && !behaviour.offline_till && !behaviour.retire_till);
-        assert_eq!(
-            (behaviour.restore_rewind, behaviour.cross_till_share),
-            (0, 0.0)
-        );
-    }
-
-    #[test]
-    fn out_of_range_settings_are_refused() {
-        assert!(parse(&["--batch-size", "501"]).is_err());
-        assert!(parse(&["--terminals", "0"]).is_err());
-        assert!(parse(&["--rate", "0"]).is_err());
-        assert!(parse(&["--rate", "NaN"]).is_err());
-        assert!(parse(&["--duration", "0s"]).is_err());
-        assert!(parse(&["--void-share", "1.5"]).is_err());
-        assert!(parse(&["--cross-till-share", "-0.1"]).is_err());
-        assert!(parse(&["--retire-till", "maybe"]).is_err());
-        let too_many = parse(&["--void-share", "0.6", "--refund-share", "0.6"]).unwrap();
-        assert!(too_many.check().is_err());
-        assert!(Harness::try_parse_from(["x", "--url", "ftp://h", "--admin-token", "t"]).is_err());
-    }
-
-    #[test]
-    fn the_admin_token_never_shows_in_debug_output() {
-        let args = parse(&[]).unwrap();
-        assert!(!format!("{args:?}").contains("tsa_x"));
-    }
-}
+mod tests;

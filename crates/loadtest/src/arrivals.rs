@@ -137,6 +137,7 @@ mod tests {
                     uuid::Uuid::new_v4(),
                     TerminalToken::new("t".into()),
                     true,
+                    crate::generator::Shop::default(),
                 ))
             })
             .collect()

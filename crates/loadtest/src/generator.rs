@@ -1,14 +1,24 @@
-//! Realistic sales: a basket of 1 to 5 lines from a small catalogue (some
-//! sold by weight, some discounted), VAT included in the prices, tenders
-//! split over cash, card and vouchers, and a few sales in a second currency;
-//! a refund returns one line of its sale (naming it by `refers_to_line`) or
-//! one article without a receipt; a void mirrors its sale.
+//! Realistic receipts, of both styles a back office meets: European (the
+//! tax inside the prices, split over DE-19 and DE-7 by each line's rate,
+//! cash sometimes rounded to 5 cents) and US (`tax_included: false`, the tax
+//! added on top, US-STD and US-FOOD, a tip on some card payments). Either
+//! may carry a service charge (taxed at the standard rate) or load a gift
+//! card (a line of kind `gift_card`, no tax). A basket has 1 to 5 lines
+//! from a small catalogue (some sold by weight, some discounted); tenders
+//! are cash, card, or a voucher with either; a few sales are in a second
+//! currency; a few occurred late at night, around the start of the store's
+//! business day ([`StoreDay`]). A refund returns one item line of its sale
+//! (naming it by `refers_to_line`, with its share of the service charge and
+//! a tax split of its own) or one article without a receipt; a void mirrors
+//! its sale. How often each happens is the run's [`ReceiptMix`].
 //!
 //! What is rung up, and of which earlier sale, is decided on the store floor
 //! ([`crate::plan`]) as a [`Ticket`]; everything else about a sale is a pure
-//! function of its ticket, here. So a sale can be built whenever it is first
-//! needed, on any till, and a void rung up on one till mirrors a sale of
-//! another without either till's journal looking at the other's.
+//! function of its ticket and the run's [`Shop`], here (the money in
+//! `generator/receipt.rs`, the time in `generator/clock.rs`). So a sale can
+//! be built whenever it is first needed, on any till, and a void rung up on
+//! one till mirrors a sale of another without either till's journal looking
+//! at the other's.
 //!
 //! The wire format is written here, not borrowed from the server's domain
 //! types: the simulator is a client of the public API and may run from
@@ -16,64 +26,80 @@
 //! server's own rules (the server crate is a dev-dependency of this one, for
 //! that alone), so the two cannot drift apart unnoticed.
 
-use chrono::{DateTime, FixedOffset, NaiveDate, SubsecRound, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, SubsecRound, Utc};
 use chrono_tz::Tz;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use uuid::Uuid;
 
-/// The time zone of the store the run provisions; business dates follow it.
+mod catalogue;
+mod clock;
+mod receipt;
+
+pub use clock::{StoreDay, parse_day_start};
+use receipt::{Receipt, WireLine, WireTender};
+
+/// The time zone of the store the run provisions; business dates follow it
+/// (and its `business_day_starts_at`).
 pub const STORE_TIMEZONE: Tz = chrono_tz::Europe::Berlin;
 /// The store's own currency; most sales are in it.
 pub const STORE_CURRENCY: &str = "EUR";
 /// A second currency some sales are paid in (a border or airport shop), so
-/// the per-currency totals are exercised too.
-const FOREIGN_CURRENCY: &str = "CHF";
-const FOREIGN_CURRENCY_SHARE: f64 = 0.03;
-/// Per line; with 3 lines on average about one sale in ten has a discount.
-const DISCOUNTED_LINE_SHARE: f64 = 0.035;
+/// the per-currency totals, and the server's `currency_mismatch` flag, are
+/// exercised too.
+pub const FOREIGN_CURRENCY: &str = "CHF";
 
-/// One catalogue article. Prices are in minor units and include VAT; an
-/// article sold by weight is priced per kilogram.
-struct Article {
-    sku: &'static str,
-    description: Option<&'static str>,
-    unit_price_minor: i64,
-    vat_percent: i64,
-    by_weight: bool,
+/// How often each kind of receipt is rung up (each a share from 0 to 1).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ReceiptMix {
+    /// Receipts in the US style (the tax on top); the rest have it inside.
+    pub tax_on_top_share: f64,
+    /// Card payments of tax-on-top receipts that add a tip.
+    pub tip_share: f64,
+    /// Sales with a service charge.
+    pub service_charge_share: f64,
+    /// Sales that also load a gift card.
+    pub gift_card_share: f64,
+    /// Cash payments of tax-inside receipts rounded to 5 cents.
+    pub cash_rounding_share: f64,
+    /// Plain sales that occurred late at night, around the business day's
+    /// start.
+    pub late_night_share: f64,
 }
 
-const fn article(
-    sku: &'static str,
-    description: Option<&'static str>,
-    unit_price_minor: i64,
-    vat_percent: i64,
-    by_weight: bool,
-) -> Article {
-    Article {
-        sku,
-        description,
-        unit_price_minor,
-        vat_percent,
-        by_weight,
+impl Default for ReceiptMix {
+    /// The command's defaults.
+    fn default() -> Self {
+        Self {
+            tax_on_top_share: 0.3,
+            tip_share: 0.5,
+            service_charge_share: 0.1,
+            gift_card_share: 0.03,
+            cash_rounding_share: 0.5,
+            late_night_share: 0.05,
+        }
     }
 }
 
-const CATALOGUE: &[Article] = &[
-    article("COFFEE-L", Some("Large coffee"), 350, 19, false),
-    article("CROISSANT", Some("Butter croissant"), 220, 7, false),
-    article("BREAD-RYE", Some("Rye bread 750 g"), 429, 7, false),
-    article("MILK-1L", Some("Whole milk 1 l"), 119, 7, false),
-    article("APPLES", Some("Apples, loose"), 299, 7, true),
-    article("GOUDA", Some("Gouda from the counter"), 1890, 7, true),
-    article("WINE-RED", Some("Red wine 0.75 l"), 899, 19, false),
-    article("BATTERIES-AA", Some("AA batteries, 4 pack"), 549, 19, false),
-    article("NEWSPAPER", None, 280, 7, false),
-    article("TULIPS", Some("Tulips, bunch of 10"), 699, 7, false),
-    article("CHOCOLATE", Some("Dark chocolate 100 g"), 189, 7, false),
-    article("UMBRELLA", Some("Pocket umbrella"), 1499, 19, false),
-];
+/// Everything about the store that a sale's contents and business date
+/// depend on, besides its ticket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shop {
+    pub mix: ReceiptMix,
+    pub day: StoreDay,
+}
+
+impl Default for Shop {
+    /// The command's defaults: the usual mix, business days from 04:00.
+    fn default() -> Self {
+        Self {
+            mix: ReceiptMix::default(),
+            day: StoreDay {
+                timezone: STORE_TIMEZONE,
+                starts_at: NaiveTime::from_hms_opt(4, 0, 0).expect("04:00 is a time"),
+            },
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -84,7 +110,8 @@ pub enum Kind {
 }
 
 /// What the store floor decided when a customer came to a till. `content`
-/// seeds everything else (basket, tenders, currency, the line refunded).
+/// seeds everything else (basket, style, tenders, currency, the line
+/// refunded, a late-night time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ticket {
     Sale {
@@ -121,46 +148,92 @@ pub struct Target {
     pub entry: usize,
 }
 
+/// One tax code of a receipt, as `taxes` lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Method {
-    Cash,
-    Card,
-    Voucher,
+pub struct TaxAmount {
+    pub code: &'static str,
+    pub rate_bp: i64,
+    pub amount_minor: i64,
 }
 
-/// A sale as `POST /v1/sales/batches` takes it.
-#[derive(Debug, Clone, Serialize)]
-struct WireSale {
+/// A receipt's money as a back office splits it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Money {
+    pub total_minor: i64,
+    pub tax_minor: i64,
+    pub discount_minor: i64,
+    /// Whether the tax is inside the lines (European) or on top (US).
+    pub tax_included: bool,
+    /// The item lines, and the gift card lines.
+    pub item_sales_minor: i64,
+    pub gift_card_sales_minor: i64,
+    pub tip_minor: i64,
+    pub service_charge_minor: i64,
+    pub rounding_minor: i64,
+    /// Empty only for a receipt with no taxed line.
+    pub taxes: Vec<TaxAmount>,
+}
+
+impl Default for Money {
+    fn default() -> Self {
+        Self {
+            total_minor: 0,
+            tax_minor: 0,
+            discount_minor: 0,
+            tax_included: true,
+            item_sales_minor: 0,
+            gift_card_sales_minor: 0,
+            tip_minor: 0,
+            service_charge_minor: 0,
+            rounding_minor: 0,
+            taxes: Vec::new(),
+        }
+    }
+}
+
+impl Money {
+    /// The API's net sales: item lines and service charge, less the tax
+    /// when it is inside them.
+    pub fn net_sales_minor(&self) -> i64 {
+        let tax_inside = if self.tax_included { self.tax_minor } else { 0 };
+        self.item_sales_minor + self.service_charge_minor - tax_inside
+    }
+}
+
+/// A sale as `POST /v1/sales/batches` takes it; members at their default
+/// are left out, as a till that does not know them would.
+#[derive(Serialize)]
+struct WireSale<'a> {
     sale_id: Uuid,
     seq: i64,
     kind: Kind,
     occurred_at: DateTime<FixedOffset>,
     currency: &'static str,
-    lines: Vec<WireLine>,
-    tenders: Vec<WireTender>,
+    lines: &'a [WireLine],
+    tenders: &'a [WireTender],
     total_minor: i64,
     tax_minor: i64,
     discount_minor: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     refers_to_sale_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "is_true")]
+    tax_included: bool,
+    #[serde(skip_serializing_if = "is_zero")]
+    tip_minor: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    service_charge_minor: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    rounding_minor: i64,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    taxes: &'a [TaxAmount],
 }
 
-#[derive(Debug, Clone, Serialize)]
-struct WireLine {
-    sku: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'static str>,
-    quantity: f64,
-    amount_minor: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    refers_to_line: Option<usize>,
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
-#[derive(Debug, Clone, Serialize)]
-struct WireTender {
-    method: Method,
-    amount_minor: i64,
+fn is_zero(value: &i64) -> bool {
+    *value == 0
 }
 
 /// One generated sale: what the verifier needs to know about it, and its
@@ -173,219 +246,76 @@ pub struct Generated {
     pub currency: &'static str,
     pub occurred_at: DateTime<FixedOffset>,
     pub business_date: NaiveDate,
-    pub total_minor: i64,
-    pub tax_minor: i64,
-    pub discount_minor: i64,
+    pub money: Money,
     pub refers_to_sale_id: Option<Uuid>,
     pub json: Box<str>,
 }
 
 /// The sale `ticket` stands for, rung up at `rung_up_at` under `sale_id`
-/// and `seq`.
-pub fn build(sale_id: Uuid, seq: i64, rung_up_at: DateTime<Utc>, ticket: &Ticket) -> Generated {
-    let occurred_at = rung_up_at
-        .with_timezone(&STORE_TIMEZONE)
+/// and `seq` in `shop`.
+pub fn build(
+    sale_id: Uuid,
+    seq: i64,
+    rung_up_at: DateTime<Utc>,
+    ticket: &Ticket,
+    shop: &Shop,
+) -> Generated {
+    let occurred = match ticket {
+        Ticket::Sale { content } => clock::occurred_at(rung_up_at, *content, &shop.mix, &shop.day),
+        _ => rung_up_at,
+    };
+    let occurred_at = occurred
+        .with_timezone(&shop.day.timezone)
         .fixed_offset()
         .trunc_subsecs(3);
-    let contents = match ticket {
-        Ticket::Sale { content } => basket(*content),
-        Ticket::Refund { content, of: None } => return_without_receipt(*content),
+    let (receipt, refers_to_sale_id): (Receipt, _) = match ticket {
+        Ticket::Sale { content } => (receipt::sale(*content, &shop.mix), None),
+        Ticket::Refund { content, of: None } => {
+            (receipt::return_without_receipt(*content, &shop.mix), None)
+        }
         Ticket::Refund {
             content,
             of: Some(of),
-        } => refund_of(*content, of),
-        Ticket::Void { of } => Contents {
-            refers_to_sale_id: Some(of.sale_id),
-            ..basket(of.content)
-        },
+        } => (
+            receipt::refund_of(*content, of.content, &shop.mix),
+            Some(of.sale_id),
+        ),
+        Ticket::Void { of } => (receipt::sale(of.content, &shop.mix), Some(of.sale_id)),
     };
+    let money = receipt.money;
     let wire = WireSale {
         sale_id,
         seq,
         kind: ticket.kind(),
         occurred_at,
-        currency: contents.currency,
-        lines: contents.lines,
-        tenders: contents.tenders,
-        total_minor: contents.total_minor,
-        tax_minor: contents.tax_minor,
-        discount_minor: contents.discount_minor,
-        refers_to_sale_id: contents.refers_to_sale_id,
+        currency: receipt.currency,
+        lines: &receipt.lines,
+        tenders: &receipt.tenders,
+        total_minor: money.total_minor,
+        tax_minor: money.tax_minor,
+        discount_minor: money.discount_minor,
+        refers_to_sale_id,
+        tax_included: money.tax_included,
+        tip_minor: money.tip_minor,
+        service_charge_minor: money.service_charge_minor,
+        rounding_minor: money.rounding_minor,
+        taxes: &money.taxes,
     };
+    let json = serde_json::to_string(&wire)
+        .expect("a generated sale always serializes")
+        .into_boxed_str();
     Generated {
         sale_id,
         seq,
-        kind: wire.kind,
-        currency: wire.currency,
+        kind: ticket.kind(),
+        currency: receipt.currency,
         occurred_at,
-        business_date: occurred_at.with_timezone(&STORE_TIMEZONE).date_naive(),
-        total_minor: wire.total_minor,
-        tax_minor: wire.tax_minor,
-        discount_minor: wire.discount_minor,
-        refers_to_sale_id: wire.refers_to_sale_id,
-        json: serde_json::to_string(&wire)
-            .expect("a generated sale always serializes")
-            .into_boxed_str(),
-    }
-}
-
-/// What a sale holds besides its identity and time.
-struct Contents {
-    currency: &'static str,
-    lines: Vec<WireLine>,
-    tenders: Vec<WireTender>,
-    total_minor: i64,
-    tax_minor: i64,
-    discount_minor: i64,
-    refers_to_sale_id: Option<Uuid>,
-}
-
-/// A plain sale's contents, from its seed alone.
-fn basket(content: u64) -> Contents {
-    let mut rng = StdRng::seed_from_u64(content);
-    let line_count = rng.random_range(1..=5);
-    let mut basket = Basket::default();
-    for _ in 0..line_count {
-        let discount_percent = if rng.random_bool(DISCOUNTED_LINE_SHARE) {
-            [10, 20, 30][rng.random_range(0..3)]
-        } else {
-            0
-        };
-        basket.add(pick_line(&mut rng), discount_percent);
-    }
-    let tenders = tenders(&mut rng, basket.total_minor);
-    basket.into_contents(currency(&mut rng), tenders)
-}
-
-/// A refund of one line of the sale `of` (money back the way it came).
-fn refund_of(content: u64, of: &Target) -> Contents {
-    let mut rng = StdRng::seed_from_u64(content);
-    let original = basket(of.content);
-    let index = rng.random_range(0..original.lines.len());
-    let line = &original.lines[index];
-    // Tax in the same proportion as on the receipt, rounded down so it
-    // never exceeds the refunded amount.
-    let tax_minor = original.tax_minor * line.amount_minor / original.total_minor.max(1);
-    let method = match original.tenders[0].method {
-        Method::Card => Method::Card,
-        _ => Method::Cash,
-    };
-    Contents {
-        currency: original.currency,
-        tenders: vec![WireTender {
-            method,
-            amount_minor: line.amount_minor,
-        }],
-        total_minor: line.amount_minor,
-        tax_minor,
-        discount_minor: 0,
-        lines: vec![WireLine {
-            refers_to_line: Some(index),
-            ..line.clone()
-        }],
-        refers_to_sale_id: Some(of.sale_id),
-    }
-}
-
-/// One article brought back without a receipt: cash back.
-fn return_without_receipt(content: u64) -> Contents {
-    let mut rng = StdRng::seed_from_u64(content);
-    let mut basket = Basket::default();
-    basket.add(pick_line(&mut rng), 0);
-    let tenders = vec![WireTender {
-        method: Method::Cash,
-        amount_minor: basket.total_minor,
-    }];
-    basket.into_contents(currency(&mut rng), tenders)
-}
-
-fn currency(rng: &mut StdRng) -> &'static str {
-    if rng.random_bool(FOREIGN_CURRENCY_SHARE) {
-        FOREIGN_CURRENCY
-    } else {
-        STORE_CURRENCY
-    }
-}
-
-fn pick_line(rng: &mut StdRng) -> (&'static Article, f64) {
-    let article = &CATALOGUE[rng.random_range(0..CATALOGUE.len())];
-    let quantity = if article.by_weight {
-        // Scales weigh in grams: 0.150 to 2.000 kg.
-        f64::from(rng.random_range(150..=2000_u32)) / 1000.0
-    } else {
-        f64::from(rng.random_range(1..=3_u32))
-    };
-    (article, quantity)
-}
-
-/// Cash or card mostly; sometimes part of it on a voucher.
-fn tenders(rng: &mut StdRng, total_minor: i64) -> Vec<WireTender> {
-    let tender = |method, amount_minor| WireTender {
-        method,
-        amount_minor,
-    };
-    let roll: f64 = rng.random();
-    if roll < 0.55 {
-        return vec![tender(Method::Card, total_minor)];
-    }
-    if roll < 0.85 {
-        return vec![tender(Method::Cash, total_minor)];
-    }
-    let voucher = [500, 1000, 2000][rng.random_range(0..3)].min(total_minor);
-    let rest_method = if roll < 0.95 {
-        Method::Card
-    } else {
-        Method::Cash
-    };
-    let mut tenders = vec![tender(Method::Voucher, voucher)];
-    if total_minor > voucher {
-        tenders.push(tender(rest_method, total_minor - voucher));
-    }
-    tenders
-}
-
-/// Lines being rung up, with running totals. At most 5 lines of at most
-/// 2 kg of the dearest article: far from any bound of `i64`.
-#[derive(Default)]
-struct Basket {
-    lines: Vec<WireLine>,
-    total_minor: i64,
-    tax_minor: i64,
-    discount_minor: i64,
-}
-
-impl Basket {
-    fn add(&mut self, (article, quantity): (&'static Article, f64), discount_percent: i64) {
-        let full = (article.unit_price_minor as f64 * quantity).round() as i64;
-        let discount = full * discount_percent / 100;
-        let amount_minor = full - discount;
-        // VAT is inside the price: tax = amount * rate / (100 + rate), rounded.
-        let divisor = 100 + article.vat_percent;
-        let tax = (amount_minor * article.vat_percent + divisor / 2) / divisor;
-        self.lines.push(WireLine {
-            sku: article.sku,
-            description: article.description,
-            quantity,
-            amount_minor,
-            refers_to_line: None,
-        });
-        self.total_minor += amount_minor;
-        self.tax_minor += tax;
-        self.discount_minor += discount;
-    }
-
-    fn into_contents(self, currency: &'static str, tenders: Vec<WireTender>) -> Contents {
-        Contents {
-            currency,
-            lines: self.lines,
-            tenders,
-            total_minor: self.total_minor,
-            tax_minor: self.tax_minor,
-            discount_minor: self.discount_minor,
-            refers_to_sale_id: None,
-        }
+        business_date: shop.day.business_date(&occurred_at),
+        money,
+        refers_to_sale_id,
+        json,
     }
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

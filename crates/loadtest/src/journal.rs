@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::client::{BatchResponse, Failure, SyncView};
-use super::generator::{self, Generated, Ticket};
+use super::generator::{self, Generated, Shop, Ticket};
 use super::verify::{ExpectedSale, Fate};
 
 /// The one rejection a resend can get past (the till's clock was ahead):
@@ -28,6 +28,8 @@ pub struct Journal {
     till: usize,
     /// Whether a void of a sale still on this queue is pushed ahead of it.
     voids_ahead: bool,
+    /// The store its sales are built for.
+    shop: Shop,
     entries: Vec<Entry>,
     /// The seq the next sale gets; it goes back when the till is restored.
     next_seq: i64,
@@ -96,10 +98,11 @@ pub struct Settled {
 }
 
 impl Journal {
-    pub fn new(till: usize, voids_ahead: bool) -> Self {
+    pub fn new(till: usize, voids_ahead: bool, shop: Shop) -> Self {
         Self {
             till,
             voids_ahead,
+            shop,
             entries: Vec::new(),
             next_seq: 1,
             queue: VecDeque::new(),
@@ -178,7 +181,7 @@ impl Journal {
             let entry = &mut self.entries[index];
             entry.state = State::Sending;
             entry.first_sent.get_or_insert(now);
-            body.extend_from_slice(built(entry).json.as_bytes());
+            body.extend_from_slice(built(entry, &self.shop).json.as_bytes());
         }
         body.extend_from_slice(b"]}");
         Some(Batch {
@@ -281,12 +284,13 @@ impl Journal {
     /// Every sale rung up, with its fate, as the verifier needs it
     /// (building those never sent).
     pub fn expected(&mut self) -> Vec<ExpectedSale> {
+        let shop = self.shop;
         self.entries
             .iter_mut()
             .map(|entry| {
                 let fate = fate(entry);
                 let (first_sent, first_stored) = (entry.first_sent, entry.first_stored);
-                ExpectedSale::new(built(entry), fate, first_sent, first_stored)
+                ExpectedSale::new(built(entry, &shop), fate, first_sent, first_stored)
             })
             .collect()
     }
@@ -305,9 +309,15 @@ fn fate(entry: &Entry) -> Fate {
 }
 
 /// The entry's sale, built on first use.
-fn built(entry: &mut Entry) -> &Generated {
+fn built<'a>(entry: &'a mut Entry, shop: &Shop) -> &'a Generated {
     entry.sale.get_or_insert_with(|| {
-        generator::build(entry.sale_id, entry.seq, entry.rung_up_at, &entry.ticket)
+        generator::build(
+            entry.sale_id,
+            entry.seq,
+            entry.rung_up_at,
+            &entry.ticket,
+            shop,
+        )
     })
 }
 

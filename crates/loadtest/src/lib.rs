@@ -119,10 +119,12 @@ pub async fn run_observed(args: LoadtestArgs, live: Arc<LiveCounters>) -> anyhow
 
 /// Creates the run's store and its tills.
 async fn provision_fleet(api: &Api, args: &LoadtestArgs) -> anyhow::Result<(Uuid, Vec<Arc<Till>>)> {
+    let shop = args.shop();
     let provisioned = provision::provision(
         api,
         args.admin_token.expose(),
         args.terminals,
+        &shop.day,
         args.backoff_cap,
     )
     .await?;
@@ -130,7 +132,10 @@ async fn provision_fleet(api: &Api, args: &LoadtestArgs) -> anyhow::Result<(Uuid
         .tills
         .into_iter()
         .enumerate()
-        .map(|(number, t)| Arc::new(Till::new(number, t.terminal_id, t.token, args.voids_ahead)))
+        .map(|(number, t)| {
+            let till = Till::new(number, t.terminal_id, t.token, args.voids_ahead, shop);
+            Arc::new(till)
+        })
         .collect();
     tracing::debug!(store.id = %provisioned.store_id, tills = tills.len(), "provisioned store {}", provisioned.store_id);
     Ok((provisioned.store_id, tills))

@@ -1,5 +1,6 @@
-//! Provisioning through the API: one new store (Europe/Berlin, EUR) and its
-//! terminals, with the merchant admin token, a few at a time.
+//! Provisioning through the API: one new store (Europe/Berlin, EUR, its
+//! business days starting at `--business-day-starts-at`) and its terminals,
+//! with the merchant admin token, a few at a time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use uuid::Uuid;
 
 use super::backoff::retrying;
 use super::client::{Api, Failure};
+use super::generator::StoreDay;
 use super::verify::TerminalToken;
 
 /// Terminals created at the same time.
@@ -34,12 +36,25 @@ pub async fn provision(
     api: &Api,
     admin_token: &str,
     terminals: u32,
+    day: &StoreDay,
     backoff_cap: Duration,
 ) -> anyhow::Result<Provisioned> {
     let store_name = format!("loadtest {}", Utc::now().format("%Y-%m-%d %H:%M:%S"));
-    let store = retrying(backoff_cap, || api.create_store(admin_token, &store_name))
-        .await
-        .map_err(|f| refused("creating the store", &f))?;
+    let store = retrying(backoff_cap, || {
+        api.create_store(admin_token, &store_name, day)
+    })
+    .await
+    .map_err(|f| refused("creating the store", &f))?;
+    // Every expected business date follows the cutoff: a store without it
+    // would fail the verdict on thousands of figures instead of here.
+    let wanted = day.starts_at_text();
+    if store.business_day_starts_at.as_deref() != Some(wanted.as_str()) {
+        anyhow::bail!(
+            "creating the store: asked for business_day_starts_at {wanted}, the server answered {:?} \
+             (a server from before issue 24?)",
+            store.business_day_starts_at
+        );
+    }
     tracing::debug!(store.id = %store.store_id, "created store {}", store.store_id);
 
     let admin_token: Arc<str> = admin_token.into();

@@ -12,13 +12,16 @@ use uuid::Uuid;
 
 use super::args::{Arrivals, LoadtestArgs};
 use super::client::Api;
+use super::generator::ReceiptMix;
 use super::stats::{Percentiles, TillStats};
 use super::verify::{self, Fate, Fleet, Verification, VerifyLimits};
 
 mod incidents;
+mod receipts;
 mod text;
 
 pub use incidents::{Incidents, RestoredTill, RetiredTill};
+pub use receipts::Receipts;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -30,6 +33,8 @@ pub struct Report {
     /// What the store floor did: voids and refunds across tills, and the
     /// incidents (a till offline, restored, retired).
     pub incidents: Incidents,
+    /// What kinds of receipts the tills rang up.
+    pub receipts: Receipts,
     pub verdict: Verdict,
     /// What verification needs to ask the server again (tokens included,
     /// so never serialized).
@@ -58,6 +63,12 @@ pub struct Settings {
     pub offline_till: bool,
     pub restore_rewind: u32,
     pub retire_till: bool,
+    /// The store's time zone and when its business day starts (`HH:MM`).
+    pub timezone: &'static str,
+    pub business_day_starts_at: String,
+    /// How often each kind of receipt is rung up.
+    #[serde(flatten)]
+    pub receipt_mix: ReceiptMix,
     /// Written as a string: a 64-bit seed is beyond what JSON readers that
     /// hold numbers as doubles (jq, JavaScript) read exactly, and the point
     /// of the seed is to be passed back to `--seed` as it is.
@@ -223,6 +234,7 @@ impl Report {
                 completed: load.undelivered == 0 && load.drain_elapsed < args.drain_timeout,
             },
             incidents: Incidents::of(&fleet),
+            receipts: Receipts::of(&fleet, &args.shop().day),
             verdict: Verdict::new(verification),
             target: VerifyTarget {
                 url: args.url,
@@ -239,11 +251,17 @@ impl Report {
         self.verdict.passed
     }
 
-    /// Asks the server again, e.g. after its data was changed behind its back.
+    /// Asks the server again, e.g. after its data was changed behind its
+    /// back: one round, since the run's own verdict already waited for the
+    /// figures to settle, and a change made since does not settle.
     pub async fn verify_again(&self) -> anyhow::Result<Verification> {
         let target = &self.target;
         let api = Api::new(&target.url, target.request_timeout, VERIFY_POOL)?;
-        Ok(verify::verify(&api, target.fleet.clone(), target.limits).await)
+        let one_round = VerifyLimits {
+            settle: Duration::ZERO,
+            ..target.limits
+        };
+        Ok(verify::verify(&api, target.fleet.clone(), one_round).await)
     }
 
     pub fn to_json(&self) -> String {
@@ -252,6 +270,7 @@ impl Report {
 }
 
 fn settings(args: &LoadtestArgs, store_id: Uuid, seed: u64) -> Settings {
+    let shop = args.shop();
     Settings {
         url: shown_url(&args.url),
         store_id,
@@ -271,6 +290,9 @@ fn settings(args: &LoadtestArgs, store_id: Uuid, seed: u64) -> Settings {
         offline_till: args.offline_till,
         restore_rewind: args.restore_rewind,
         retire_till: args.retire_till,
+        timezone: shop.day.timezone.name(),
+        business_day_starts_at: shop.day.starts_at_text(),
+        receipt_mix: shop.mix,
         seed,
     }
 }

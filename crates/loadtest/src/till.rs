@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::backoff::Backoff;
 use super::client::{Api, BatchResponse, Failure};
+use super::generator::Shop;
 use super::journal::{Batch, Journal};
 use super::plan::Arrival;
 use super::stats::{InFlight, LiveCounters, TillStats};
@@ -69,12 +70,18 @@ struct TillIncidents {
 }
 
 impl Till {
-    pub fn new(number: usize, terminal_id: Uuid, token: TerminalToken, voids_ahead: bool) -> Self {
+    pub fn new(
+        number: usize,
+        terminal_id: Uuid,
+        token: TerminalToken,
+        voids_ahead: bool,
+        shop: Shop,
+    ) -> Self {
         Self {
             number,
             terminal_id,
             token,
-            journal: Mutex::new(Journal::new(number, voids_ahead)),
+            journal: Mutex::new(Journal::new(number, voids_ahead, shop)),
             wake: Notify::new(),
             link: watch::Sender::new(true),
             incidents: Mutex::new(TillIncidents::default()),

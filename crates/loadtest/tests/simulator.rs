@@ -4,7 +4,8 @@
 //! queue left passes; a run through a link that resets and stalls still
 //! loses and doubles nothing; a drain cut short by the per-till rate limit
 //! reports the sales still queued on tills, not as lost; and the verifier
-//! really fails when a sale is deleted or added behind the server's back.
+//! really fails when a sale is deleted or added behind the server's back,
+//! or one figure of a receipt's money is wrong (`simulator/tampered.rs`).
 //! Runs are a few seconds long; the figures are not the point, the verdict
 //! is. The `tillsync loadtest` command itself is tested with the binary, in
 //! the server's `tests/api/loadtest.rs`.
@@ -12,11 +13,17 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sqlx::PgPool;
 use tillsync_loadtest::{self as loadtest, LoadtestArgs, Report};
 use tillsync_testkit::proxy::{Fault, FaultProxy};
 use tillsync_testkit::{TestApp, settings, spawn_app_for_load, spawn_app_with};
-use uuid::Uuid;
+
+// A directory of its own, so Cargo does not take them for test crates.
+#[path = "simulator/db.rs"]
+mod db;
+#[path = "simulator/tampered.rs"]
+mod tampered;
+
+use db::{lose_latest_sales, open_exceptions, rows_in_store, store_with_sales};
 
 fn loadtest_args(url: &str, admin_token: &str, extra: &[&str]) -> LoadtestArgs {
     let mut argv = vec!["loadtest", "--url", url, "--admin-token", admin_token];
@@ -25,8 +32,12 @@ fn loadtest_args(url: &str, admin_token: &str, extra: &[&str]) -> LoadtestArgs {
 }
 
 /// A short run of a few tills straight against the app, with many voids
-/// and refunds (half of them on another till than their sale) so every
-/// store behaviour shows in three seconds.
+/// and refunds (half of them on another till than their sale), gift cards
+/// and late-night sales, so every store behaviour and every kind of
+/// receipt shows in three seconds. A void that reached the server while its
+/// sale's push was committing waits for the resolver's next look, up to
+/// several seconds on a busy machine: the verdict waits up to 30 s for the
+/// figures to settle (a passing run ends as soon as they have).
 async fn clean_run(app: &TestApp) -> Report {
     let args = loadtest_args(
         &app.address,
@@ -45,40 +56,22 @@ async fn clean_run(app: &TestApp) -> Report {
             "--request-timeout",
             "5s",
             "--settle-timeout",
-            "5s",
+            "30s",
             "--void-share",
             "0.1",
             "--refund-share",
             "0.1",
             "--cross-till-share",
             "0.5",
+            "--gift-card-share",
+            "0.1",
+            "--late-night-share",
+            "0.1",
             "--seed",
             "1",
         ],
     );
     loadtest::run(args).await.expect("the run takes place")
-}
-
-/// Sale rows of the run's store, counted in the database itself, so the
-/// verdict is checked against something the simulator did not compute.
-async fn rows_in_store(db: &PgPool, report: &Report) -> i64 {
-    sqlx::query_scalar("select count(*) from sales where store_id = $1")
-        .bind(report.settings.store_id)
-        .fetch_one(db)
-        .await
-        .unwrap()
-}
-
-/// Open exceptions of one kind in the run's store, counted in the database.
-async fn open_exceptions(db: &PgPool, report: &Report, kind: &str) -> i64 {
-    sqlx::query_scalar(
-        "select count(*) from exceptions where store_id = $1 and kind = $2 and resolved_at is null",
-    )
-    .bind(report.settings.store_id)
-    .bind(kind)
-    .fetch_one(db)
-    .await
-    .unwrap()
 }
 
 #[tokio::test]
@@ -142,15 +135,54 @@ async fn a_short_clean_run_of_a_real_store_passes_with_every_sale_stored_once() 
         open_exceptions(&app.db, &report, "unmatched_reference").await,
         0
     );
+
+    // Every kind of receipt was rung up, and the verdict checked its money.
+    let receipts = &report.receipts;
+    for (kind, count) in [
+        ("tax on top", receipts.tax_on_top),
+        ("tip", receipts.with_tip),
+        ("cash rounding", receipts.cash_rounded),
+        ("service charge", receipts.with_service_charge),
+        ("gift card", receipts.loading_gift_card),
+        ("two tax rates", receipts.two_tax_rates),
+        ("before the cutoff", receipts.before_cutoff),
+    ] {
+        assert!(count > 0, "no {kind}: {report}");
+    }
+    // The server dated as many facts before their local date as the tills
+    // meant to (in Berlin, with days from 04:00), and listed every CHF fact.
+    let before_cutoff: i64 = sqlx::query_scalar(
+        "select count(*) from sales
+          where store_id = $1
+            and business_date < (occurred_at at time zone 'Europe/Berlin')::date",
+    )
+    .bind(report.settings.store_id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(before_cutoff, receipts.before_cutoff as i64);
+    let foreign: i64 =
+        sqlx::query_scalar("select count(*) from sales where store_id = $1 and currency = 'CHF'")
+            .bind(report.settings.store_id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(foreign > 0);
+    assert_eq!(
+        open_exceptions(&app.db, &report, "currency_mismatch").await,
+        foreign
+    );
 }
 
 /// The issue's finding, scaled down: tills pushing far above the per-till
 /// rate limit, and a drain too short to empty their queues. The sales still
 /// on the tills are reported as such, not as lost, and do not fail the
-/// verdict; what the server acknowledged is all there.
+/// verdict; what the server acknowledged is all there. The limit has no
+/// burst: with the default one (40 requests) a till pushing full batches
+/// stays under it for the whole run whenever the server is a little slow.
 #[tokio::test]
 async fn a_drain_that_gives_up_reports_sales_still_queued_not_lost() {
-    let app = spawn_app_with(&["--terminal-rate", "1"]).await;
+    let app = spawn_app_with(&["--terminal-rate", "1", "--terminal-burst", "1"]).await;
     let args = loadtest_args(
         &app.address,
         &app.merchant.token,
@@ -260,72 +292,6 @@ async fn a_link_that_resets_and_stalls_loses_and_duplicates_nothing() {
     );
 }
 
-/// Forgets each till's last `count` sales with its sync state and their
-/// day totals, in one transaction per till that holds the till's sync row
-/// (so no batch of it commits in between): what a failover to a lagging
-/// replica or a restore from an older backup would do to sales already
-/// acknowledged. The run has plain sales only, so the day totals (which
-/// the verdict reads) are all a lost sale leaves behind.
-async fn lose_latest_sales(db: &PgPool, store_id: Uuid, count: i64) -> i64 {
-    let tills: Vec<Uuid> =
-        sqlx::query_scalar("select terminal_id from terminals where store_id = $1")
-            .bind(store_id)
-            .fetch_all(db)
-            .await
-            .unwrap();
-    let mut lost = 0;
-    for till in tills {
-        let mut tx = db.begin().await.unwrap();
-        let highest: i64 = sqlx::query_scalar(
-            "select highest_seq from terminal_sync where terminal_id = $1 for update",
-        )
-        .bind(till)
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
-        let cut = (highest - count).max(0);
-        lost += sqlx::query_scalar::<_, i64>(
-            "with gone as (
-                 delete from sales where terminal_id = $1 and seq > $2
-                 returning business_date, currency, total_minor, discount_minor, tax_minor
-             ), per_day as (
-                 select business_date, currency, count(*) as sales, sum(total_minor) as gross,
-                        sum(discount_minor) as discounts, sum(tax_minor) as tax
-                   from gone group by business_date, currency
-             ), rolled_back as (
-                 update sales_day_totals t
-                    set sales_count = t.sales_count - p.sales,
-                        gross_minor = t.gross_minor - p.gross,
-                        discounts_minor = t.discounts_minor - p.discounts,
-                        tax_minor = t.tax_minor - p.tax
-                   from per_day p
-                  where t.terminal_id = $1 and t.business_date = p.business_date
-                    and t.currency = p.currency
-                 returning 1
-             )
-             select count(*) from gone",
-        )
-        .bind(till)
-        .bind(cut)
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
-        sqlx::query(
-            "update terminal_sync
-                set highest_seq = $2, contiguous_through_seq = least(contiguous_through_seq, $2),
-                    sales_stored = (select count(*) from sales where terminal_id = $1)
-              where terminal_id = $1",
-        )
-        .bind(till)
-        .bind(cut)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-    }
-    lost
-}
-
 #[tokio::test]
 async fn sales_the_server_lost_after_acknowledging_them_are_resent() {
     let app = spawn_app_for_load().await;
@@ -356,11 +322,8 @@ async fn sales_the_server_lost_after_acknowledging_them_are_resent() {
         ],
     );
     let run = tokio::spawn(loadtest::run(args));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let store_id: Uuid = sqlx::query_scalar("select store_id from stores")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    // Mid-load, whatever provisioning took on a busy machine.
+    let store_id = store_with_sales(&app.db, 200).await;
     let forgotten = lose_latest_sales(&app.db, store_id, 10).await;
     assert!(forgotten > 0);
 
@@ -375,64 +338,4 @@ async fn sales_the_server_lost_after_acknowledging_them_are_resent() {
         rows_in_store(&app.db, &report).await,
         report.sales.generated as i64
     );
-}
-
-#[tokio::test]
-async fn the_verifier_finds_a_sale_deleted_behind_the_servers_back() {
-    let app = spawn_app_for_load().await;
-    let report = clean_run(&app).await;
-    assert!(report.passed(), "{report}");
-
-    // A plain sale nobody voided or refunded, so exactly one row and its
-    // total go.
-    let deleted: Uuid = sqlx::query_scalar(
-        "delete from sales where sale_id = (
-             select s.sale_id from sales s
-              where s.store_id = $1 and s.kind = 'sale'
-                and not exists (select 1 from sales v where v.refers_to_sale_id = s.sale_id)
-              limit 1)
-         returning sale_id",
-    )
-    .bind(report.settings.store_id)
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
-
-    let verification = report.verify_again().await.unwrap();
-    assert!(!verification.passed(), "sale {deleted} was deleted");
-    assert_eq!(verification.lost, 1, "{verification:?}");
-    assert_eq!(verification.duplicated, 0);
-    assert_eq!(verification.mismatched_totals, 1);
-    // The sync counters and the report totals are maintained by ingest and
-    // do not see a row deleted behind its back; only the day figures (from
-    // the rows) do.
-    assert_eq!(verification.sync_state_mismatches, 0);
-    assert_eq!(verification.mismatched_report_rows, 0);
-}
-
-#[tokio::test]
-async fn the_verifier_finds_an_extra_copy_of_a_stored_sale() {
-    let app = spawn_app_for_load().await;
-    let report = clean_run(&app).await;
-    assert!(report.passed(), "{report}");
-
-    // Same content under a new sale_id and an unused seq: one row too many.
-    sqlx::query(
-        "insert into sales (merchant_id, sale_id, terminal_id, store_id, seq, kind, occurred_at,
-                            business_date, currency, total_minor, tax_minor, discount_minor,
-                            refers_to_sale_id, body, batch_id)
-         select merchant_id, gen_random_uuid(), terminal_id, store_id, seq + 1000000, kind,
-                occurred_at, business_date, currency, total_minor, tax_minor, discount_minor,
-                refers_to_sale_id, body, batch_id
-           from sales where store_id = $1 and kind = 'sale' limit 1",
-    )
-    .bind(report.settings.store_id)
-    .execute(&app.db)
-    .await
-    .unwrap();
-
-    let verification = report.verify_again().await.unwrap();
-    assert!(!verification.passed());
-    assert_eq!(verification.duplicated, 1, "{verification:?}");
-    assert_eq!(verification.lost, 0);
 }

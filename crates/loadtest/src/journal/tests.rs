@@ -4,7 +4,7 @@ use crate::generator::Target;
 
 /// A journal of till 0 with `sales` plain sales rung up.
 fn journal_with(sales: usize, voids_ahead: bool) -> Journal {
-    let mut journal = Journal::new(0, voids_ahead);
+    let mut journal = Journal::new(0, voids_ahead, Shop::default());
     for content in 0..sales as u64 {
         ring(&mut journal, Ticket::Sale { content });
     }

@@ -6,6 +6,7 @@ use std::fmt;
 
 use super::{Incidents, Report, Verdict};
 use crate::stats::Percentiles;
+use crate::verify::Verification;
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -72,6 +73,7 @@ impl fmt::Display for Report {
         };
         writeln!(f, "  drain      {:.1}s, {drain}", self.drain.seconds)?;
         self.incidents.fmt(f)?;
+        self.receipts.fmt(f)?;
         self.verdict.fmt(f)
     }
 }
@@ -128,13 +130,14 @@ impl fmt::Display for Verdict {
         writeln!(
             f,
             "verdict: {outcome}  lost {}, duplicated {}, mismatched totals {}, mismatched report rows {}, \
-             exceptions missing {} unexpected {}, refused unexpectedly {}, accepted after retirement {}, \
+             mismatched tax rows {}, exceptions missing {} unexpected {}, refused unexpectedly {}, accepted after retirement {}, \
              failed incidents {}, tills with sync-state mismatches {}, tills unverified {} \
              ({} tills checked{}, {} rounds)",
             v.lost,
             v.duplicated,
             v.mismatched_totals,
             v.mismatched_report_rows,
+            v.mismatched_tax_rows,
             v.exceptions_missing,
             v.exceptions_unexpected,
             v.refused_unexpectedly,
@@ -143,11 +146,7 @@ impl fmt::Display for Verdict {
             v.sync_state_mismatches,
             v.unverified_tills,
             v.tills_checked,
-            if v.exceptions_unverified {
-                ", exception list unread"
-            } else {
-                ""
-            },
+            unread(v),
             v.rounds
         )?;
         if v.still_queued > 0 {
@@ -175,6 +174,16 @@ impl fmt::Display for Verdict {
             }
         }
         Ok(())
+    }
+}
+
+/// What of the store the verifier could not read, if anything.
+fn unread(v: &Verification) -> &'static str {
+    match (v.exceptions_unverified, v.store_rows_unverified) {
+        (false, false) => "",
+        (true, false) => ", exception list unread",
+        (false, true) => ", store rows unread",
+        (true, true) => ", exception list and store rows unread",
     }
 }
 
@@ -226,6 +235,10 @@ mod tests {
         for failed in [
             Verification {
                 mismatched_report_rows: 1,
+                ..Verification::default()
+            },
+            Verification {
+                mismatched_tax_rows: 1,
                 ..Verification::default()
             },
             Verification {

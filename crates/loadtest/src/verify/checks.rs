@@ -1,16 +1,20 @@
 //! The checks that compare what the server says with what the journals
 //! call for ([`super::expect`]). Pure: the caller fetches the server's
-//! figures. Each adds to a [`Findings`].
+//! figures. Each adds to a [`Findings`]: here the sync state, the exception
+//! list and the refusals; in `checks/rows.rs` the day check and the report
+//! rows (a till's, and the store's), column by column.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::NaiveDate;
 use uuid::Uuid;
 
-use super::expect::{DayFigures, ExceptionKey, Measures, Presence, SyncExpected, TillExpected};
-use super::observe::TillObservation;
+use super::expect::{ExceptionKey, Presence};
+use super::figures::{ReportRows, SyncExpected, TillExpected};
+use super::observe::{ObservedRows, TillObservation};
 use super::{Discrepancy, ExpectedTill, Fate, Fleet};
-use crate::client::{BusinessDay, ListedException, SyncView, TotalsRow};
+use crate::client::{ListedException, SyncView};
+
+mod rows;
 
 /// The code of a sale made after its till was retired.
 const TERMINAL_RETIRED: &str = "terminal_retired";
@@ -22,6 +26,7 @@ pub(super) struct Findings {
     pub duplicated: u64,
     pub mismatched_totals: u64,
     pub mismatched_report_rows: u64,
+    pub mismatched_tax_rows: u64,
     pub sync_state_mismatch: bool,
     pub exceptions_missing: u64,
     pub exceptions_unexpected: u64,
@@ -45,7 +50,14 @@ pub(super) fn check_till(
         let expected = wanted.days.get(&day.business_date).unwrap_or(&none);
         findings.compare_day(terminal_id, expected, day);
     }
-    findings.compare_totals(terminal_id, &wanted.totals, &observed.totals);
+    findings.compare_rows(Some(terminal_id), &wanted.rows, &observed.rows);
+    findings
+}
+
+/// The store's report rows, which the server adds up apart from its tills'.
+pub(super) fn check_store(wanted: &ReportRows, observed: &ObservedRows) -> Findings {
+    let mut findings = Findings::default();
+    findings.compare_rows(None, wanted, observed);
     findings
 }
 
@@ -90,120 +102,6 @@ impl Findings {
             );
         }
     }
-
-    /// The day check: fewer facts than expected are lost, more are
-    /// duplicated, and a different net is a mismatched total.
-    pub(super) fn compare_day(
-        &mut self,
-        terminal_id: Uuid,
-        expected: &BTreeMap<String, DayFigures>,
-        day: &BusinessDay,
-    ) {
-        let stored: BTreeMap<&str, DayFigures> = day
-            .totals
-            .iter()
-            .map(|t| {
-                let figures = DayFigures {
-                    sales_count: t.sales_count,
-                    net_minor: t.net_minor,
-                };
-                (t.currency.as_str(), figures)
-            })
-            .collect();
-        let currencies: BTreeSet<&str> = expected
-            .keys()
-            .map(String::as_str)
-            .chain(stored.keys().copied())
-            .collect();
-        for currency in currencies {
-            let want = expected.get(currency).copied().unwrap_or_default();
-            let have = stored.get(currency).copied().unwrap_or_default();
-            if want == have {
-                continue;
-            }
-            let difference = have.sales_count - want.sales_count;
-            if difference < 0 {
-                self.lost += difference.unsigned_abs();
-            } else {
-                self.duplicated += difference.unsigned_abs();
-            }
-            self.mismatched_totals += 1;
-            self.note(
-                Some(terminal_id),
-                "business_day",
-                format!(
-                    "{} {currency}: expected {} facts with net {}, server has {} with net {}",
-                    day.business_date,
-                    want.sales_count,
-                    want.net_minor,
-                    have.sales_count,
-                    have.net_minor
-                ),
-            );
-        }
-    }
-
-    /// Every column of every (day, currency) row of the till's report; a
-    /// row the server leaves out counts as all zeros.
-    pub(super) fn compare_totals(
-        &mut self,
-        terminal_id: Uuid,
-        expected: &BTreeMap<(NaiveDate, String), Measures>,
-        rows: &[TotalsRow],
-    ) {
-        let mut stored: BTreeMap<(NaiveDate, String), (Measures, i64)> = BTreeMap::new();
-        for row in rows {
-            let measures = Measures {
-                sales_count: row.sales_count,
-                refunds_count: row.refunds_count,
-                voids_count: row.voids_count,
-                gross_minor: row.gross_minor,
-                refunds_minor: row.refunds_minor,
-                discounts_minor: row.discounts_minor.unwrap_or(0),
-                tax_minor: row.tax_minor.unwrap_or(0),
-            };
-            let key = (row.group.business_date, row.currency.clone());
-            stored.insert(key, (measures, row.net_minor));
-        }
-        let keys: BTreeSet<&(NaiveDate, String)> = expected.keys().chain(stored.keys()).collect();
-        for key in keys {
-            let want = expected.get(key).copied().unwrap_or_default();
-            let (have, have_net) = stored.get(key).copied().unwrap_or((Measures::default(), 0));
-            let columns = differing_columns(&want, &have, have_net);
-            if columns.is_empty() {
-                continue;
-            }
-            self.mismatched_report_rows += 1;
-            self.note(
-                Some(terminal_id),
-                "report_totals",
-                format!("{} {}: {}", key.0, key.1, columns.join(", ")),
-            );
-        }
-    }
-}
-
-/// "column expected X, server Y" for each column that differs.
-fn differing_columns(want: &Measures, have: &Measures, have_net: i64) -> Vec<String> {
-    let pairs = [
-        ("sales_count", want.sales_count, have.sales_count),
-        ("refunds_count", want.refunds_count, have.refunds_count),
-        ("voids_count", want.voids_count, have.voids_count),
-        ("gross_minor", want.gross_minor, have.gross_minor),
-        ("refunds_minor", want.refunds_minor, have.refunds_minor),
-        (
-            "discounts_minor",
-            want.discounts_minor,
-            have.discounts_minor,
-        ),
-        ("tax_minor", want.tax_minor, have.tax_minor),
-        ("net_minor", want.net_minor(), have_net),
-    ];
-    pairs
-        .into_iter()
-        .filter(|(_, want, have)| want != have)
-        .map(|(name, want, have)| format!("{name} expected {want}, server {have}"))
-        .collect()
 }
 
 /// The store's exception list against the expected one, by kind and the

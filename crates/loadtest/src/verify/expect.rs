@@ -8,19 +8,20 @@
 //! held by another of the till's sales too, if the server lists it.
 //!
 //! Then [`expected`]: from the held sales of every till, each till's sync
-//! state, its business days, its report totals, and the store's exceptions,
-//! by the rules of the API (voids take their sale out of the void's own day
-//! and till, with the sale's amounts).
+//! state, its business days, its report rows (by day and by tax code), the
+//! store's report rows, and the store's exceptions, by the rules of the API
+//! (voids take their sale out of the void's own day and till, with the
+//! sale's amounts; how each fact counts is in [`super::figures`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use chrono::NaiveDate;
 use uuid::Uuid;
 
+use super::figures::{ReportRows, SyncExpected, TillExpected};
 use super::observe::TillObservation;
 use super::{ExpectedSale, ExpectedTill, Fate, Fleet};
 use crate::client::{Failure, SyncView};
-use crate::generator::Kind;
+use crate::generator::{Kind, STORE_CURRENCY};
 
 /// Which sales the server must hold, and what became of the rest.
 #[derive(Debug, Default)]
@@ -43,50 +44,9 @@ pub(super) type ExceptionKey = (String, Vec<Uuid>);
 pub(super) struct Expected {
     /// In the fleet's order.
     pub tills: Vec<TillExpected>,
+    /// The store's report rows: its tills' added up.
+    pub store: ReportRows,
     pub exceptions: BTreeSet<ExceptionKey>,
-}
-
-#[derive(Debug, Default)]
-pub(super) struct TillExpected {
-    pub sync: SyncExpected,
-    /// The day check, per business date and currency.
-    pub days: BTreeMap<NaiveDate, BTreeMap<String, DayFigures>>,
-    /// The report totals, per business date and currency.
-    pub totals: BTreeMap<(NaiveDate, String), Measures>,
-}
-
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(super) struct SyncExpected {
-    pub highest_seq: i64,
-    pub contiguous_through_seq: i64,
-    pub missing_seq_ranges: Vec<[i64; 2]>,
-    pub sales_stored: i64,
-}
-
-/// The day check of `GET /v1/sync?business_date=`: facts stored, and net.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(super) struct DayFigures {
-    pub sales_count: i64,
-    pub net_minor: i64,
-}
-
-/// A report row's columns (net is `gross - refunds`). Sums of generated
-/// sales: a few thousand minor units each, far from any bound of `i64`.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Measures {
-    pub sales_count: i64,
-    pub refunds_count: i64,
-    pub voids_count: i64,
-    pub gross_minor: i64,
-    pub refunds_minor: i64,
-    pub discounts_minor: i64,
-    pub tax_minor: i64,
-}
-
-impl Measures {
-    pub fn net_minor(&self) -> i64 {
-        self.gross_minor - self.refunds_minor
-    }
 }
 
 /// Whether the server counts `seq` as settled (held, refused or skipped).
@@ -169,6 +129,7 @@ pub(super) fn expected(fleet: &Fleet, presence: &Presence) -> Expected {
             .iter()
             .map(|_| TillExpected::default())
             .collect(),
+        store: ReportRows::default(),
         exceptions: BTreeSet::new(),
     };
     let mut by_id: HashMap<Uuid, &ExpectedSale> = HashMap::new();
@@ -185,6 +146,12 @@ pub(super) fn expected(fleet: &Fleet, presence: &Presence) -> Expected {
                 expected
                     .exceptions
                     .insert(("unmatched_reference".into(), vec![sale.sale_id]));
+            }
+            // Counted in its own currency's rows, and flagged.
+            if sale.currency != STORE_CURRENCY {
+                expected
+                    .exceptions
+                    .insert(("currency_mismatch".into(), vec![sale.sale_id]));
             }
         }
         let mut by_seq: BTreeMap<i64, Vec<Uuid>> = BTreeMap::new();
@@ -235,70 +202,8 @@ pub(super) fn expected(fleet: &Fleet, presence: &Presence) -> Expected {
             expected.exceptions.insert(("duplicate_void".into(), ids));
         }
     }
+    expected.store = ReportRows::of_store(&expected.tills);
     expected
-}
-
-impl TillExpected {
-    /// A held fact on its own day, hour and till.
-    fn count(&mut self, sale: &ExpectedSale) {
-        let day = self.day(sale.business_date, sale.currency);
-        day.sales_count += 1;
-        let totals = self.measures(sale.business_date, sale.currency);
-        match sale.kind {
-            Kind::Sale => {
-                totals.sales_count += 1;
-                totals.gross_minor += sale.total_minor;
-                totals.discounts_minor += sale.discount_minor;
-                totals.tax_minor += sale.tax_minor;
-            }
-            Kind::Refund => {
-                totals.refunds_count += 1;
-                totals.refunds_minor += sale.total_minor;
-                totals.tax_minor -= sale.tax_minor;
-            }
-            Kind::Void => totals.voids_count += 1,
-        }
-        let net = match sale.kind {
-            Kind::Sale => sale.total_minor,
-            Kind::Refund => -sale.total_minor,
-            Kind::Void => 0,
-        };
-        self.day(sale.business_date, sale.currency).net_minor += net;
-    }
-
-    /// `void` takes `sale` out of the void's day, with the sale's amounts.
-    fn take_out(&mut self, void: &ExpectedSale, sale: &ExpectedSale) {
-        let totals = self.measures(void.business_date, sale.currency);
-        let net = match sale.kind {
-            Kind::Sale => {
-                totals.sales_count -= 1;
-                totals.gross_minor -= sale.total_minor;
-                totals.discounts_minor -= sale.discount_minor;
-                totals.tax_minor -= sale.tax_minor;
-                -sale.total_minor
-            }
-            Kind::Refund => {
-                totals.refunds_count -= 1;
-                totals.refunds_minor -= sale.total_minor;
-                totals.tax_minor += sale.tax_minor;
-                sale.total_minor
-            }
-            Kind::Void => 0,
-        };
-        self.day(void.business_date, sale.currency).net_minor += net;
-    }
-
-    fn day(&mut self, date: NaiveDate, currency: &str) -> &mut DayFigures {
-        self.days
-            .entry(date)
-            .or_default()
-            .entry(currency.to_owned())
-            .or_default()
-    }
-
-    fn measures(&mut self, date: NaiveDate, currency: &str) -> &mut Measures {
-        self.totals.entry((date, currency.to_owned())).or_default()
-    }
 }
 
 /// The sync state of a till holding its held sales, with the seqs of its

@@ -3,14 +3,17 @@
 //! call for? Asked through the public API only, in rounds:
 //!
 //! 1. `observe.rs` fetches what the server says: the store's exceptions
-//!    (`GET /v1/exceptions?status=all`, every page), and per till its sync
+//!    (`GET /v1/exceptions?status=all`, every page); per till its sync
 //!    state (`GET /v1/sync`), its business days (`GET
 //!    /v1/sync?business_date=D`, counted from the stored rows) and its
-//!    report totals per day (`GET /v1/reports/totals`).
+//!    report rows by day and by tax code for each day (`GET
+//!    /v1/reports/totals?terminal_id=`); and the store's report rows the
+//!    same way (`store_id=`, which the server adds up from other tables).
 //! 2. `expect.rs` works out, from every till's journal, which sales the
 //!    server must hold (acknowledged ones; those sent without an answer if
 //!    their seq is there), and from those what each figure must be.
-//! 3. `checks.rs` compares the two.
+//!    How each fact counts is in `figures.rs`.
+//! 3. `checks.rs` compares the two, every column of every figure.
 //!
 //! Voids and refunds that arrived before their sale take effect through a
 //! background resolver on the server, within about a second of the sale's
@@ -29,11 +32,12 @@ use uuid::Uuid;
 
 mod checks;
 mod expect;
+mod figures;
 mod observe;
 
 use super::args::AdminToken;
 use super::client::Api;
-use super::generator::{Generated, Kind};
+use super::generator::{Generated, Kind, Money};
 use checks::Findings;
 use observe::Observation;
 
@@ -86,9 +90,7 @@ pub struct ExpectedSale {
     pub currency: &'static str,
     pub occurred_at: DateTime<FixedOffset>,
     pub business_date: NaiveDate,
-    pub total_minor: i64,
-    pub tax_minor: i64,
-    pub discount_minor: i64,
+    pub money: Money,
     pub refers_to_sale_id: Option<Uuid>,
     pub fate: Fate,
     /// When it was first pushed, and first acknowledged.
@@ -110,9 +112,7 @@ impl ExpectedSale {
             currency: g.currency,
             occurred_at: g.occurred_at,
             business_date: g.business_date,
-            total_minor: g.total_minor,
-            tax_minor: g.tax_minor,
-            discount_minor: g.discount_minor,
+            money: g.money.clone(),
             refers_to_sale_id: g.refers_to_sale_id,
             fate,
             first_sent,
@@ -163,9 +163,15 @@ pub struct Verification {
     /// (till, business date, currency) groups of the day check whose count
     /// or net differs from the journals'.
     pub mismatched_totals: u64,
-    /// (till, business date, currency) rows of `GET /v1/reports/totals`
-    /// with any column different from the journals'.
+    /// (till or store, business date, currency) rows of `GET
+    /// /v1/reports/totals?group_by=day` with any column different from the
+    /// journals'.
     pub mismatched_report_rows: u64,
+    /// (till or store, business date, currency, tax code and rate) rows of
+    /// `GET /v1/reports/totals?group_by=tax` with any column different from
+    /// the journals', or a money member that is not `null` where the API
+    /// leaves it out.
+    pub mismatched_tax_rows: u64,
     /// Tills whose sync state disagrees with their journal.
     pub sync_state_mismatches: u64,
     /// Exceptions the journals call for that the server does not list, and
@@ -180,9 +186,11 @@ pub struct Verification {
     /// Incidents the run could not bring about (a retirement the API
     /// refused): the behaviour asked for was not exercised.
     pub incidents_failed: u64,
-    /// Tills (or the exception list) the server could not be asked about.
+    /// Tills (or the exception list, or the store's report rows) the
+    /// server could not be asked about.
     pub unverified_tills: u64,
     pub exceptions_unverified: bool,
+    pub store_rows_unverified: bool,
     /// Sales still on their till when the drain ended: never sent, or sent
     /// without an answer and not held by the server. Not a failure: the
     /// server never had them, and the run could not verify them.
@@ -204,6 +212,7 @@ impl Verification {
             && self.duplicated == 0
             && self.mismatched_totals == 0
             && self.mismatched_report_rows == 0
+            && self.mismatched_tax_rows == 0
             && self.sync_state_mismatches == 0
             && self.exceptions_missing == 0
             && self.exceptions_unexpected == 0
@@ -212,6 +221,7 @@ impl Verification {
             && self.incidents_failed == 0
             && self.unverified_tills == 0
             && !self.exceptions_unverified
+            && !self.store_rows_unverified
     }
 
     fn add(&mut self, findings: Findings) {
@@ -219,6 +229,7 @@ impl Verification {
         self.duplicated += findings.duplicated;
         self.mismatched_totals += findings.mismatched_totals;
         self.mismatched_report_rows += findings.mismatched_report_rows;
+        self.mismatched_tax_rows += findings.mismatched_tax_rows;
         self.sync_state_mismatches += u64::from(findings.sync_state_mismatch);
         self.exceptions_missing += findings.exceptions_missing;
         self.exceptions_unexpected += findings.exceptions_unexpected;
@@ -239,7 +250,8 @@ impl Verification {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Discrepancy {
-    /// The till concerned; `None` for the store's exception list.
+    /// The till concerned; `None` for the store's exception list and report
+    /// rows.
     pub terminal_id: Option<Uuid>,
     pub check: &'static str,
     pub detail: String,
@@ -270,6 +282,7 @@ pub async fn verify(api: &Api, fleet: Arc<Fleet>, limits: VerifyLimits) -> Verif
             return Verification {
                 unverified_tills: fleet.tills.len() as u64,
                 exceptions_unverified: true,
+                store_rows_unverified: true,
                 rounds,
                 ..Verification::default()
             };
@@ -326,6 +339,17 @@ fn judge(fleet: &Fleet, observation: &Observation) -> Verification {
                     detail: format!("the server could not be asked: {failure}"),
                 });
             }
+        }
+    }
+    match &observation.store {
+        Ok(rows) => verification.add(checks::check_store(&expected.store, rows)),
+        Err(failure) => {
+            verification.store_rows_unverified = true;
+            verification.list(Discrepancy {
+                terminal_id: None,
+                check: "unverified",
+                detail: format!("the store's report rows could not be read: {failure}"),
+            });
         }
     }
     match &observation.exceptions {

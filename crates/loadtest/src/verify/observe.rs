@@ -1,10 +1,11 @@
-//! One round of asking the server what it holds: the store's exceptions,
-//! then per till (a few tills at a time) its sync state, its business days
-//! and its report totals. Each request is retried a bounded number of times;
-//! a till that still cannot be asked about is an error in its place, and
-//! the verdict counts it as unverified.
+//! One round of asking the server what it holds: the store's exceptions;
+//! per till (a few tills at a time) its sync state, its business days and
+//! its report rows (by day, and by tax code for each day); and the store's
+//! report rows, the same way. Each request is retried a bounded number of
+//! times; a till (or the store's rows) that still cannot be asked about is
+//! an error in its place, and the verdict counts it as unverified.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,9 @@ use uuid::Uuid;
 use super::expect::ambiguous;
 use super::{ExpectedTill, Fleet};
 use crate::backoff::retrying;
-use crate::client::{Api, BusinessDay, Failure, ListedException, SyncView, TotalsRow};
+use crate::client::{
+    Api, BusinessDay, Failure, ListedException, ReportScope, SyncView, TaxRow, TotalsRow,
+};
 
 /// Tills asked about at the same time: enough to finish quickly, few
 /// enough not to load the server being judged.
@@ -30,6 +33,17 @@ pub(super) struct Observation {
     pub exceptions: Result<Vec<ListedException>, Failure>,
     /// In the fleet's order.
     pub tills: Vec<Result<TillObservation, Failure>>,
+    /// The store's report rows, on every date any till's sales fall on.
+    pub store: Result<ObservedRows, Failure>,
+}
+
+/// A till's or the store's report rows, as the server answered them.
+#[derive(Debug, Default)]
+pub(super) struct ObservedRows {
+    /// `GET /v1/reports/totals?group_by=day` from the first date to the last.
+    pub totals: Vec<TotalsRow>,
+    /// `GET /v1/reports/totals?group_by=tax` of each date.
+    pub taxes: BTreeMap<NaiveDate, Vec<TaxRow>>,
 }
 
 /// What the server said about one till.
@@ -37,8 +51,8 @@ pub(super) struct TillObservation {
     pub sync: SyncView,
     /// One per business date the till rang a sale up on, in date order.
     pub days: Vec<BusinessDay>,
-    /// `GET /v1/reports/totals?group_by=day` for the till, over those dates.
-    pub totals: Vec<TotalsRow>,
+    /// The till's report rows on those dates.
+    pub rows: ObservedRows,
     /// The ids the server lists for the till on the dates of sales whose
     /// presence the sync state cannot tell (a reused seq); empty if none.
     pub listed: HashSet<Uuid>,
@@ -66,7 +80,16 @@ pub(super) async fn observe(api: &Api, fleet: Arc<Fleet>, backoff_cap: Duration)
             Err(e) => tracing::error!(error = %e, "a verification task failed"),
         }
     }
-    Observation { exceptions, tills }
+    let dates: BTreeSet<NaiveDate> = (fleet.tills.iter())
+        .flat_map(|t| t.sales.iter().map(|s| s.business_date))
+        .collect();
+    let scope = ReportScope::Store(fleet.store_id);
+    let store = report_rows(api, fleet.admin.expose(), scope, &dates, backoff_cap).await;
+    Observation {
+        exceptions,
+        tills,
+        store,
+    }
 }
 
 async fn all_exceptions(
@@ -110,15 +133,8 @@ async fn observe_till(
             .ok_or_else(|| Failure::InvalidResponse("no business_day in the answer".into()))?;
         days.push(day);
     }
-    let totals = match (dates.first(), dates.last()) {
-        (Some(&from), Some(&to)) => {
-            retrying(backoff_cap, || {
-                api.day_totals(admin, till.terminal_id, from, to)
-            })
-            .await?
-        }
-        _ => Vec::new(),
-    };
+    let scope = ReportScope::Till(till.terminal_id);
+    let rows = report_rows(api, admin, scope, &dates, backoff_cap).await?;
     let unclear: BTreeSet<NaiveDate> = ambiguous(till, &sync)
         .iter()
         .map(|sale| sale.business_date)
@@ -130,9 +146,30 @@ async fn observe_till(
     Ok(TillObservation {
         sync,
         days,
-        totals,
+        rows,
         listed,
     })
+}
+
+/// The report rows of `scope` on `dates`: by day over all of them, and by
+/// tax code one date at a time (a tax row has no date of its own).
+async fn report_rows(
+    api: &Api,
+    admin: &str,
+    scope: ReportScope,
+    dates: &BTreeSet<NaiveDate>,
+    backoff_cap: Duration,
+) -> Result<ObservedRows, Failure> {
+    let (Some(&from), Some(&to)) = (dates.first(), dates.last()) else {
+        return Ok(ObservedRows::default());
+    };
+    let totals = retrying(backoff_cap, || api.day_totals(admin, scope, (from, to))).await?;
+    let mut taxes = BTreeMap::new();
+    for &date in dates {
+        let rows = retrying(backoff_cap, || api.tax_totals(admin, scope, date)).await?;
+        taxes.insert(date, rows);
+    }
+    Ok(ObservedRows { totals, taxes })
 }
 
 /// Every sale id the server lists for one till on one business date.

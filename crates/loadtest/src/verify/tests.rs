@@ -2,11 +2,15 @@ use std::str::FromStr;
 
 use super::*;
 use crate::client::{
-    BusinessDay, CurrencyTotal, Failure, ListedException, SyncView, TotalsGroup, TotalsRow,
+    BusinessDay, CurrencyTotal, Failure, ListedException, SplitView, SyncView, TaxGroup, TaxRow,
+    TotalsGroup, TotalsRow,
 };
-use observe::TillObservation;
+use crate::generator::TaxAmount;
+use observe::{ObservedRows, TillObservation};
 
-fn fleet(tills: Vec<Vec<ExpectedSale>>) -> Fleet {
+mod wrong_figures;
+
+pub(super) fn fleet(tills: Vec<Vec<ExpectedSale>>) -> Fleet {
     Fleet {
         store_id: Uuid::new_v4(),
         admin: AdminToken::from_str("tsa").unwrap(),
@@ -27,6 +31,14 @@ fn fleet(tills: Vec<Vec<ExpectedSale>>) -> Fleet {
     }
 }
 
+fn date() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()
+}
+
+/// A US receipt with something in every member: 15.00 at US-STD (1.54 tax
+/// on top) and 5.00 at US-FOOD (0.11), a 25.00 gift card, a 3.60 service
+/// charge, a 3.00 tip and (for the sake of the test) 2 cents of rounding
+/// off: 53.23 in all.
 fn sale(seq: i64, fate: Fate) -> ExpectedSale {
     ExpectedSale {
         sale_id: Uuid::new_v4(),
@@ -34,10 +46,30 @@ fn sale(seq: i64, fate: Fate) -> ExpectedSale {
         kind: Kind::Sale,
         currency: "EUR",
         occurred_at: DateTime::parse_from_rfc3339("2026-11-20T10:00:00+01:00").unwrap(),
-        business_date: NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
-        total_minor: 1000,
-        tax_minor: 100,
-        discount_minor: 0,
+        business_date: date(),
+        money: Money {
+            total_minor: 5323,
+            tax_minor: 165,
+            tax_included: false,
+            item_sales_minor: 2000,
+            gift_card_sales_minor: 2500,
+            tip_minor: 300,
+            service_charge_minor: 360,
+            rounding_minor: -2,
+            taxes: vec![
+                TaxAmount {
+                    code: "US-STD",
+                    rate_bp: 1025,
+                    amount_minor: 154,
+                },
+                TaxAmount {
+                    code: "US-FOOD",
+                    rate_bp: 225,
+                    amount_minor: 11,
+                },
+            ],
+            ..Money::default()
+        },
         refers_to_sale_id: None,
         fate,
         first_sent: None,
@@ -45,10 +77,80 @@ fn sale(seq: i64, fate: Fate) -> ExpectedSale {
     }
 }
 
-/// What a server holding the first `held` seqs of a one-day till of plain
-/// EUR sales of 1000 says about it.
-fn server_holding(sales: &[ExpectedSale], held: i64) -> TillObservation {
-    let date = sales[0].business_date;
+/// The split of `held` such receipts, as the server answers it: net sales
+/// are the items and the service charge (the tax was on top).
+fn split(held: i64) -> SplitView {
+    SplitView {
+        tax_minor: Some(165 * held),
+        item_sales_minor: Some(2000 * held),
+        gift_card_sales_minor: Some(2500 * held),
+        tips_minor: Some(300 * held),
+        service_charges_minor: Some(360 * held),
+        rounding_minor: Some(-2 * held),
+        net_sales_minor: Some(2360 * held),
+    }
+}
+
+fn tax_row(code: &str, rate_bp: i64, sales_count: i64, tax_minor: i64) -> TaxRow {
+    TaxRow {
+        group: TaxGroup {
+            tax_code: code.into(),
+            rate_bp,
+        },
+        currency: "EUR".into(),
+        sales_count,
+        refunds_count: 0,
+        voids_count: 0,
+        tax_minor: Some(tax_minor),
+        gross_minor: None,
+        refunds_minor: None,
+        discounts_minor: None,
+        net_minor: None,
+        item_sales_minor: None,
+        gift_card_sales_minor: None,
+        tips_minor: None,
+        service_charges_minor: None,
+        rounding_minor: None,
+        net_sales_minor: None,
+    }
+}
+
+/// The report rows of `held` such receipts on one day (the server leaves
+/// out rows of nothing).
+fn rows_holding(held: i64) -> ObservedRows {
+    if held == 0 {
+        return ObservedRows {
+            totals: vec![],
+            taxes: [(date(), vec![])].into(),
+        };
+    }
+    let totals = TotalsRow {
+        group: TotalsGroup {
+            business_date: date(),
+        },
+        currency: "EUR".into(),
+        sales_count: held,
+        refunds_count: 0,
+        voids_count: 0,
+        gross_minor: 5323 * held,
+        refunds_minor: 0,
+        discounts_minor: Some(0),
+        net_minor: 5323 * held,
+        split: split(held),
+    };
+    let taxes = vec![
+        tax_row("US-FOOD", 225, held, 11 * held),
+        tax_row("US-STD", 1025, held, 154 * held),
+    ];
+    ObservedRows {
+        totals: vec![totals],
+        taxes: [(date(), taxes)].into(),
+    }
+}
+
+/// What a server holding the first `held` seqs of a one-day till of such
+/// receipts says about the till.
+fn till_holding(held: i64) -> TillObservation {
     TillObservation {
         sync: SyncView {
             highest_seq: held,
@@ -58,29 +160,26 @@ fn server_holding(sales: &[ExpectedSale], held: i64) -> TillObservation {
             business_day: None,
         },
         days: vec![BusinessDay {
-            business_date: date,
+            business_date: date(),
             sales_count: held,
             totals: vec![CurrencyTotal {
                 currency: "EUR".into(),
                 sales_count: held,
-                net_minor: 1000 * held,
+                net_minor: 5323 * held,
+                split: split(held),
             }],
         }],
-        totals: vec![TotalsRow {
-            group: TotalsGroup {
-                business_date: date,
-            },
-            currency: "EUR".into(),
-            sales_count: held,
-            refunds_count: 0,
-            voids_count: 0,
-            gross_minor: 1000 * held,
-            refunds_minor: 0,
-            discounts_minor: Some(0),
-            tax_minor: Some(100 * held),
-            net_minor: 1000 * held,
-        }],
+        rows: rows_holding(held),
         listed: Default::default(),
+    }
+}
+
+/// A store of one till whose first `held` seqs the server holds.
+fn server_holding(held: i64) -> Observation {
+    Observation {
+        exceptions: Ok(vec![]),
+        tills: vec![Ok(till_holding(held))],
+        store: Ok(rows_holding(held)),
     }
 }
 
@@ -96,13 +195,8 @@ fn a_drain_that_gave_up_is_still_queued_not_lost() {
         sale(4, Fate::NeverSent),
         sale(5, Fate::NeverSent),
     ];
-    let observed = server_holding(&sales, 2);
     let fleet = fleet(vec![sales]);
-    let observation = Observation {
-        exceptions: Ok(vec![]),
-        tills: vec![Ok(observed)],
-    };
-    let verdict = judge(&fleet, &observation);
+    let verdict = judge(&fleet, &server_holding(2));
     assert!(verdict.passed(), "{verdict:?}");
     assert_eq!(
         (
@@ -114,35 +208,36 @@ fn a_drain_that_gave_up_is_still_queued_not_lost() {
     );
 }
 
-/// The same run where the server dropped an acknowledged sale: lost.
+/// The same run where the server dropped an acknowledged sale: lost, and
+/// missing from the till's figures and the store's.
 #[test]
 fn an_acknowledged_sale_the_server_does_not_hold_is_lost() {
     let sales = vec![sale(1, Fate::Acknowledged), sale(2, Fate::Acknowledged)];
-    let observed = server_holding(&sales, 1);
     let fleet = fleet(vec![sales]);
-    let observation = Observation {
-        exceptions: Ok(vec![]),
-        tills: vec![Ok(observed)],
-    };
-    let verdict = judge(&fleet, &observation);
+    let verdict = judge(&fleet, &server_holding(1));
     assert!(!verdict.passed());
     assert_eq!((verdict.lost, verdict.still_queued), (1, 0));
     assert_eq!(verdict.sync_state_mismatches, 1);
-    assert_eq!(verdict.mismatched_report_rows, 1);
+    assert_eq!(
+        verdict.mismatched_report_rows, 2,
+        "the till's and the store's"
+    );
+    assert_eq!(verdict.mismatched_tax_rows, 4, "two codes, till and store");
 }
 
 #[test]
-fn an_unreadable_exception_list_or_till_fails_the_verdict() {
+fn an_unreadable_exception_list_till_or_store_fails_the_verdict() {
     let sales = vec![sale(1, Fate::Acknowledged)];
-    let observed = server_holding(&sales, 1);
     let fleet = fleet(vec![sales, vec![]]);
     let observation = Observation {
         exceptions: Err(Failure::Timeout),
-        tills: vec![Ok(observed), Err(Failure::Connection)],
+        tills: vec![Ok(till_holding(1)), Err(Failure::Connection)],
+        store: Err(Failure::Timeout),
     };
     let verdict = judge(&fleet, &observation);
     assert!(!verdict.passed());
     assert!(verdict.exceptions_unverified);
+    assert!(verdict.store_rows_unverified);
     assert_eq!((verdict.tills_checked, verdict.unverified_tills), (1, 1));
     let listed = |kind: &str| ListedException {
         kind: kind.into(),
@@ -153,12 +248,20 @@ fn an_unreadable_exception_list_or_till_fails_the_verdict() {
     };
     let unexpected = Observation {
         exceptions: Ok(vec![listed("over_refund")]),
-        tills: vec![
-            Ok(server_holding(&fleet.tills[0].sales, 1)),
-            Ok(server_holding(&[sale(1, Fate::NeverSent)], 0)),
-        ],
+        tills: vec![Ok(till_holding(1)), Ok(till_holding(0))],
+        store: Ok(rows_holding(1)),
     };
-    assert_eq!(judge(&fleet, &unexpected).exceptions_unexpected, 1);
+    let verdict = judge(&fleet, &unexpected);
+    assert_eq!(verdict.exceptions_unexpected, 1);
+    assert!(!verdict.store_rows_unverified);
+    let store_unread = Observation {
+        exceptions: Ok(vec![]),
+        tills: vec![Ok(till_holding(1)), Ok(till_holding(0))],
+        store: Err(Failure::Connection),
+    };
+    let verdict = judge(&fleet, &store_unread);
+    assert!(!verdict.passed());
+    assert!(verdict.store_rows_unverified);
 }
 
 /// A server that accepts connections and never answers: verification
@@ -184,5 +287,6 @@ async fn verification_ends_at_its_timeout_with_the_tills_unverified() {
     let verification = verify(&api, fleet, limits).await;
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(verification.unverified_tills, 3);
+    assert!(verification.store_rows_unverified);
     assert!(!verification.passed());
 }
