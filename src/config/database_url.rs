@@ -22,6 +22,8 @@ use std::str::FromStr;
 
 use sqlx::postgres::PgConnectOptions;
 
+use super::database_tls;
+
 /// The query parameter (and libpq environment variable) naming the kind of
 /// server a session needs.
 const SESSION_ATTRS_PARAM: &str = "target_session_attrs";
@@ -86,9 +88,10 @@ pub struct DatabaseUrl {
 impl DatabaseUrl {
     /// Parses a `postgres://` or `postgresql://` URL with one host or a
     /// comma-separated list; `PGTARGETSESSIONATTRS` applies when the URL
-    /// does not say, as with libpq.
+    /// does not say, as with libpq, and so do libpq's TLS rules
+    /// ([`database_tls`]).
     pub fn parse(raw: &str) -> Result<Self, String> {
-        parse(raw, std::env::var(SESSION_ATTRS_ENV).ok().as_deref())
+        parse(raw, &Environment::of_process())
     }
 
     pub fn candidates(&self) -> &[PgConnectOptions] {
@@ -137,9 +140,25 @@ pub fn describe(options: &PgConnectOptions) -> String {
     format!("{}:{}", options.get_host(), options.get_port())
 }
 
-/// The parser, with the environment's `PGTARGETSESSIONATTRS` passed in so
-/// tests do not depend on the caller's environment.
-fn parse(raw: &str, env_session_attrs: Option<&str>) -> Result<DatabaseUrl, String> {
+/// What libpq reads from the environment besides the URL, passed to the
+/// parser so tests do not depend on the caller's environment.
+#[derive(Debug, Default)]
+struct Environment {
+    /// `PGTARGETSESSIONATTRS`.
+    session_attrs: Option<String>,
+    tls: database_tls::Environment,
+}
+
+impl Environment {
+    fn of_process() -> Self {
+        Self {
+            session_attrs: std::env::var(SESSION_ATTRS_ENV).ok(),
+            tls: database_tls::Environment::of_process(),
+        }
+    }
+}
+
+fn parse(raw: &str, env: &Environment) -> Result<DatabaseUrl, String> {
     // sqlx reads any scheme as Postgres; another database's URL would only
     // fail later, as a connection error instead of a bad setting.
     let Some((scheme, rest)) = ["postgresql://", "postgres://"]
@@ -156,10 +175,11 @@ fn parse(raw: &str, env_session_attrs: Option<&str>) -> Result<DatabaseUrl, Stri
         None => (None, authority),
     };
     let (tail, session_attrs) = take_session_attrs(tail)?;
-    let session_attrs = match session_attrs.as_deref().or(env_session_attrs) {
+    let session_attrs = match session_attrs.as_deref().or(env.session_attrs.as_deref()) {
         Some(value) => SessionAttrs::parse(value)?,
         None => SessionAttrs::Any,
     };
+    let named_root = last_value(&tail, &database_tls::ROOT_CERT_PARAMS)?;
     let hosts: Vec<&str> = host_list.split(',').collect();
     let mut candidates = Vec::with_capacity(hosts.len());
     for (position, entry) in hosts.iter().enumerate() {
@@ -188,6 +208,7 @@ fn parse(raw: &str, env_session_attrs: Option<&str>) -> Result<DatabaseUrl, Stri
             // sqlx keeps the brackets, which no resolver takes.
             options = options.host(v6);
         }
+        let options = database_tls::as_libpq(options, named_root.clone(), &env.tls)?;
         candidates.push(options);
     }
     Ok(DatabaseUrl {
@@ -274,6 +295,23 @@ fn take_session_attrs(tail: &str) -> Result<(String, Option<String>), String> {
         rebuilt.push_str(fragment);
     }
     Ok((rebuilt, session_attrs))
+}
+
+/// The value of the last of `keys` in the query of `tail` (sqlx reads the
+/// pairs in order, so the last one counts), percent-decoded.
+fn last_value(tail: &str, keys: &[&str]) -> Result<Option<String>, String> {
+    let Some((_, query)) = tail.split_once('?') else {
+        return Ok(None);
+    };
+    let query = query.split_once('#').map_or(query, |(query, _)| query);
+    let mut found = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if keys.contains(&decode(key)?.as_str()) {
+            found = Some(decode(value)?);
+        }
+    }
+    Ok(found)
 }
 
 /// A query key or value, percent-decoded (`+` is a space in a query).

@@ -4,6 +4,7 @@
 //! here, at start, never later.
 
 pub mod database;
+pub mod database_tls;
 pub mod database_url;
 
 use std::net::SocketAddr;

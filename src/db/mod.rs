@@ -18,6 +18,7 @@ mod release;
 pub mod reports;
 pub mod sync;
 pub mod tenancy;
+pub mod tls;
 pub mod totals;
 pub mod unit;
 
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, Postgres, Transaction};
+use sqlx::{Connection, Postgres, Transaction};
 
 use crate::config::{DatabaseArgs, Pooler};
 
@@ -252,16 +253,27 @@ impl Database {
     /// public way to begin a `'static` transaction on a connection acquired
     /// separately (and that round trip is waiting before the first statement
     /// all the same).
+    ///
+    /// A new connection that could not set up TLS is tried again at once
+    /// in plain text where `sslmode=prefer` allows it ([`tls`]), as libpq
+    /// would have within the one connect.
     pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, DbError> {
         let started = Instant::now();
-        let tx = self.pool.begin().await;
+        let tx = match self.pool.begin().await {
+            Err(e) if self.primary.fall_back_after(&self.pool, &e) => self.pool.begin().await,
+            tx => tx,
+        };
         record_acquire(started);
         Ok(tx?)
     }
 
+    /// A pooled connection; with [`Database::begin`]'s plain-text fallback.
     pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, DbError> {
         let started = Instant::now();
-        let conn = self.pool.acquire().await;
+        let conn = match self.pool.acquire().await {
+            Err(e) if self.primary.fall_back_after(&self.pool, &e) => self.pool.acquire().await,
+            conn => conn,
+        };
         record_acquire(started);
         Ok(conn?)
     }
@@ -282,11 +294,12 @@ fn record_acquire(started: Instant) {
 }
 
 /// Creates the database named in `options` if it does not exist, then applies
-/// every migration in `migrations/` that has not been applied yet.
+/// every migration in `migrations/` that has not been applied yet. Both
+/// connections are made as libpq would ([`tls::connect`]).
 pub async fn create_and_migrate(options: &PgConnectOptions) -> anyhow::Result<()> {
     let name = options.get_database().unwrap_or("postgres").to_owned();
     // Same server, same credentials, but the maintenance database.
-    let mut admin = options.clone().database("postgres").connect().await?;
+    let (mut admin, _) = tls::connect(&options.clone().database("postgres")).await?;
     let exists: bool =
         sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
             .bind(&name)
@@ -318,15 +331,16 @@ pub async fn create_and_migrate(options: &PgConnectOptions) -> anyhow::Result<()
     // Postgres reports "relation _sqlx_migrations already exists, skipping"
     // as a NOTICE on every run after the first: not news, and sqlx would
     // log it at INFO next to what the command prints.
+    //
+    // One connection, not a pool of one: a pool would connect inside sqlx,
+    // without `prefer`'s fallback.
     let quiet = options
         .clone()
         .options([("client_min_messages", "warning")]);
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(quiet)
-        .await?;
-    MIGRATOR.run(&pool).await?;
-    pool.close().await;
+    let (mut conn, _) = tls::connect(&quiet).await?;
+    MIGRATOR.run(&mut conn).await?;
+    // Applied by now; as above, a failed goodbye is no reason to stop.
+    let _ = conn.close().await;
     Ok(())
 }
 

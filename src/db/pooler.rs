@@ -53,7 +53,7 @@
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{ConnectOptions, Connection, Executor, Row};
+use sqlx::{Connection, Executor, Row};
 
 use crate::config::database_url::DatabaseUrl;
 use crate::config::{DatabaseArgs, Pooler};
@@ -134,7 +134,7 @@ async fn set_role_timeouts(
             " alter role current_user in database {database} set {setting} = '{ms}ms';"
         ));
     }
-    let mut conn = direct.connect().await?;
+    let (mut conn, _) = super::tls::connect(direct).await?;
     conn.execute(statements.as_str()).await?;
     tracing::info!(
         timeout_ms = ms as u64,

@@ -20,6 +20,9 @@
 //!   whose connect began before the move but ended after it slips past
 //!   that, but it passed `check_session` against its server, so it is only
 //!   ever on a server that qualified at that moment.
+//! - With `sslmode=prefer`, a server TLS cannot be set up with is talked to
+//!   in plain text ([`super::tls`]): the options handed out here say so, per
+//!   server, and the prober has it checked again ([`Primary::check_tls`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -31,6 +34,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::{ConnectOptions, Connection};
 use tokio::task::JoinSet;
 
+use super::tls;
 use crate::config::database_url::{DatabaseUrl, SessionAttrs, describe};
 
 /// How long `tillsync migrate`, the start's create-and-migrate and `admin`
@@ -53,6 +57,8 @@ struct State {
     /// When the pool last moved, in microseconds since `epoch` (0: never).
     moved_at_us: AtomicU64,
     epoch: Instant,
+    /// The servers talked to in plain text (`sslmode=prefer` only).
+    tls: tls::Fallback,
 }
 
 /// What a candidate said when asked.
@@ -62,6 +68,8 @@ enum Answer {
     /// takes writes (always true where it was not asked).
     Suitable {
         writable: bool,
+        /// Reached in plain text because TLS could not be set up with it.
+        plain_text: bool,
     },
     Unsuitable(&'static str),
     Failed(String),
@@ -71,6 +79,7 @@ impl Primary {
     /// Starts at the first candidate; `targets` carry the session settings
     /// every connection is made with.
     pub fn new(targets: DatabaseUrl) -> Self {
+        let servers = targets.candidates().len();
         Self {
             inner: Arc::new(State {
                 targets,
@@ -78,14 +87,106 @@ impl Primary {
                 generation: AtomicU64::new(0),
                 moved_at_us: AtomicU64::new(0),
                 epoch: Instant::now(),
+                tls: tls::Fallback::new(servers),
             }),
         }
     }
 
     /// The options new connections are made with now.
     pub fn current(&self) -> PgConnectOptions {
+        self.options(self.inner.current.load(Ordering::Acquire))
+    }
+
+    /// The options connections to candidate `index` are made with now:
+    /// as `DATABASE_URL` says, or in plain text ([`tls::Fallback`]).
+    fn options(&self, index: usize) -> PgConnectOptions {
+        self.inner
+            .tls
+            .options(index, &self.inner.targets.candidates()[index])
+    }
+
+    /// For a connection of the pool that failed with `err`: whether TLS
+    /// could not be set up with the current server and `sslmode=prefer`
+    /// allows plain text, in which case the pool now connects to it in
+    /// plain text and the caller may try again at once.
+    pub fn fall_back_after(&self, pool: &PgPool, err: &sqlx::Error) -> bool {
         let index = self.inner.current.load(Ordering::Acquire);
-        self.inner.targets.candidates()[index].clone()
+        if !tls::falls_back(&self.inner.targets.candidates()[index]) || !tls::could_not_set_up(err)
+        {
+            return false;
+        }
+        self.set_plain_text(pool, index, true, &err.to_string());
+        true
+    }
+
+    /// Records whether candidate `index` is talked to in plain text, and
+    /// points the pool at it that way if it is the current one.
+    fn set_plain_text(&self, pool: &PgPool, index: usize, plain_text: bool, why: &str) {
+        if !self.inner.tls.set(index, plain_text) {
+            return;
+        }
+        if index == self.inner.current.load(Ordering::Acquire) {
+            pool.set_connect_options(self.options(index));
+        }
+        let server = describe(&self.inner.targets.candidates()[index]);
+        if plain_text {
+            tracing::warn!(
+                database.server = %server,
+                error = %why,
+                "TLS could not be set up with {server}: connections to it go on in plain \
+                 text, as sslmode=prefer does ({why})"
+            );
+        } else {
+            tracing::info!(
+                database.server = %server,
+                "connections to {server} try TLS first again, as sslmode=prefer does ({why})"
+            );
+        }
+    }
+
+    /// For the prober, after each probe (`probe_failed`: whether it
+    /// failed), with `sslmode=prefer` only: while the current server is
+    /// talked to in plain text, or after a failed probe, one connection as
+    /// configured finds out whether TLS can be set up with it, and the pool
+    /// follows. At most every [`tls::CHECK_EVERY`], in a task of its own so
+    /// the prober never waits for it.
+    pub fn check_tls(&self, pool: &PgPool, timeout: Duration, probe_failed: bool) {
+        let index = self.inner.current.load(Ordering::Acquire);
+        let configured = &self.inner.targets.candidates()[index];
+        if !tls::falls_back(configured)
+            || !(probe_failed || self.inner.tls.is_plain(index))
+            || !self.inner.tls.start_check(self.now_us())
+        {
+            return;
+        }
+        let (primary, pool, configured) = (self.clone(), pool.clone(), configured.clone());
+        crate::metrics::spawn(async move {
+            match tokio::time::timeout(timeout, configured.connect()).await {
+                Ok(Err(e)) if tls::could_not_set_up(&e) => {
+                    primary.set_plain_text(&pool, index, true, &e.to_string());
+                }
+                Ok(Ok(conn)) => {
+                    primary.set_plain_text(
+                        &pool,
+                        index,
+                        false,
+                        "a connection as configured succeeded",
+                    );
+                    let _ = tokio::time::timeout(timeout, conn.close()).await;
+                }
+                // Unreachable, or refused for another reason: nothing
+                // learnt about TLS.
+                Ok(Err(_)) | Err(_) => {}
+            }
+            primary.inner.tls.checked(primary.now_us());
+        });
+    }
+
+    /// Microseconds since `epoch`, never 0 (which means "never").
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.inner.epoch.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 
     pub fn generation(&self) -> u64 {
@@ -141,24 +242,31 @@ impl Primary {
             );
             return false;
         };
-        let writable_now = matches!(answers[chosen], Answer::Suitable { writable: true });
+        let Answer::Suitable {
+            writable: writable_now,
+            plain_text,
+        } = answers[chosen]
+        else {
+            unreachable!("chosen because suitable")
+        };
         if !should_move(chosen, current, current_refused, writable_now) {
             return false;
         }
+        // As the search reached it, so the pool's first connection there
+        // does not fail for TLS first.
+        self.inner.tls.set(chosen, plain_text);
         self.move_to(pool, chosen);
         true
     }
 
     fn move_to(&self, pool: &PgPool, index: usize) {
-        let options = self.inner.targets.candidates()[index].clone();
+        let options = self.options(index);
         let to = describe(&options);
         pool.set_connect_options(options);
         self.inner.current.store(index, Ordering::Release);
-        // Never 0, which means "never moved".
-        let now_us = u64::try_from(self.inner.epoch.elapsed().as_micros())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        self.inner.moved_at_us.store(now_us, Ordering::Release);
+        self.inner
+            .moved_at_us
+            .store(self.now_us(), Ordering::Release);
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
         metrics::counter!("tillsync_db_primary_moves_total").increment(1);
         tracing::info!(
@@ -204,7 +312,10 @@ async fn ask(
     always: bool,
 ) -> Result<Answer, sqlx::Error> {
     if session_attrs == SessionAttrs::Any && !always {
-        return Ok(Answer::Suitable { writable: true });
+        return Ok(Answer::Suitable {
+            writable: true,
+            plain_text: false,
+        });
     }
     let (in_recovery, read_only): (bool, String) =
         sqlx::query_as("select pg_is_in_recovery(), current_setting('transaction_read_only')")
@@ -214,6 +325,7 @@ async fn ask(
     Ok(if session_attrs.accepts(in_recovery, read_only) {
         Answer::Suitable {
             writable: !in_recovery && !read_only,
+            plain_text: false,
         }
     } else if in_recovery {
         Answer::Unsuitable("the server is a standby (in recovery)")
@@ -238,8 +350,14 @@ async fn ask_all(
         )]
         asking.spawn(crate::metrics::in_current_scope(async move {
             let answer = tokio::time::timeout(timeout, async {
-                let mut conn = options.connect().await?;
-                let answer = ask(&mut conn, session_attrs, true).await;
+                let (mut conn, plain_text) = tls::connect(&options).await?;
+                let answer = match ask(&mut conn, session_attrs, true).await {
+                    Ok(Answer::Suitable { writable, .. }) => Ok(Answer::Suitable {
+                        writable,
+                        plain_text,
+                    }),
+                    other => other,
+                };
                 // Said goodbye to off the search's clock: a server that
                 // answered has nothing more to tell.
                 crate::metrics::spawn(async move {

@@ -47,7 +47,13 @@ impl Prober {
             }
             let (result, refused) = self.probe_once(&mut connection).await;
             gate.observe_probe(&result);
-            let moved = matches!(result, ProbeResult::Failed(_))
+            let failed = matches!(result, ProbeResult::Failed(_));
+            // With sslmode=prefer: whether TLS can be set up (again). A
+            // server that answered but refused was reached: not a TLS matter.
+            self.db
+                .primary()
+                .check_tls(self.db.pool(), self.timeout, failed && !refused);
+            let moved = failed
                 && self
                     .db
                     .primary()

@@ -43,3 +43,4 @@ mod standby;
 mod startup;
 mod support;
 mod sync;
+mod tls;

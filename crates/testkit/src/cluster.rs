@@ -12,6 +12,10 @@
 //! `runuser`. The calls block (they wait for the server): from an async
 //! test on the multi-thread runtime, wrap them in
 //! `tokio::task::block_in_place`.
+//!
+//! A cluster can also serve TLS with a certificate the test made
+//! ([`Cluster::serve_tls`]), and [`psql`] says what libpq makes of a
+//! connection string, for tests that hold tillsync to libpq's behaviour.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -58,6 +62,20 @@ fn run(mut command: Command) -> Output {
         String::from_utf8_lossy(&output.stderr),
     );
     output
+}
+
+/// Runs `sql` with `psql` (libpq) at `url`: its output, or its error. The
+/// reference for what a libpq client makes of a connection string.
+pub fn psql(url: &str, sql: &str) -> Result<String, String> {
+    let output = Command::new(pg_bin().join("psql"))
+        .args(["-X", "-A", "-t", "-q", "-c", sql, url])
+        .output()
+        .unwrap_or_else(|e| panic!("could not run psql: {e}"));
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
 }
 
 /// A port of loopback nothing listens on right now.
@@ -203,6 +221,26 @@ impl Cluster<'_> {
         // Registered first: a start that fails half-way is still stopped.
         self.scratch.started(&self.data);
         run(start);
+    }
+
+    /// Serves TLS with this certificate and key (PEM files) from the next
+    /// connection on: the files are copied into the data directory, where
+    /// Postgres looks for them by default, readable by the server only
+    /// (it refuses a key others may read), then `ssl` is turned on with a
+    /// reload.
+    pub async fn serve_tls(&self, certificate: &Path, key: &Path) {
+        for (from, to) in [(certificate, "server.crt"), (key, "server.key")] {
+            let to = self.data.join(to);
+            std::fs::copy(from, &to).unwrap_or_else(|e| panic!("copy {from:?} to {to:?}: {e}"));
+            std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("make the file private");
+            if running_as_root() {
+                let mut chown = Command::new("chown");
+                chown.arg("postgres:postgres").arg(&to);
+                run(chown);
+            }
+        }
+        self.reconfigure("alter system set ssl = on").await;
     }
 
     /// Promotes a standby to a primary and waits until it is one.

@@ -5,8 +5,15 @@ use sqlx::ConnectOptions;
 
 use super::*;
 
+fn with_session_attrs(value: &str) -> Environment {
+    Environment {
+        session_attrs: Some(value.to_owned()),
+        ..Environment::default()
+    }
+}
+
 fn url(raw: &str) -> DatabaseUrl {
-    parse(raw, None).unwrap_or_else(|e| panic!("{raw}: {e}"))
+    parse(raw, &Environment::default()).unwrap_or_else(|e| panic!("{raw}: {e}"))
 }
 
 fn hosts(url: &DatabaseUrl) -> Vec<String> {
@@ -60,15 +67,15 @@ fn the_session_attrs_named_in_the_url_are_honoured_with_one_host_too() {
 
 #[test]
 fn the_environment_supplies_session_attrs_only_when_the_url_does_not() {
-    let t = parse("postgres://u@h/db", Some("read-write")).unwrap();
+    let t = parse("postgres://u@h/db", &with_session_attrs("read-write")).unwrap();
     assert_eq!(t.session_attrs(), SessionAttrs::ReadWrite);
     let t = parse(
         "postgres://u@h/db?target_session_attrs=any",
-        Some("read-write"),
+        &with_session_attrs("read-write"),
     )
     .unwrap();
     assert_eq!(t.session_attrs(), SessionAttrs::Any);
-    assert!(parse("postgres://u@h/db", Some("standby")).is_err());
+    assert!(parse("postgres://u@h/db", &with_session_attrs("standby")).is_err());
 }
 
 #[test]
@@ -76,12 +83,16 @@ fn session_attrs_that_cannot_lead_to_a_primary_are_refused() {
     for value in ["read-only", "standby", "prefer-standby"] {
         let e = parse(
             &format!("postgres://h/db?target_session_attrs={value}"),
-            None,
+            &Environment::default(),
         )
         .unwrap_err();
         assert!(e.contains("not supported"), "{value}: {e}");
     }
-    let e = parse("postgres://h/db?target_session_attrs=readwrite", None).unwrap_err();
+    let e = parse(
+        "postgres://h/db?target_session_attrs=readwrite",
+        &Environment::default(),
+    )
+    .unwrap_err();
     assert!(e.contains("unknown target_session_attrs"), "{e}");
 }
 
@@ -95,7 +106,7 @@ fn bad_ports_name_the_entry_at_fault() {
         ("postgres://h1:+5432,h2/db", "h1:+5432"),
         ("postgres://h1:5432,h2:54x/db", "h2:54x"),
     ] {
-        let e = parse(raw, None).unwrap_err();
+        let e = parse(raw, &Environment::default()).unwrap_err();
         assert!(
             e.contains("invalid port number") && e.contains(entry),
             "{raw}: {e}"
@@ -105,7 +116,7 @@ fn bad_ports_name_the_entry_at_fault() {
 
 #[test]
 fn an_empty_entry_in_a_list_is_refused() {
-    let e = parse("postgres://u@h1,,h2/db", None).unwrap_err();
+    let e = parse("postgres://u@h1,,h2/db", &Environment::default()).unwrap_err();
     assert!(e.contains("host 2 of the list is empty"), "{e}");
 }
 
@@ -137,9 +148,9 @@ fn ipv6_addresses_in_brackets_are_accepted_with_or_without_a_port() {
     assert_eq!(t.candidates()[1].get_port(), 5432);
     assert_eq!(t.candidates()[1].get_host(), "fe80::1");
     assert_eq!(hosts(&t)[2], "10.0.0.2:5434");
-    let e = parse("postgres://u@[::1,h2/db", None).unwrap_err();
+    let e = parse("postgres://u@[::1,h2/db", &Environment::default()).unwrap_err();
     assert!(e.contains("closing `]`"), "{e}");
-    let e = parse("postgres://u@[::1]x,h2/db", None).unwrap_err();
+    let e = parse("postgres://u@[::1]x,h2/db", &Environment::default()).unwrap_err();
     assert!(e.contains("expected `:port`"), "{e}");
 }
 
@@ -159,19 +170,35 @@ fn other_query_parameters_reach_every_candidate() {
 
 #[test]
 fn a_host_list_in_query_parameters_is_refused_with_the_form_to_use() {
-    let e = parse("postgres:///db?host=h1,h2&port=1,2", None).unwrap_err();
+    let e = parse(
+        "postgres:///db?host=h1,h2&port=1,2",
+        &Environment::default(),
+    )
+    .unwrap_err();
     assert!(e.contains("postgresql://host1:port1,host2:port2"), "{e}");
 }
 
 #[test]
 fn random_load_balancing_is_refused() {
-    assert!(parse("postgres://h1,h2/db?load_balance_hosts=random", None).is_err());
-    assert!(parse("postgres://h1,h2/db?load_balance_hosts=disable", None).is_ok());
+    assert!(
+        parse(
+            "postgres://h1,h2/db?load_balance_hosts=random",
+            &Environment::default()
+        )
+        .is_err()
+    );
+    assert!(
+        parse(
+            "postgres://h1,h2/db?load_balance_hosts=disable",
+            &Environment::default()
+        )
+        .is_ok()
+    );
 }
 
 #[test]
 fn other_schemes_are_refused() {
-    let e = parse("mysql://h1/db", None).unwrap_err();
+    let e = parse("mysql://h1/db", &Environment::default()).unwrap_err();
     assert!(e.contains("must start with postgres://"), "{e}");
 }
 
@@ -201,4 +228,27 @@ fn sqlx_alone_refuses_a_host_list() {
         .parse::<PgConnectOptions>()
         .unwrap_err();
     assert!(e.to_string().contains("invalid port number"), "{e}");
+}
+
+#[test]
+fn the_root_certificate_file_named_in_the_url_is_read_as_libpq_reads_it() {
+    // A missing file named in the URL is found (and refused) through the
+    // percent-encoding, for every host of the list.
+    let e = parse(
+        "postgres://h1,h2/db?sslmode=require&sslrootcert=%2Fnonexistent%2Froot.crt",
+        &Environment::default(),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("\"/nonexistent/root.crt\" does not exist"),
+        "{e}"
+    );
+    // The last of sqlx's spellings counts, as in sqlx.
+    let e = parse(
+        "postgres://h/db?sslmode=require&sslrootcert=/elsewhere&ssl-ca=/nonexistent/ca.crt",
+        &Environment::default(),
+    )
+    .unwrap_err();
+    assert!(e.contains("/nonexistent/ca.crt"), "{e}");
+    assert!(parse("postgres://h/db?sslmode=require", &Environment::default()).is_ok());
 }
