@@ -10,13 +10,12 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use uuid::Uuid;
 
 use tillsync::domain::token::TokenKind;
 use tillsync_testkit::api;
 use tillsync_testkit::database::{drop_database, fresh_name, server_url};
+use tillsync_testkit::hostile::{hostile, push_head, resident_bytes};
 use tillsync_testkit::sales::sale;
 
 use crate::support::tillsync;
@@ -26,46 +25,6 @@ const BUDGET_MB: u64 = 16;
 /// The server's own memory beside the bodies: runtime, pools, caches, and
 /// a small read buffer and task per connection.
 const CONSTANT_MB: u64 = 150;
-
-/// Resident memory of a process, from `/proc/<pid>/status`.
-fn resident_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
-}
-
-fn head(authorization: &str, length: usize) -> String {
-    format!(
-        "POST /v1/sales/batches HTTP/1.1\r\nHost: tillsync\r\n{authorization}\
-         Idempotency-Key: {}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n",
-        Uuid::new_v4()
-    )
-}
-
-/// A connection that sends `opening`, then `then` (most of its body) in
-/// 64 KiB pieces as fast as the server takes them, then holds the rest back
-/// until the test ends.
-fn hostile(address: String, opening: String, then: usize) {
-    tokio::spawn(async move {
-        let Ok(mut stream) = TcpStream::connect(&address).await else {
-            return;
-        };
-        if stream.write_all(opening.as_bytes()).await.is_err() {
-            return;
-        }
-        let piece = vec![b' '; 64 * 1024];
-        let mut sent = 0;
-        while sent < then {
-            if stream.write_all(&piece).await.is_err() {
-                return;
-            }
-            sent += piece.len();
-        }
-        tokio::time::sleep(Duration::from_secs(120)).await;
-        drop(stream);
-    });
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thousands_of_hostile_connections_take_no_more_than_the_body_budget() {
@@ -121,6 +80,7 @@ async fn thousands_of_hostile_connections_take_no_more_than_the_body_budget() {
     // nobody holds), each sending most of a megabyte; 100 tills with valid
     // (stolen) tokens, four crawling megabytes each; 1 000 connections that
     // never finish their heads.
+    let until = Instant::now() + Duration::from_secs(120);
     let (forged, _) = tillsync::domain::token::generate(TokenKind::Terminal, merchant.merchant_id);
     for i in 0..2000 {
         let authorization = match i % 3 {
@@ -128,17 +88,27 @@ async fn thousands_of_hostile_connections_take_no_more_than_the_body_budget() {
             1 => "Authorization: Bearer hello\r\n".to_owned(),
             _ => format!("Authorization: Bearer {forged}\r\n"),
         };
-        hostile(address.clone(), head(&authorization, 1_000_000), 900_000);
+        hostile(
+            address.clone(),
+            push_head(&authorization, 1_000_000),
+            900_000,
+            until,
+        );
     }
     for till in &attackers {
         for _ in 0..4 {
             let authorization = format!("Authorization: Bearer {}\r\n", till.token);
-            hostile(address.clone(), head(&authorization, 1_048_576), 900_000);
+            hostile(
+                address.clone(),
+                push_head(&authorization, 1_048_576),
+                900_000,
+                until,
+            );
         }
     }
     for _ in 0..1000 {
         let opening = "POST /v1/sales/batches HTTP/1.1\r\nHost: tillsync\r\nX-Slow: 1".to_owned();
-        hostile(address.clone(), opening, 0);
+        hostile(address.clone(), opening, 0, until);
     }
 
     // While it runs: the server's memory, sampled, and the honest till's

@@ -24,8 +24,6 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use uuid::Uuid;
 
 use tillsync::domain::token::{self, TokenKind};
@@ -33,6 +31,7 @@ use tillsync_bench::{quantile, setting};
 use tillsync_testkit::api;
 use tillsync_testkit::binary::{Binary, Served};
 use tillsync_testkit::database::{drop_database, fresh_name, server_url};
+use tillsync_testkit::hostile::{hostile, push_head, resident_bytes};
 use tillsync_testkit::sales::sale;
 
 const MB: u64 = 1024 * 1024;
@@ -40,46 +39,6 @@ const MB: u64 = 1024 * 1024;
 const BUDGET_MB: u64 = 64;
 /// An honest till's pace: a push every this long.
 const HONEST_EVERY: Duration = Duration::from_millis(100);
-
-/// Resident memory of a process, from `/proc/<pid>/status`.
-fn resident_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
-}
-
-/// The head of a push announcing `length` bytes.
-fn head(authorization: &str, length: usize) -> String {
-    format!(
-        "POST /v1/sales/batches HTTP/1.1\r\nHost: tillsync\r\n{authorization}\
-         Idempotency-Key: {}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n",
-        Uuid::new_v4()
-    )
-}
-
-/// A connection that sends `opening`, then `then` bytes of its body in
-/// 64 KiB pieces as fast as the server takes them, then holds on until
-/// `until`.
-fn hostile(address: String, opening: String, then: usize, until: Instant) {
-    tokio::spawn(async move {
-        let Ok(mut stream) = TcpStream::connect(&address).await else {
-            return;
-        };
-        if stream.write_all(opening.as_bytes()).await.is_err() {
-            return;
-        }
-        let piece = vec![b' '; 64 * 1024];
-        let mut sent = 0;
-        while sent < then {
-            if stream.write_all(&piece).await.is_err() {
-                return;
-            }
-            sent += piece.len();
-        }
-        tokio::time::sleep_until(until.into()).await;
-    });
-}
 
 /// One phase of honest pushes: their latencies, sorted, how many were
 /// accepted, and the server's peak resident memory meanwhile.
@@ -188,7 +147,7 @@ async fn main() {
         };
         hostile(
             address.clone(),
-            head(&authorization, 1_000_000),
+            push_head(&authorization, 1_000_000),
             900_000,
             until,
         );
@@ -198,7 +157,7 @@ async fn main() {
             let authorization = format!("Authorization: Bearer {}\r\n", till.token);
             hostile(
                 address.clone(),
-                head(&authorization, 1_048_576),
+                push_head(&authorization, 1_048_576),
                 900_000,
                 until,
             );

@@ -33,24 +33,30 @@ fn pg_bin() -> PathBuf {
     )
 }
 
-fn running_as_root() -> bool {
+/// Whether this process runs as root (then server tools run as `postgres`:
+/// `initdb` and `pg_autoctl` refuse root).
+pub fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// `program` as the `postgres` user when this process runs as root.
+pub fn as_postgres(program: &Path) -> Command {
+    if running_as_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
 }
 
 /// A server tool, run as `postgres` when the test runs as root.
 fn tool(name: &str) -> Command {
-    let path = pg_bin().join(name);
-    if running_as_root() {
-        let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--"]).arg(path);
-        command
-    } else {
-        Command::new(path)
-    }
+    as_postgres(&pg_bin().join(name))
 }
 
 /// Runs a command to completion; panics with its output if it failed.
-fn run(mut command: Command) -> Output {
+pub fn run(command: &mut Command) -> Output {
     let output = command
         .output()
         .unwrap_or_else(|e| panic!("could not run {command:?}: {e}"));
@@ -109,7 +115,7 @@ impl Scratch {
         if running_as_root() {
             let mut chown = Command::new("chown");
             chown.arg("postgres:postgres").arg(&dir);
-            run(chown);
+            run(&mut chown);
         }
         Self {
             dir,
@@ -134,7 +140,7 @@ impl Scratch {
             "-E",
             "UTF8",
         ]);
-        run(initdb);
+        run(&mut initdb);
         let cluster = Cluster {
             scratch: self,
             data,
@@ -192,7 +198,7 @@ impl Cluster<'_> {
         basebackup
             .arg(&data)
             .args(["-R", "-X", "stream", "--checkpoint=fast", "--no-sync"]);
-        run(basebackup);
+        run(&mut basebackup);
         let standby = Cluster {
             scratch: self.scratch,
             data,
@@ -220,7 +226,7 @@ impl Cluster<'_> {
             .args(["-o", &options, "-w", "-t", "60", "start"]);
         // Registered first: a start that fails half-way is still stopped.
         self.scratch.started(&self.data);
-        run(start);
+        run(&mut start);
     }
 
     /// Serves TLS with this certificate and key (PEM files) from the next
@@ -237,7 +243,7 @@ impl Cluster<'_> {
             if running_as_root() {
                 let mut chown = Command::new("chown");
                 chown.arg("postgres:postgres").arg(&to);
-                run(chown);
+                run(&mut chown);
             }
         }
         self.reconfigure("alter system set ssl = on").await;
@@ -250,7 +256,7 @@ impl Cluster<'_> {
             .arg("-D")
             .arg(&self.data)
             .args(["-w", "-t", "60", "promote"]);
-        run(promote);
+        run(&mut promote);
     }
 
     /// Stops the cluster at once (no checkpoint, connections cut).
@@ -259,7 +265,7 @@ impl Cluster<'_> {
         stop.arg("-D")
             .arg(&self.data)
             .args(["-m", "immediate", "-w", "stop"]);
-        run(stop);
+        run(&mut stop);
     }
     /// Runs `statement` (an `alter system`) on the `postgres` database,
     /// then reloads the configuration so it takes effect.

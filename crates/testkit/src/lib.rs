@@ -19,6 +19,8 @@
 //! - [`balancer`]: a round-robin TCP balancer in front of several replicas.
 //! - [`cluster`]: throwaway clusters of a test's own (primary, standby,
 //!   promotion), in a temporary directory removed on drop.
+//! - [`hostile`]: clients that crawl and hold bodies, and a process's
+//!   resident memory.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -27,6 +29,7 @@ pub mod balancer;
 pub mod binary;
 pub mod cluster;
 pub mod database;
+pub mod hostile;
 pub mod metrics;
 pub mod pgbouncer;
 pub mod proxy;

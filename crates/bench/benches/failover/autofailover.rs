@@ -27,7 +27,9 @@ use sqlx::{Connection, Row};
 
 use tillsync_testkit::cluster::{Scratch, free_port};
 
-use crate::processes::{as_postgres, chown_to_postgres, kill_tree};
+use tillsync_testkit::cluster::{as_postgres, run};
+
+use crate::processes::{chown_to_postgres, kill_tree};
 
 /// The monitor's settings for a fast failover (`alter system`, then a
 /// reload), with pg_auto_failover's defaults in the comments. Detection:
@@ -137,7 +139,7 @@ impl<'s> Formation<'s> {
 
     fn create_monitor(&mut self, settings: &[(&str, &str)]) {
         let (data, port) = (self.monitor.data.clone(), self.monitor.port.to_string());
-        self.autoctl_done(
+        autoctl_done(
             self.autoctl(&["create", "monitor", "--pgdata"])
                 .arg(&data)
                 .args(["--pgport", &port, "--pgctl"])
@@ -145,7 +147,7 @@ impl<'s> Formation<'s> {
                 .args(["--hostname", "127.0.0.1", "--auth", "trust", "--no-ssl"]),
         );
         // `create monitor` has no --listen: it would listen on every address.
-        self.autoctl_done(
+        autoctl_done(
             self.autoctl(&["config", "set", "--pgdata"])
                 .arg(&data)
                 .args(["postgresql.listen_addresses", "127.0.0.1"]),
@@ -173,7 +175,7 @@ impl<'s> Formation<'s> {
             let node = &self.nodes[i];
             (node.name, node.data.clone(), node.port.to_string())
         };
-        self.autoctl_done(
+        autoctl_done(
             self.autoctl(&["create", "postgres", "--pgdata"])
                 .arg(&data)
                 .args(["--pgport", &port, "--pgctl"])
@@ -184,7 +186,7 @@ impl<'s> Formation<'s> {
                 .args(["--replication-quorum", "true", "--candidate-priority", "50"]),
         );
         for (key, value) in settings {
-            self.autoctl_done(
+            autoctl_done(
                 self.autoctl(&["config", "set", "--pgdata"])
                     .arg(&data)
                     .args([key, value]),
@@ -210,21 +212,6 @@ impl<'s> Formation<'s> {
         command
     }
 
-    /// Runs a `pg_autoctl` command to completion; its standard output.
-    fn autoctl_done(&self, command: &mut Command) -> String {
-        let output = command
-            .output()
-            .unwrap_or_else(|e| panic!("could not run {command:?}: {e}"));
-        assert!(
-            output.status.success(),
-            "{command:?} failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    }
-
     /// `pg_autoctl run` for this node, its output in `<name>.log`.
     fn spawn_run(&self, data: &Path, name: &str) -> Child {
         let log = File::create(self.dir.join(format!("{name}.log"))).expect("create the log");
@@ -239,7 +226,7 @@ impl<'s> Formation<'s> {
 
     /// The URL pg_auto_failover hands out (`pg_autoctl show uri`).
     pub fn uri(&self) -> String {
-        self.autoctl_done(
+        autoctl_done(
             self.autoctl(&["show", "uri", "--formation", "default", "--pgdata"])
                 .arg(&self.monitor.data),
         )
@@ -392,4 +379,11 @@ async fn connect_when_up(url: &str) -> PgConnection {
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
+}
+
+/// Runs a `pg_autoctl` command to completion; its standard output.
+fn autoctl_done(command: &mut Command) -> String {
+    String::from_utf8_lossy(&run(command).stdout)
+        .trim()
+        .to_owned()
 }

@@ -5,26 +5,11 @@
 //! neither a single kill nor a process-group kill would do.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
 use rustix::process::{Pid, Signal, kill_process};
-
-fn running_as_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// `program` as the `postgres` user: `initdb` and pg_autoctl refuse root.
-pub fn as_postgres(program: &Path) -> Command {
-    if running_as_root() {
-        let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--"]).arg(program);
-        command
-    } else {
-        Command::new(program)
-    }
-}
+use tillsync_testkit::cluster::running_as_root;
 
 pub fn chown_to_postgres(path: &Path) {
     if running_as_root() {
