@@ -34,6 +34,11 @@ use tokio::task::JoinHandle;
 const LATENCY_BUCKETS_S: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+/// Refusals: they should take well under 10 ms, so the buckets start at
+/// a tenth of a millisecond.
+const REFUSAL_BUCKETS_S: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+];
 const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0];
 const GROUP_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0];
 
@@ -60,6 +65,13 @@ impl Metrics {
     pub fn new() -> Self {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS_S)
+            .and_then(|b| {
+                // A full name is matched before any suffix.
+                b.set_buckets_for_metric(
+                    Matcher::Full("tillsync_refusal_seconds".into()),
+                    REFUSAL_BUCKETS_S,
+                )
+            })
             .and_then(|b| {
                 b.set_buckets_for_metric(
                     Matcher::Full("tillsync_batch_sales".into()),
@@ -188,6 +200,11 @@ fn describe() {
         "tillsync_http_request_duration_seconds",
         Unit::Seconds,
         "Time to answer an HTTP request, by route template and method"
+    );
+    describe_histogram!(
+        "tillsync_refusal_seconds",
+        Unit::Seconds,
+        "Time from a request's arrival (its body read) to its 503 refusal, by problem code (overloaded, database_unavailable, deadline_exceeded)"
     );
     describe_counter!(
         "tillsync_requests_shed_total",

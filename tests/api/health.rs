@@ -10,6 +10,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
 
+use tillsync_testkit::metrics::sample;
 use tillsync_testkit::proxy::Fault;
 use tillsync_testkit::sales::sale;
 use tillsync_testkit::{TestApp, Till, spawn_app_behind_proxy, spawn_app_with};
@@ -271,6 +272,27 @@ async fn overload_is_refused_at_once_while_admitted_requests_succeed() {
         assert!(retry_after.is_some());
         assert!(*took < Duration::from_millis(500), "refused in {took:?}");
     }
+    // The service timed each refusal from the request's arrival, in
+    // buckets fine enough to tell 1 ms from 10 ms.
+    let page = tillsync_testkit::metrics::scrape(&app.client, &app.address).await;
+    let refusals = |le: &str| {
+        let bucket = format!("le=\"{le}\"");
+        sample(
+            &page,
+            "tillsync_refusal_seconds_bucket",
+            &[r#"code="overloaded""#, &bucket],
+        )
+    };
+    assert_eq!(refusals("+Inf"), Some(refused.len() as f64), "{page}");
+    assert!(refusals("0.0001").is_some() && refusals("0.01").is_some());
+    assert_eq!(
+        sample(
+            &page,
+            "tillsync_refusal_seconds_count",
+            &[r#"code="overloaded""#]
+        ),
+        Some(refused.len() as f64)
+    );
     proxy.set(Fault::Pass);
     let stored: i64 = sqlx::query_scalar("select count(*) from sales")
         .fetch_one(&app.db)
