@@ -142,7 +142,12 @@ impl Application {
                 gate.clone(),
                 stopping.clone(),
             ),
-            jobs::spawn(Resolve, db.clone(), gate.clone(), stopping.clone()),
+            jobs::spawn(
+                Resolve::default(),
+                db.clone(),
+                gate.clone(),
+                stopping.clone(),
+            ),
             jobs::spawn(SilentTills, db.clone(), gate.clone(), stopping.clone()),
             jobs::spawn(OpenExceptions, db.clone(), gate.clone(), stopping.clone()),
             jobs::spawn(

@@ -21,6 +21,7 @@ pub mod tenancy;
 pub mod tls;
 pub mod totals;
 pub mod unit;
+pub mod vacuum;
 
 use std::time::{Duration, Instant};
 

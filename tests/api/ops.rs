@@ -337,3 +337,29 @@ async fn the_fold_records_when_it_last_caught_up() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn the_fold_and_the_resolver_vacuum_the_tables_they_empty() {
+    // Both delete rows as they go; autovacuum may be off (it is on the CI
+    // machine) or too slow for a table that churns every second, so each
+    // job vacuums its own table, the first time at its first step.
+    let app = spawn_app().await;
+    let till = app.create_till().await;
+    app.push_ok(&till, &[sale(1), sale(2)]).await;
+    let vacuumed = |table: &'static str| {
+        sqlx::query_scalar::<_, i64>(
+            "select vacuum_count from pg_stat_user_tables where relname = $1",
+        )
+        .bind(table)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for table in ["store_day_deltas", "pending_refs"] {
+        while vacuumed(table).fetch_one(&app.db).await.unwrap() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{table} not vacuumed within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

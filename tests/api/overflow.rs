@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use tillsync_testkit::sales::{sale, sale_of, with};
+use tillsync_testkit::sales::{sale, sale_of, void_of, with};
 use tillsync_testkit::{Merchant, TestApp, Till, assert_problem, spawn_app, statuses};
 
 const DAY: &str = "from=2026-11-20&to=2026-11-20";
@@ -315,4 +315,59 @@ async fn a_store_whose_totals_cannot_fold_stops_no_other_store_from_folding() {
         .find_map(|l| l.strip_prefix("tillsync_fold_skipped_total "))
         .expect("the skip counter is exported");
     assert!(skipped.parse::<f64>().unwrap() >= 1.0, "{skipped}");
+}
+
+#[tokio::test]
+async fn a_void_whose_reversal_cannot_be_counted_holds_back_no_other_void() {
+    let app = spawn_app().await;
+    let seller = app.create_till().await;
+    let poisoned = app.create_till_in(&app.merchant, seller.store_id).await;
+    let healthy = app.create_till_in(&app.merchant, seller.store_id).await;
+    let sales = [sale_of(1, 1000), sale_of(2, 1000), sale_of(3, 1000)];
+    // The voids come first and wait for their sales; the poisoned till's
+    // gross is then planted where taking 1000 out no longer fits.
+    app.push_ok(&poisoned, &[void_of(1, &sales[0])]).await;
+    app.push_ok(&healthy, &[void_of(1, &sales[1]), void_of(2, &sales[2])])
+        .await;
+    plant(
+        &app,
+        "update sales_day_totals set gross_minor = -9223372036854775807 + 500
+          where terminal_id = $1",
+        poisoned.terminal_id,
+    )
+    .await;
+    // One push brings the three sales: their voids are due in one tick.
+    app.push_ok(&seller, &sales).await;
+
+    let pending_of = |till: &Till| {
+        sqlx::query_scalar::<_, i64>("select count(*) from pending_refs where terminal_id = $1")
+            .bind(till.terminal_id)
+            .fetch_one(&app.db)
+    };
+    let waited = Instant::now();
+    while pending_of(&healthy).await.unwrap() > 0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "the healthy till's voids are resolved within seconds"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let gross_of = |till: &Till| {
+        sqlx::query_scalar::<_, i64>(
+            "select gross_minor from sales_day_totals where terminal_id = $1",
+        )
+        .bind(till.terminal_id)
+        .fetch_one(&app.db)
+    };
+    assert_eq!(gross_of(&healthy).await.unwrap(), -2000);
+    assert_eq!(
+        gross_of(&poisoned).await.unwrap(),
+        i64::MIN + 501,
+        "the poisoned till's total is left as it was"
+    );
+    assert_eq!(
+        pending_of(&poisoned).await.unwrap(),
+        1,
+        "its void waits to be looked at again"
+    );
 }
