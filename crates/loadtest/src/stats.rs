@@ -3,6 +3,7 @@
 //! [`LiveCounters`] feed the progress line while the run goes on.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -25,6 +26,10 @@ pub struct LiveCounters {
     pub in_flight: AtomicI64,
     /// Failed batch pushes: error statuses, timeouts, connection errors.
     pub errors: AtomicU64,
+    /// Sale latencies since an observer last took them, for figures by
+    /// window over a long run (the soak benchmark); `None`, and nothing
+    /// recorded, until an observer asks with [`LiveCounters::watch_sales`].
+    sale_window: Mutex<Option<Histogram<u64>>>,
 }
 
 impl LiveCounters {
@@ -38,6 +43,38 @@ impl LiveCounters {
 
     pub fn change(counter: &AtomicI64, by: i64) {
         counter.fetch_add(by, Ordering::Relaxed);
+    }
+
+    /// From now on, sale latencies are also kept for [`Self::take_sales`].
+    pub fn watch_sales(&self) {
+        *self.window() = Some(latency_histogram());
+    }
+
+    /// The sale latencies recorded since the last call (or since
+    /// [`Self::watch_sales`]), and a fresh window from now on.
+    pub fn take_sales(&self) -> Option<Histogram<u64>> {
+        self.window().as_mut().map(|window| {
+            let mut taken = latency_histogram();
+            std::mem::swap(window, &mut taken);
+            taken
+        })
+    }
+
+    /// Adds the latencies of sales acknowledged together to the window, if
+    /// one is watched: one lock per push, not per sale.
+    pub fn record_sales(&self, latencies: &[Duration]) {
+        if let Some(window) = self.window().as_mut() {
+            for latency in latencies {
+                window.saturating_record(micros(*latency));
+            }
+        }
+    }
+
+    fn window(&self) -> std::sync::MutexGuard<'_, Option<Histogram<u64>>> {
+        // A panic while recording leaves a histogram still fit to read.
+        self.sale_window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

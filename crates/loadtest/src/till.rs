@@ -298,6 +298,7 @@ impl Till {
         for latency in &settled.first_acknowledged {
             stats.record_sale(*latency);
         }
+        live.record_sales(&settled.first_acknowledged);
         LiveCounters::add(&live.acknowledged, settled.first_acknowledged.len() as u64);
         for (seq, code) in settled.refused {
             tracing::warn!(terminal.id = %self.terminal_id, sale.seq = seq, code, "the server refused generated sale seq {seq} for good");

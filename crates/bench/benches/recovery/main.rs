@@ -9,22 +9,27 @@
 //! link return to full service, time to drain the backlog and goodput
 //! during the drain as a fraction of C; (2) overload at 2x, 5x and 10x C
 //! from 100 tills per C: goodput as a fraction of C, p99 of admitted and
-//! of refused pushes, and the exactly-once verdict after the drain.
+//! of refused pushes, and the exactly-once verdict after the drain; (3)
+//! only when asked for (`BENCH_SCENARIOS=soak`, `scripts/soak`), a soak at
+//! half of C for 30 minutes with its figures by 5-minute window.
 //!
 //! How it measures, on one two-core machine: the load generator runs at the
 //! lowest CPU priority (`generator.rs`) and the CPU split is printed
 //! (`tillsync_bench::cpu`); goodput, C included, is the service's own count of accepted
 //! sales (`metrics.rs`); latencies are timed by probe tills at normal
 //! priority (`probe.rs`) as well as by the simulator. The scenarios:
-//! `capacity.rs`, `stall.rs` (with `timeline.rs`), `overload.rs`; each
-//! starts from `setup.rs`.
+//! `capacity.rs`, `stall.rs` (with `timeline.rs`), `overload.rs`,
+//! `soak.rs`; each starts from `setup.rs`.
 //!
 //! Run: `scripts/bench-recovery` (or, with the release binary built,
 //! `cargo bench -p tillsync-bench --bench recovery`).
 //! Settings: BENCH_STALL_S (30; 1 gives the blip scenario), BENCH_OVERLOAD_S (15), BENCH_MODES ("on,off"),
 //! BENCH_OVERLOAD_TILLS (a fixed fleet for every overload run instead of 100 per C),
 //! BENCH_BATCH (10: small batches keep capacity within what a load
-//! generator on the same two cores can offer ten times over).
+//! generator on the same two cores can offer ten times over),
+//! BENCH_SCENARIOS ("stall,overload"; "soak" for the soak), and the soak's
+//! BENCH_SOAK_S (1800), BENCH_SOAK_SHARE (0.5 of C), BENCH_SOAK_TILLS (300),
+//! BENCH_SOAK_BATCH (100, most sales a push), BENCH_SOAK_WINDOW_S (300).
 
 mod capacity;
 mod generator;
@@ -32,6 +37,7 @@ mod metrics;
 mod overload;
 mod probe;
 mod setup;
+mod soak;
 mod stall;
 mod timeline;
 
@@ -41,6 +47,7 @@ use tillsync_bench::setting;
 use crate::capacity::reference_capacity;
 use crate::overload::{overload, print_overload};
 use crate::setup::Setup;
+use crate::soak::{Soak, print_soak, soak};
 use crate::stall::{print_stall, stall};
 
 /// A figure of the results as printed: numbers with two decimals, none as `-`.
@@ -100,6 +107,20 @@ async fn main() {
             setup.finish().await;
             print_stall(&stalled, stall_s);
         }
+        let mut soaked = Value::Null;
+        if scenarios.contains("soak") {
+            let shape = Soak {
+                seconds: setting("BENCH_SOAK_S", 1800),
+                share: setting("BENCH_SOAK_SHARE", 0.5),
+                tills: setting("BENCH_SOAK_TILLS", 300),
+                batch: setting("BENCH_SOAK_BATCH", 100),
+                window_s: setting("BENCH_SOAK_WINDOW_S", 300),
+            };
+            let setup = Setup::start("soak", mode).await;
+            soaked = soak(&setup, c, &shape, generator.handle()).await;
+            setup.finish().await;
+            print_soak(&soaked);
+        }
         let mut overloads = Vec::new();
         for &factor in factors.iter().filter(|_| scenarios.contains("overload")) {
             let setup = Setup::start("overload", mode).await;
@@ -118,19 +139,26 @@ async fn main() {
         }
         results.insert(
             mode.to_owned(),
-            json!({"capacity_per_s": c, "stall": stalled, "overload": overloads}),
+            json!({"capacity_per_s": c, "stall": stalled, "overload": overloads, "soak": soaked}),
         );
     }
     generator.shutdown_background();
     if let Some(judged) = judge_overloads(&results, c) {
         results.insert("overload_against_best".into(), judged);
     }
+    let soak_failed = results
+        .values()
+        .any(|mode| mode["soak"]["verdict_passed"] == false);
     if let Ok(path) = std::env::var("BENCH_JSON") {
         std::fs::write(
             path,
             serde_json::to_vec_pretty(&Value::Object(results)).unwrap(),
         )
         .unwrap();
+    }
+    if soak_failed {
+        eprintln!("the soak's exactly-once verdict failed");
+        std::process::exit(1);
     }
 }
 

@@ -140,6 +140,10 @@ pub async fn overload(
                 .collect(),
         )
     };
+    let service_refused_p99_ms = match (load.first(), load.last()) {
+        (Some(first), Some(last)) => last.scraped.refusal_p99_ms_since(&first.scraped),
+        _ => None,
+    };
     let mean = |f: fn(&Scraped) -> f64| {
         load.iter().map(|s| f(&s.scraped)).sum::<f64>() / load.len().max(1) as f64
     };
@@ -160,6 +164,7 @@ pub async fn overload(
         "simulator_acknowledged_per_s": report.sales.achieved_per_s,
         "admitted_p99_ms": report.latency.accepted.p99_ms,
         "refused_p99_ms": report.latency.refused.p99_ms,
+        "service_refused_p99_ms": service_refused_p99_ms,
         "refused": report.latency.refused.count,
         "statuses": report.requests.status_counts,
         "verdict_passed": report.passed(),

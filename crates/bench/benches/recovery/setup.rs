@@ -50,6 +50,12 @@ impl Setup {
         }
     }
 
+    /// A direct URL to the scenario's database (not through the proxy),
+    /// for figures the API does not give.
+    pub fn database_url(&self) -> String {
+        format!("{}/{}", server_url(), self.database)
+    }
+
     /// Stops the service and drops its database.
     pub async fn finish(self) {
         let Self {
