@@ -5,8 +5,6 @@
 //! ([`crate::jobs::fold`] says which). Ingest reads a till's stored totals
 //! only to check a push whose totals the database refused as out of range.
 
-use std::collections::BTreeMap;
-
 use chrono::NaiveDate;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
@@ -97,13 +95,6 @@ pub struct TotalsColumns {
 impl TotalsColumns {
     pub fn of(deltas: &Deltas) -> Self {
         let mut c = Self::default();
-        c.append(deltas);
-        c
-    }
-
-    /// Adds the rows of `deltas` after those already here.
-    fn append(&mut self, deltas: &Deltas) {
-        let c = self;
         for ((date, currency), measures) in &deltas.days {
             c.day_dates.push(*date);
             c.day_currencies.push(currency.clone());
@@ -133,49 +124,21 @@ impl TotalsColumns {
             c.tax.refunds_count.push(measures.refunds_count);
             c.tax.tax_minor.push(measures.tax_minor);
         }
+        c
     }
 }
 
-/// A till's totals: `(merchant_id, terminal_id, store_id)`.
-pub type TillKey = (Uuid, Uuid, Uuid);
-
-/// The till of each row of one totals table, column-major.
-#[derive(Default)]
-struct RowTills {
-    merchants: Vec<Uuid>,
-    terminals: Vec<Uuid>,
-    stores: Vec<Uuid>,
-}
-
-impl RowTills {
-    fn extend(&mut self, (merchant_id, terminal_id, store_id): TillKey, rows: usize) {
-        self.merchants
-            .extend(std::iter::repeat_n(merchant_id, rows));
-        self.terminals
-            .extend(std::iter::repeat_n(terminal_id, rows));
-        self.stores.extend(std::iter::repeat_n(store_id, rows));
-    }
-}
-
-/// Adds each till's `changes` to its totals and appends them to its
-/// store's deltas, outside any push: what the resolver takes out or puts
-/// back when it settles which void of a sale counts. One statement for
-/// every till; the rows are locked in key order (the map's, then the
-/// day's), as a push locks them.
+/// Adds `columns` to a till's totals and appends them to its store's
+/// deltas, outside any push: what the resolver takes out or puts back when
+/// it settles which void of a sale counts. One statement; the rows are
+/// locked in key order, as a push locks them.
 pub async fn add(
     conn: &mut PgConnection,
-    changes: &BTreeMap<TillKey, Deltas>,
+    merchant_id: Uuid,
+    terminal_id: Uuid,
+    store_id: Uuid,
+    columns: &TotalsColumns,
 ) -> Result<(), DbError> {
-    let mut columns = TotalsColumns::default();
-    // The tills of the day, hour, tender and tax rows.
-    let mut keys: [RowTills; 4] = Default::default();
-    for (&till, deltas) in changes {
-        columns.append(deltas);
-        keys[0].extend(till, deltas.days.len());
-        keys[1].extend(till, deltas.hours.len());
-        keys[2].extend(till, deltas.tenders.len());
-        keys[3].extend(till, deltas.taxes.len());
-    }
     let (d, h, t, x) = (&columns.day, &columns.hour, &columns.tender, &columns.tax);
     sqlx::query!(
         r#"with deltas as (
@@ -185,18 +148,10 @@ pub async fn add(
                        refunds_minor, discounts_minor, tax_minor, item_sales_minor,
                        gift_card_sales_minor, tips_minor, service_charges_minor,
                        rounding_minor, net_sales_minor)
-               select d.merchant_id, gen_random_uuid(), d.store_id, d.business_date, d.currency,
-                      d.sales_count, d.refunds_count, d.voids_count, d.gross_minor,
-                      d.refunds_minor, d.discounts_minor, d.tax_minor, d.item_sales_minor,
-                      d.gift_card_sales_minor, d.tips_minor, d.service_charges_minor,
-                      d.rounding_minor, d.net_sales_minor
-                 from unnest($1::uuid[], $2::uuid[], $3::uuid[], $13::date[], $14::text[], $15::int8[], $16::int8[], $17::int8[],
-                             $18::int8[], $19::int8[], $20::int8[], $21::int8[], $22::int8[],
-                             $23::int8[], $24::int8[], $25::int8[], $26::int8[], $27::int8[]) as d(merchant_id, terminal_id, store_id, business_date, currency,
-                                  sales_count, refunds_count, voids_count, gross_minor,
-                                  refunds_minor, discounts_minor, tax_minor, item_sales_minor,
-                                  gift_card_sales_minor, tips_minor, service_charges_minor,
-                                  rounding_minor, net_sales_minor)
+               select $1, gen_random_uuid(), $3, d.*
+                 from unnest($4::date[], $5::text[], $6::int8[], $7::int8[], $8::int8[],
+                             $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[],
+                             $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[]) as d
            ), days as (
                insert into sales_day_totals as t
                       (merchant_id, terminal_id, store_id, business_date, currency,
@@ -204,10 +159,10 @@ pub async fn add(
                        refunds_minor, discounts_minor, tax_minor, item_sales_minor,
                        gift_card_sales_minor, tips_minor, service_charges_minor,
                        rounding_minor, net_sales_minor)
-               select d.*
-                 from unnest($1::uuid[], $2::uuid[], $3::uuid[], $13::date[], $14::text[], $15::int8[], $16::int8[], $17::int8[],
-                             $18::int8[], $19::int8[], $20::int8[], $21::int8[], $22::int8[],
-                             $23::int8[], $24::int8[], $25::int8[], $26::int8[], $27::int8[]) as d
+               select $1, $2, $3, d.*
+                 from unnest($4::date[], $5::text[], $6::int8[], $7::int8[], $8::int8[],
+                             $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[],
+                             $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[]) as d
                on conflict (merchant_id, terminal_id, business_date, currency) do update set
                    sales_count = t.sales_count + excluded.sales_count,
                    refunds_count = t.refunds_count + excluded.refunds_count,
@@ -229,11 +184,11 @@ pub async fn add(
                        refunds_minor, discounts_minor, tax_minor, item_sales_minor,
                        gift_card_sales_minor, tips_minor, service_charges_minor,
                        rounding_minor, net_sales_minor)
-               select h.*
-                 from unnest($4::uuid[], $5::uuid[], $6::uuid[], $28::date[], $29::int2[], $30::text[], $31::int8[], $32::int8[],
-                             $33::int8[], $34::int8[], $35::int8[], $36::int8[], $37::int8[],
-                             $38::int8[], $39::int8[], $40::int8[], $41::int8[], $42::int8[],
-                             $43::int8[]) as h
+               select $1, $2, $3, h.*
+                 from unnest($19::date[], $20::int2[], $21::text[], $22::int8[], $23::int8[],
+                             $24::int8[], $25::int8[], $26::int8[], $27::int8[], $28::int8[],
+                             $29::int8[], $30::int8[], $31::int8[], $32::int8[], $33::int8[],
+                             $34::int8[]) as h
                on conflict (merchant_id, terminal_id, business_date, hour, currency) do update set
                    sales_count = t.sales_count + excluded.sales_count,
                    refunds_count = t.refunds_count + excluded.refunds_count,
@@ -252,9 +207,9 @@ pub async fn add(
                insert into tax_day_totals as t
                       (merchant_id, terminal_id, store_id, business_date, currency, tax_code,
                        rate_bp, sales_count, refunds_count, tax_minor)
-               select x.*
-                 from unnest($10::uuid[], $11::uuid[], $12::uuid[], $51::date[], $52::text[], $53::text[], $54::int8[], $55::int8[],
-                             $56::int8[], $57::int8[]) as x
+               select $1, $2, $3, x.*
+                 from unnest($42::date[], $43::text[], $44::text[], $45::int8[], $46::int8[],
+                             $47::int8[], $48::int8[]) as x
                on conflict (merchant_id, terminal_id, business_date, currency, tax_code, rate_bp)
                do update set
                    sales_count = t.sales_count + excluded.sales_count,
@@ -264,26 +219,17 @@ pub async fn add(
            insert into tender_day_totals as t
                   (merchant_id, terminal_id, store_id, business_date, currency, method,
                    sales_count, refunds_count, gross_minor, refunds_minor)
-           select m.*
-             from unnest($7::uuid[], $8::uuid[], $9::uuid[], $44::date[], $45::text[], $46::text[], $47::int8[], $48::int8[],
-                         $49::int8[], $50::int8[]) as m
+           select $1, $2, $3, m.*
+             from unnest($35::date[], $36::text[], $37::text[], $38::int8[], $39::int8[],
+                         $40::int8[], $41::int8[]) as m
            on conflict (merchant_id, terminal_id, business_date, currency, method) do update set
                sales_count = t.sales_count + excluded.sales_count,
                refunds_count = t.refunds_count + excluded.refunds_count,
                gross_minor = t.gross_minor + excluded.gross_minor,
                refunds_minor = t.refunds_minor + excluded.refunds_minor"#,
-        &keys[0].merchants,
-        &keys[0].terminals,
-        &keys[0].stores,
-        &keys[1].merchants,
-        &keys[1].terminals,
-        &keys[1].stores,
-        &keys[2].merchants,
-        &keys[2].terminals,
-        &keys[2].stores,
-        &keys[3].merchants,
-        &keys[3].terminals,
-        &keys[3].stores,
+        merchant_id,
+        terminal_id,
+        store_id,
         &columns.day_dates,
         &columns.day_currencies,
         &d.sales_count,

@@ -18,18 +18,8 @@
 //! next tick (a second); one whose sale is still missing is listed as
 //! `unmatched_reference` and looked at again later, less often each time.
 //!
-//! The groups due in a tick are resolved together, in one transaction of a
-//! few statements whatever their number (read them all, write the totals of
-//! every till they move, the counting voids, the exceptions, the queue).
-//! One transaction a group cost some ten round trips each: a 10-minute soak
-//! at 10 000 sales/s brings about 500 voids and refunds a second, and the
-//! resolver, at 40 groups a second, let 300 000 of them pile up
-//! (docs/benchmarks.md, "Issue 26").
-//!
 //! A group that cannot be written (a total out of range: rows older than
-//! the bounds) fails the tick's transaction; then each group is tried
-//! alone, and the one that fails is logged and looked at again later while
-//! the others go on.
+//! the bounds) is logged and looked at again later; the others go on.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -40,8 +30,8 @@ use uuid::Uuid;
 use super::{Job, VACUUM_EVERY};
 use crate::db::exceptions::{self, GroupFlag};
 use crate::db::leader::{self, Job as Led};
-use crate::db::refs::{self, DueRef, Fact, Group};
-use crate::db::totals::{self, TillKey};
+use crate::db::refs::{self, DueRef, Group};
+use crate::db::totals::{self, TotalsColumns};
 use crate::db::vacuum::{Churned, vacuum};
 use crate::db::{Database, DbError};
 use crate::domain::references;
@@ -51,19 +41,12 @@ use crate::domain::totals::{Deltas, StoredTotals};
 /// How often the queue is looked at.
 const RESOLVE_INTERVAL: Duration = Duration::from_secs(1);
 /// Voids and refunds looked at per tick at most, so a tick ends under any
-/// backlog; the rest are due at the next. A tick writes each till's totals
-/// once, however many of its voids it resolves, and those are the rows
-/// every push of the till updates too: 500 a tick, back to back, could not
-/// keep up with a soak's 500 a second (a backlog of 73 000 after 6
-/// minutes, the till rows' locks held a second in every second); 5 000
-/// kept it under 2 000 (docs/benchmarks.md, "Issue 26").
-const PER_TICK: i64 = 5000;
+/// backlog; the rest are due at the next.
+const PER_TICK: i64 = 500;
 
 /// The resolver as a background job.
 #[derive(Debug, Default)]
 pub struct Resolve {
-    /// The last tick took a full `PER_TICK`: more are due now.
-    behind: bool,
     /// When this replica last vacuumed `pending_refs`, which the resolver
     /// empties as it goes ([`crate::db::vacuum`]).
     last_vacuum: Option<Instant>,
@@ -77,9 +60,8 @@ impl Job for Resolve {
     }
 
     async fn step(&mut self, db: &Database) -> Result<(), DbError> {
-        self.behind = false;
         let mut conn = db.acquire().await?;
-        self.behind = tick(&mut conn).await? == PER_TICK as usize;
+        tick(&mut conn).await?;
         let now = Instant::now();
         if self.last_vacuum.is_none_or(|at| now - at >= VACUUM_EVERY) {
             self.last_vacuum = Some(now);
@@ -87,24 +69,16 @@ impl Job for Resolve {
         }
         Ok(())
     }
-
-    /// A fleet selling 10 000 sales a second brings some 500 voids and
-    /// refunds a second (the simulator's mix); after an outage the backlog
-    /// is larger than a tick: ticks follow each other while they come full.
-    fn behind(&self) -> bool {
-        self.behind
-    }
 }
 
 /// One tick: the due voids and refunds whose sale is missing are listed as
-/// waiting and postponed; the groups of the sales the others name are
-/// resolved together, in one transaction. A tick with nothing due (the
-/// usual one) is one statement. Returns how many were due (none when
-/// another replica leads the resolver).
-pub async fn tick(conn: &mut PgConnection) -> Result<usize, DbError> {
+/// waiting and postponed; each sale the others name is resolved with its
+/// whole group, in a transaction of its own. A tick with nothing due (the
+/// usual one) is one statement.
+pub async fn tick(conn: &mut PgConnection) -> Result<(), DbError> {
     let due = refs::due(conn, PER_TICK).await?;
     if due.is_empty() {
-        return Ok(0);
+        return Ok(());
     }
     let (found, missing): (Vec<&DueRef>, Vec<&DueRef>) = due.iter().partition(|r| r.found);
     if !missing.is_empty() {
@@ -113,7 +87,7 @@ pub async fn tick(conn: &mut PgConnection) -> Result<usize, DbError> {
         // two from writing the same rows in opposite orders.
         let mut tx = conn.begin().await?;
         if !leader::lead(&mut tx, Led::Resolve).await? {
-            return Ok(0);
+            return Ok(());
         }
         exceptions::list_unmatched(&mut tx, &missing).await?;
         let merchants: Vec<Uuid> = missing.iter().map(|r| r.merchant_id).collect();
@@ -128,136 +102,81 @@ pub async fn tick(conn: &mut PgConnection) -> Result<usize, DbError> {
         .collect();
     targets.sort();
     targets.dedup();
-    if targets.is_empty() {
-        return Ok(due.len());
-    }
-    match resolve_groups(conn, &targets).await {
-        Ok(Some(resolved)) => count_resolved(resolved),
-        Ok(None) => return Ok(0),
-        // One group that cannot be written fails them all: each is tried
-        // alone, so only that one waits.
-        Err(e) if is_the_datas(&e) && targets.len() > 1 => {
-            if !one_by_one(conn, &due, &targets).await? {
-                return Ok(0);
+    for (merchant_id, target_sale_id) in targets {
+        match resolve_group(conn, merchant_id, target_sale_id).await {
+            Ok(true) => {
+                metrics::counter!("tillsync_references_resolved_total").increment(1);
             }
-        }
-        Err(e) if is_the_datas(&e) => could_not_resolve(conn, &due, targets[0], &e).await?,
-        Err(e) => return Err(e),
-    }
-    Ok(due.len())
-}
-
-/// Whether a failure says something about a group's data (a total out of
-/// range) rather than about the database.
-fn is_the_datas(error: &DbError) -> bool {
-    matches!(error, DbError::OutOfRange(_) | DbError::Other(_))
-}
-
-fn count_resolved(groups: usize) {
-    metrics::counter!("tillsync_references_resolved_total").increment(groups as u64);
-}
-
-/// Resolves each group of `targets` in a transaction of its own; those
-/// that cannot be written wait. False if another replica leads now.
-async fn one_by_one(
-    conn: &mut PgConnection,
-    due: &[DueRef],
-    targets: &[(Uuid, Uuid)],
-) -> Result<bool, DbError> {
-    for &target in targets {
-        match resolve_groups(conn, &[target]).await {
-            Ok(Some(resolved)) => count_resolved(resolved),
-            Ok(None) => return Ok(false),
-            Err(e) if is_the_datas(&e) => could_not_resolve(conn, due, target, &e).await?,
+            Ok(false) => {}
+            Err(e @ (DbError::OutOfRange(_) | DbError::Other(_))) => {
+                tracing::warn!(
+                    merchant.id = %merchant_id, sale.id = %target_sale_id, error = %e,
+                    "could not resolve the voids and refunds of sale {target_sale_id}; looked at again later"
+                );
+                postpone_group(conn, merchant_id, &due, target_sale_id).await?;
+            }
             Err(e) => return Err(e),
         }
     }
-    Ok(true)
+    Ok(())
 }
 
-/// Logs a group that could not be written and puts its voids and refunds
-/// of this tick off.
-async fn could_not_resolve(
+/// Resolves one sale's group in a transaction of its own; false if another
+/// replica leads the resolver now.
+async fn resolve_group(
     conn: &mut PgConnection,
-    due: &[DueRef],
-    (merchant_id, target_sale_id): (Uuid, Uuid),
-    error: &DbError,
-) -> Result<(), DbError> {
-    tracing::warn!(
-        merchant.id = %merchant_id, sale.id = %target_sale_id, %error,
-        "could not resolve the voids and refunds of sale {target_sale_id}; will retry later"
-    );
-    postpone_group(conn, merchant_id, due, target_sale_id).await
-}
-
-/// Resolves the groups of `targets` (`(merchant_id, target_sale_id)`) in
-/// one transaction of a few statements, whatever their number: the groups
-/// read at once, each worked out ([`references::resolve`]), then the
-/// totals of every till they move, the counting voids, the exceptions and
-/// the queue written a statement each. Returns how many groups it
-/// resolved; `None` if another replica leads the resolver now.
-async fn resolve_groups(
-    conn: &mut PgConnection,
-    targets: &[(Uuid, Uuid)],
-) -> Result<Option<usize>, DbError> {
+    merchant_id: Uuid,
+    target_sale_id: Uuid,
+) -> Result<bool, DbError> {
     let mut tx = conn.begin().await?;
     if !leader::lead(&mut tx, Led::Resolve).await? {
-        return Ok(None);
+        return Ok(false);
     }
     // Found by `due` a moment ago; facts are never deleted.
-    let groups = refs::groups(&mut tx, targets).await?;
-    let mut changes: BTreeMap<TillKey, Deltas> = BTreeMap::new();
-    let mut counting = Vec::new();
-    let mut flags = Vec::new();
-    let mut seen = Vec::new();
-    for group in &groups {
-        let merchant_id = group.merchant_id;
-        let target_sale_id = group.target.sale.sale_id;
-        let ref_sales: Vec<_> = group.refs.iter().map(|f| f.sale.clone()).collect();
-        let resolution = references::resolve(&group.target.sale, &ref_sales);
-        if resolution.counting_void != group.applied_void {
-            move_reversal(&mut changes, group, resolution.counting_void)?;
-            counting.push((merchant_id, target_sale_id, resolution.counting_void));
-        }
-        flags.extend(resolution.flags.into_iter().map(|flag| {
+    let Some(group) = refs::group(&mut tx, merchant_id, target_sale_id).await? else {
+        return Ok(false);
+    };
+    let ref_sales: Vec<_> = group.refs.iter().map(|f| f.sale.clone()).collect();
+    let resolution = references::resolve(&group.target.sale, &ref_sales);
+    if resolution.counting_void != group.applied_void {
+        move_reversal(&mut tx, merchant_id, &group, resolution.counting_void).await?;
+        refs::set_applied_void(
+            &mut tx,
+            merchant_id,
+            target_sale_id,
+            resolution.counting_void,
+        )
+        .await?;
+    }
+    let flags: Vec<GroupFlag> = resolution
+        .flags
+        .into_iter()
+        .map(|flag| {
             let subject = flag.sale_ids.first().copied();
             let fact = std::iter::once(&group.target)
                 .chain(&group.refs)
                 .find(|f| Some(f.sale.sale_id) == subject)
                 .unwrap_or(&group.target);
             GroupFlag {
-                merchant_id,
-                target_sale_id,
                 store_id: fact.store_id,
                 terminal_id: fact.terminal_id,
                 flag,
             }
-        }));
-        seen.extend(group.refs.iter().map(|f| (merchant_id, f.sale.sale_id)));
-    }
-    if !counting.is_empty() {
-        refs::set_applied_voids(&mut tx, &counting).await?;
-    }
-    let resolved: Vec<(Uuid, Uuid)> = groups
-        .iter()
-        .map(|g| (g.merchant_id, g.target.sale.sale_id))
+        })
         .collect();
-    exceptions::replace_groups(&mut tx, &resolved, &flags).await?;
-    refs::resolved(&mut tx, &seen).await?;
-    // Last: the till totals are the rows every push of these tills
-    // updates, so their locks are held for the commit alone.
-    if !changes.is_empty() {
-        totals::add(&mut tx, &changes).await?;
-    }
+    exceptions::replace_group(&mut tx, merchant_id, target_sale_id, &flags).await?;
+    let seen: Vec<Uuid> = group.refs.iter().map(|f| f.sale.sale_id).collect();
+    refs::resolved(&mut tx, merchant_id, &seen).await?;
     tx.commit().await?;
-    Ok(Some(groups.len()))
+    Ok(true)
 }
 
-/// Adds to `changes` the reversal of the void the totals counted put back
-/// (if it is still stored) and the one of `counting` taken out (if any),
-/// each on its own void's till, day and hour.
-fn move_reversal(
-    changes: &mut BTreeMap<TillKey, Deltas>,
+/// Puts back the reversal of the void the totals counted (if it is still
+/// stored) and takes out the one of `counting` (if any), each on its own
+/// void's till, day and hour.
+async fn move_reversal(
+    tx: &mut PgConnection,
+    merchant_id: Uuid,
     group: &Group,
     counting: Option<Uuid>,
 ) -> Result<(), DbError> {
@@ -266,23 +185,28 @@ fn move_reversal(
         return Ok(());
     }
     let void_named = |id: Option<Uuid>| group.refs.iter().find(|f| Some(f.sale.sale_id) == id);
+    // Per (till, store): what its totals gain.
+    let mut changes: BTreeMap<(Uuid, Uuid), Deltas> = BTreeMap::new();
     let none = StoredTotals::default();
     let out_of_range =
         |_| DbError::OutOfRange(sqlx::Error::Protocol("a total would overflow".into()));
-    let till = |fact: &Fact| (group.merchant_id, fact.terminal_id, fact.store_id);
     if let Some(old) = void_named(group.applied_void) {
         changes
-            .entry(till(old))
+            .entry((old.terminal_id, old.store_id))
             .or_default()
             .try_reverse(&old.sale, &target.sale, &old.calendar, true, &none)
             .map_err(out_of_range)?;
     }
     if let Some(new) = void_named(counting) {
         changes
-            .entry(till(new))
+            .entry((new.terminal_id, new.store_id))
             .or_default()
             .try_reverse(&new.sale, &target.sale, &new.calendar, false, &none)
             .map_err(out_of_range)?;
+    }
+    for ((terminal_id, store_id), deltas) in changes {
+        let columns = TotalsColumns::of(&deltas);
+        totals::add(tx, merchant_id, terminal_id, store_id, &columns).await?;
     }
     Ok(())
 }
