@@ -178,13 +178,14 @@ pub async fn overload(
 /// The figures of one overload run, as three lines.
 pub fn print_overload(o: &Value, factor: f64) {
     println!(
-        "  overload {factor:>4}x, {} tills: offered {} sales/s, goodput {} sales/s = {} of C, p99 admitted {} ms, p99 refused {} ms ({} refused); verdict passed {} (not held {}, duplicated {}, still queued at the drain timeout {}, tills not verified {})",
+        "  overload {factor:>4}x, {} tills: offered {} sales/s, goodput {} sales/s = {} of C, p99 admitted {} ms, p99 refused {} ms as the fleet saw it, {} ms as the service timed it ({} refused); verdict passed {} (not held {}, duplicated {}, still queued at the drain timeout {}, tills not verified {})",
         o["tills"],
         show(&o["offered_per_s"]),
         show(&o["goodput_per_s"]),
         show(&o["goodput_of_capacity"]),
         show(&o["admitted_p99_ms"]),
         show(&o["refused_p99_ms"]),
+        show(&o["service_refused_p99_ms"]),
         o["refused"],
         o["verdict_passed"],
         o["lost"],
