@@ -25,7 +25,7 @@
 //! A tick that leaves no foldable delta behind records the time it did
 //! (`tillsync_fold_caught_up_timestamp_seconds`): the fold-lag alert.
 //!
-//! Every `VACUUM_EVERY` the fold also vacuums the deltas table
+//! Every 10 s ([`super::Vacuuming`]) the fold also vacuums the deltas table
 //! ([`crate::db::vacuum`]). Its rows live about a second, so it churns
 //! its whole content every second, and the fold reads it from the head of
 //! its key, where the deleted rows are. Autovacuum's default thresholds
@@ -40,9 +40,9 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
 
-use super::{Job, VACUUM_EVERY};
+use super::{Job, Vacuuming};
 use crate::db::totals::{self, StoreKey};
-use crate::db::vacuum::{Churned, vacuum};
+use crate::db::vacuum::Churned;
 use crate::db::{Database, DbError};
 
 /// How often store deltas are folded into store totals.
@@ -62,7 +62,7 @@ const LONGEST_WAIT: Duration = Duration::from_secs(600);
 #[derive(Debug, Default)]
 pub struct Fold {
     quarantine: Quarantine,
-    last_vacuum: Option<Instant>,
+    vacuuming: Vacuuming,
 }
 
 impl Job for Fold {
@@ -74,13 +74,10 @@ impl Job for Fold {
 
     async fn step(&mut self, db: &Database) -> Result<(), DbError> {
         let mut conn = db.acquire().await?;
-        let now = Instant::now();
-        tick(&mut conn, &mut self.quarantine, now).await?;
-        if self.last_vacuum.is_none_or(|at| now - at >= VACUUM_EVERY) {
-            self.last_vacuum = Some(now);
-            vacuum(&mut conn, Churned::StoreDeltas).await?;
-        }
-        Ok(())
+        tick(&mut conn, &mut self.quarantine, Instant::now()).await?;
+        self.vacuuming
+            .when_due(&mut conn, Churned::StoreDeltas)
+            .await
     }
 }
 

@@ -29,9 +29,11 @@ pub mod silent_tills;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use sqlx::PgConnection;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::db::vacuum::{Churned, vacuum};
 use crate::db::{Database, DbError};
 use crate::health::{Gate, Priority};
 
@@ -43,7 +45,30 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
 /// How often a job that empties a table as it goes (the fold, the
 /// resolver) vacuums it ([`crate::db::vacuum`]): short enough that the rows
 /// it deleted since are a few seconds' worth.
-pub const VACUUM_EVERY: Duration = Duration::from_secs(10);
+const VACUUM_EVERY: Duration = Duration::from_secs(10);
+
+/// When a job last vacuumed the table it empties as it goes.
+#[derive(Debug, Default)]
+pub struct Vacuuming {
+    last: Option<Instant>,
+}
+
+impl Vacuuming {
+    /// Vacuums `table` on `conn` if `VACUUM_EVERY` has passed since the
+    /// last time (at once the first time).
+    pub async fn when_due(
+        &mut self,
+        conn: &mut PgConnection,
+        table: Churned,
+    ) -> Result<(), DbError> {
+        let now = Instant::now();
+        if self.last.is_some_and(|at| now - at < VACUUM_EVERY) {
+            return Ok(());
+        }
+        self.last = Some(now);
+        vacuum(conn, table).await
+    }
+}
 
 /// A piece of background work that runs a step at a time: one `every`
 /// after the last, and sooner after one that failed or was put off

@@ -22,17 +22,17 @@
 //! the bounds) is logged and looked at again later; the others go on.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-use super::{Job, VACUUM_EVERY};
+use super::{Job, Vacuuming};
 use crate::db::exceptions::{self, GroupFlag};
 use crate::db::leader::{self, Job as Led};
 use crate::db::refs::{self, DueRef, Group};
 use crate::db::totals::{self, TotalsColumns};
-use crate::db::vacuum::{Churned, vacuum};
+use crate::db::vacuum::Churned;
 use crate::db::{Database, DbError};
 use crate::domain::references;
 use crate::domain::sale::SaleKind;
@@ -47,9 +47,8 @@ const PER_TICK: i64 = 500;
 /// The resolver as a background job.
 #[derive(Debug, Default)]
 pub struct Resolve {
-    /// When this replica last vacuumed `pending_refs`, which the resolver
-    /// empties as it goes ([`crate::db::vacuum`]).
-    last_vacuum: Option<Instant>,
+    /// Of `pending_refs`, which the resolver empties as it goes.
+    vacuuming: Vacuuming,
 }
 
 impl Job for Resolve {
@@ -62,12 +61,9 @@ impl Job for Resolve {
     async fn step(&mut self, db: &Database) -> Result<(), DbError> {
         let mut conn = db.acquire().await?;
         tick(&mut conn).await?;
-        let now = Instant::now();
-        if self.last_vacuum.is_none_or(|at| now - at >= VACUUM_EVERY) {
-            self.last_vacuum = Some(now);
-            vacuum(&mut conn, Churned::PendingRefs).await?;
-        }
-        Ok(())
+        self.vacuuming
+            .when_due(&mut conn, Churned::PendingRefs)
+            .await
     }
 }
 
