@@ -1,8 +1,8 @@
 //! A push's two round trips: [`read`] what it is checked against, and
 //! write everything it stores ([`write_group`], with the pushes of other
 //! tills that are ready at the same moment). Each is one statement, a call
-//! of a plpgsql function (`ingest_read_v2`, and `ingest_write_group_v3` over
-//! `ingest_write_set_v3`: read them as they live in `src/db/schema.sql`, the
+//! of a plpgsql function (`ingest_read_v2`, and `ingest_write_group_v4` over
+//! `ingest_write_set_v4`: read them as they live in `src/db/schema.sql`, the
 //! dump of the migrated schema), in its own implicit transaction: no BEGIN or COMMIT of its own, no lock
 //! held across round trips. The write checks that what `read` saw still
 //! holds and reports [`DbError::Contention`] for a push where it does not,
@@ -167,7 +167,7 @@ pub struct Settled {
 }
 
 /// Everything one push stores, as the `ingest_push_v3` composite type of
-/// `ingest_write_group_v3` (fields in the type's order; the type is in
+/// `ingest_write_group_v4` (fields in the type's order; the type is in
 /// `src/db/schema.sql`).
 #[derive(sqlx::Type, Default)]
 #[sqlx(type_name = "ingest_push_v3")]
@@ -376,13 +376,12 @@ impl Write<'_> {
     }
 }
 
-/// SQLSTATE of a push that `ingest_write_group_v3` wrote.
+/// SQLSTATE of a push that `ingest_write_group_v4` wrote.
 const WRITTEN: &str = "00000";
 
 /// Writes several pushes in one transaction, each all or nothing on its
 /// own, and says how each ended: [`DbError::Contention`] when what [`read`]
-/// saw changed meanwhile (nothing of that push was written),
-/// [`DbError::OutOfRange`] when a total would overflow. An `Err` is the
+/// saw changed meanwhile (nothing of that push was written). An `Err` is the
 /// whole group's (the link, the statement timeout): nothing of it was
 /// written, or, if the link broke during the commit,
 /// possibly all of it; either way a replay of each push finds out.
@@ -393,7 +392,7 @@ pub async fn write_group(
     // A runtime query: the macros cannot check a composite-type array
     // parameter against a struct of ours.
     let results: Vec<(Option<String>, Option<String>)> =
-        sqlx::query_as("select error_code, error_message from ingest_write_group_v3($1)")
+        sqlx::query_as("select error_code, error_message from ingest_write_group_v4($1)")
             .bind(rows)
             .fetch_all(conn)
             .await?;

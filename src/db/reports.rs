@@ -93,7 +93,8 @@ pub async fn store_totals(
                   sum(service_charges_minor)::int8 as "service_charges_minor?",
                   sum(rounding_minor)::int8 as "rounding_minor?",
                   sum(net_sales_minor)::int8 as "net_sales_minor?"
-             from (select business_date, store_id, currency, sales_count, refunds_count, voids_count,
+             from (select business_date, store_id, currency, sales_count, refunds_count,
+                    voids_count,
                           gross_minor, refunds_minor, discounts_minor, tax_minor, item_sales_minor,
                           gift_card_sales_minor, tips_minor, service_charges_minor, rounding_minor,
                           net_sales_minor
@@ -101,7 +102,8 @@ pub async fn store_totals(
                     where merchant_id = $1 and business_date between $2 and $3
                       and ($4::uuid is null or store_id = $4)
                    union all
-                   select business_date, store_id, currency, sales_count, refunds_count, voids_count,
+                   select business_date, store_id, currency, sales_count, refunds_count,
+                          voids_count,
                           gross_minor, refunds_minor, discounts_minor, tax_minor, item_sales_minor,
                           gift_card_sales_minor, tips_minor, service_charges_minor, rounding_minor,
                           net_sales_minor
@@ -123,8 +125,9 @@ pub async fn store_totals(
 }
 
 /// Totals grouped by nothing, day, store or terminal (`group` is one of
-/// `none`, `day`, `store`, `terminal`), from the till-day table: for a
-/// terminal filter or per-terminal rows.
+/// `none`, `day`, `store`, `terminal`), from the till-day totals plus the
+/// deltas not folded into them yet: for a terminal filter or per-terminal
+/// rows.
 pub async fn daily_totals(
     conn: &mut PgConnection,
     scope: &Scope,
@@ -136,7 +139,7 @@ pub async fn daily_totals(
                   case when $6::text in ('store', 'terminal') then store_id end as store_id,
                   case when $6::text = 'terminal' then terminal_id end as terminal_id,
                   null::int2 as "hour?", null::text as "method?", null::text as "tax_code?",
-                  null::int8 as "rate_bp?", currency,
+                  null::int8 as "rate_bp?", currency as "currency!",
                   sum(sales_count)::int8 as "sales_count!", sum(refunds_count)::int8 as "refunds_count!",
                   sum(voids_count)::int8 as "voids_count!", sum(gross_minor)::int8 as "gross_minor?",
                   sum(refunds_minor)::int8 as "refunds_minor?", sum(discounts_minor)::int8 as "discounts_minor?",
@@ -146,10 +149,25 @@ pub async fn daily_totals(
                   sum(service_charges_minor)::int8 as "service_charges_minor?",
                   sum(rounding_minor)::int8 as "rounding_minor?",
                   sum(net_sales_minor)::int8 as "net_sales_minor?"
-             from sales_day_totals
-            where merchant_id = $1 and business_date between $2 and $3
-              and ($4::uuid is null or store_id = $4)
-              and ($5::uuid is null or terminal_id = $5)
+             from (select business_date, store_id, terminal_id, currency, sales_count,
+                    refunds_count, voids_count, gross_minor, refunds_minor,
+                          discounts_minor, tax_minor, item_sales_minor, gift_card_sales_minor,
+                          tips_minor, service_charges_minor, rounding_minor, net_sales_minor
+                     from sales_day_totals
+                    where merchant_id = $1 and business_date between $2 and $3
+                      and ($4::uuid is null or store_id = $4)
+                      and ($5::uuid is null or terminal_id = $5)
+                   union all
+                   select d.business_date, d.store_id, d.terminal_id, d.currency,
+                          d.sales_count, d.refunds_count, d.voids_count, d.gross_minor,
+                          d.refunds_minor,
+                          d.discounts_minor, d.tax_minor, d.item_sales_minor, d.gift_card_sales_minor,
+                          d.tips_minor, d.service_charges_minor, d.rounding_minor, d.net_sales_minor
+                     from store_day_deltas d
+                    where d.merchant_id = $1 and d.business_date between $2 and $3
+                      and ($4::uuid is null or d.store_id = $4)
+                      and ($5::uuid is null or d.terminal_id = $5)
+                      and d.terminal_id is not null) till_rows
             group by 1, 2, 3, currency
            having sum(sales_count) <> 0 or sum(refunds_count) <> 0 or sum(voids_count) <> 0
             order by 1, 2, 3, currency"#,
@@ -165,14 +183,15 @@ pub async fn daily_totals(
     Ok(rows)
 }
 
-/// Totals per business date and hour of the day, from the hour table.
+/// Totals per business date and hour of the day, from the hour totals plus
+/// the deltas not folded yet.
 pub async fn hourly_totals(
     conn: &mut PgConnection,
     scope: &Scope,
 ) -> Result<Vec<TotalsRow>, DbError> {
     let rows = sqlx::query_as!(
         TotalsRow,
-        r#"select business_date as "business_date?", hour as "hour?", currency,
+        r#"select business_date as "business_date?", hour as "hour?", currency as "currency!",
                   null::uuid as "store_id?", null::uuid as "terminal_id?", null::text as "method?",
                   null::text as "tax_code?", null::int8 as "rate_bp?",
                   sum(sales_count)::int8 as "sales_count!", sum(refunds_count)::int8 as "refunds_count!",
@@ -184,10 +203,25 @@ pub async fn hourly_totals(
                   sum(service_charges_minor)::int8 as "service_charges_minor?",
                   sum(rounding_minor)::int8 as "rounding_minor?",
                   sum(net_sales_minor)::int8 as "net_sales_minor?"
-             from sales_hour_totals
-            where merchant_id = $1 and business_date between $2 and $3
-              and ($4::uuid is null or store_id = $4)
-              and ($5::uuid is null or terminal_id = $5)
+             from (select business_date, hour, currency, sales_count, refunds_count,
+                    voids_count, gross_minor, refunds_minor,
+                          discounts_minor, tax_minor, item_sales_minor, gift_card_sales_minor,
+                          tips_minor, service_charges_minor, rounding_minor, net_sales_minor
+                     from sales_hour_totals
+                    where merchant_id = $1 and business_date between $2 and $3
+                      and ($4::uuid is null or store_id = $4)
+                      and ($5::uuid is null or terminal_id = $5)
+                   union all
+                   select d.business_date, h.hour, d.currency, h.sales_count,
+                          h.refunds_count, h.voids_count, h.gross_minor, h.refunds_minor,
+                          h.discounts_minor, h.tax_minor, h.item_sales_minor, h.gift_card_sales_minor,
+                          h.tips_minor, h.service_charges_minor, h.rounding_minor, h.net_sales_minor
+                     from store_day_deltas d
+                    cross join lateral unnest(d.hours) h
+                    where d.merchant_id = $1 and d.business_date between $2 and $3
+                      and ($4::uuid is null or d.store_id = $4)
+                      and ($5::uuid is null or d.terminal_id = $5)
+                      and d.terminal_id is not null) till_rows
             group by business_date, hour, currency
            having sum(sales_count) <> 0 or sum(refunds_count) <> 0 or sum(voids_count) <> 0
             order by business_date, hour, currency"#,
@@ -202,7 +236,8 @@ pub async fn hourly_totals(
     Ok(rows)
 }
 
-/// Money per tender method, from the tender table. A row whose counts net
+/// Money per tender method, from the tender totals plus the deltas not
+/// folded yet. A row whose counts net
 /// to zero still shows when money moved: a till that voids another till's
 /// sale of a method holds the reversal (count -1) beside its own sale.
 pub async fn tender_totals(
@@ -211,7 +246,7 @@ pub async fn tender_totals(
 ) -> Result<Vec<TotalsRow>, DbError> {
     let rows = sqlx::query_as!(
         TotalsRow,
-        r#"select method as "method?", currency,
+        r#"select method as "method?", currency as "currency!",
                   null::date as "business_date?", null::int2 as "hour?", null::uuid as "store_id?",
                   null::uuid as "terminal_id?", 0::int8 as "voids_count!",
                   null::int8 as "discounts_minor?", null::int8 as "tax_minor?",
@@ -221,10 +256,19 @@ pub async fn tender_totals(
                   null::int8 as "rounding_minor?", null::int8 as "net_sales_minor?",
                   sum(sales_count)::int8 as "sales_count!", sum(refunds_count)::int8 as "refunds_count!",
                   sum(gross_minor)::int8 as "gross_minor?", sum(refunds_minor)::int8 as "refunds_minor?"
-             from tender_day_totals
-            where merchant_id = $1 and business_date between $2 and $3
-              and ($4::uuid is null or store_id = $4)
-              and ($5::uuid is null or terminal_id = $5)
+             from (select method, currency, sales_count, refunds_count, gross_minor, refunds_minor
+                     from tender_day_totals
+                    where merchant_id = $1 and business_date between $2 and $3
+                      and ($4::uuid is null or store_id = $4)
+                      and ($5::uuid is null or terminal_id = $5)
+                   union all
+                   select x.method, d.currency, x.sales_count, x.refunds_count, x.gross_minor, x.refunds_minor
+                     from store_day_deltas d
+                    cross join lateral unnest(d.tenders) x
+                    where d.merchant_id = $1 and d.business_date between $2 and $3
+                      and ($4::uuid is null or d.store_id = $4)
+                      and ($5::uuid is null or d.terminal_id = $5)
+                      and d.terminal_id is not null) till_rows
             group by method, currency
            having sum(sales_count) <> 0 or sum(refunds_count) <> 0
                or sum(gross_minor) <> 0 or sum(refunds_minor) <> 0
@@ -240,14 +284,15 @@ pub async fn tender_totals(
     Ok(rows)
 }
 
-/// Tax per tax code and rate, from the tax table: the facts that name each
+/// Tax per tax code and rate, from the tax totals plus the deltas not
+/// folded yet: the facts that name each
 /// code and their tax (a sale that does not split its tax counts under code
 /// `""`); no other money is split by code. As with tenders, a row shows when
 /// its counts net to zero but its tax does not.
 pub async fn tax_totals(conn: &mut PgConnection, scope: &Scope) -> Result<Vec<TotalsRow>, DbError> {
     let rows = sqlx::query_as!(
         TotalsRow,
-        r#"select tax_code as "tax_code?", rate_bp as "rate_bp?", currency,
+        r#"select tax_code as "tax_code?", rate_bp as "rate_bp?", currency as "currency!",
                   null::date as "business_date?", null::int2 as "hour?", null::uuid as "store_id?",
                   null::uuid as "terminal_id?", null::text as "method?", 0::int8 as "voids_count!",
                   null::int8 as "gross_minor?", null::int8 as "refunds_minor?",
@@ -257,10 +302,19 @@ pub async fn tax_totals(conn: &mut PgConnection, scope: &Scope) -> Result<Vec<To
                   null::int8 as "rounding_minor?", null::int8 as "net_sales_minor?",
                   sum(sales_count)::int8 as "sales_count!", sum(refunds_count)::int8 as "refunds_count!",
                   sum(tax_minor)::int8 as "tax_minor?"
-             from tax_day_totals
-            where merchant_id = $1 and business_date between $2 and $3
-              and ($4::uuid is null or store_id = $4)
-              and ($5::uuid is null or terminal_id = $5)
+             from (select tax_code, rate_bp, currency, sales_count, refunds_count, tax_minor
+                     from tax_day_totals
+                    where merchant_id = $1 and business_date between $2 and $3
+                      and ($4::uuid is null or store_id = $4)
+                      and ($5::uuid is null or terminal_id = $5)
+                   union all
+                   select x.tax_code, x.rate_bp, d.currency, x.sales_count, x.refunds_count, x.tax_minor
+                     from store_day_deltas d
+                    cross join lateral unnest(d.taxes) x
+                    where d.merchant_id = $1 and d.business_date between $2 and $3
+                      and ($4::uuid is null or d.store_id = $4)
+                      and ($5::uuid is null or d.terminal_id = $5)
+                      and d.terminal_id is not null) till_rows
             group by currency, tax_code, rate_bp
            having sum(sales_count) <> 0 or sum(refunds_count) <> 0 or sum(tax_minor) <> 0
             order by currency, tax_code, rate_bp"#,

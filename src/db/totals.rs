@@ -1,9 +1,11 @@
 //! Report totals: a push's deltas as the columns its group write
-//! ([`super::push::write_group`]) adds to the till-day, till-hour, tender and
-//! tax tables and appends to the store deltas; and the background fold of store
-//! deltas into store totals, by chunk or one store at a time
-//! ([`crate::jobs::fold`] says which). Ingest reads a till's stored totals
-//! only to check a push whose totals the database refused as out of range.
+//! ([`super::push::write_group`]) appends to the deltas, one row a business
+//! day and currency carrying that day's hour, tender and tax deltas of the
+//! till; the resolver's reversals, appended the same way ([`add`]); and the
+//! background fold of the deltas into the store's totals and the till's
+//! day, hour, tender and tax totals, by chunk or one store at a time
+//! ([`crate::jobs::fold`] says which). The fold is the only writer of the
+//! totals, so no push waits on another's (or the resolver's) row locks.
 
 use chrono::NaiveDate;
 use sqlx::{Connection, PgConnection};
@@ -11,10 +13,7 @@ use uuid::Uuid;
 
 use super::DbError;
 use super::leader::{self, Job};
-use crate::domain::totals::{
-    Deltas, HourKey, Measures, StoredTotals, TaxKey, TaxMeasures, TenderKey, TenderMeasures,
-    method_named,
-};
+use crate::domain::totals::{Deltas, Measures};
 
 /// Column-major copies of a measure set, ready to bind as arrays.
 #[derive(Default)]
@@ -128,10 +127,11 @@ impl TotalsColumns {
     }
 }
 
-/// Adds `columns` to a till's totals and appends them to its store's
-/// deltas, outside any push: what the resolver takes out or puts back when
-/// it settles which void of a sale counts. One statement; the rows are
-/// locked in key order, as a push locks them.
+/// Appends `columns` to the deltas as a till's own, outside any push: what
+/// the resolver takes out or puts back when it settles which void of a sale
+/// counts. The fold adds them to the till's totals and its store's, as it
+/// does a push's ([`fold`]); one row a business day and currency, each with
+/// that day's hour, tender and tax deltas.
 pub async fn add(
     conn: &mut PgConnection,
     merchant_id: Uuid,
@@ -141,92 +141,45 @@ pub async fn add(
 ) -> Result<(), DbError> {
     let (d, h, t, x) = (&columns.day, &columns.hour, &columns.tender, &columns.tax);
     sqlx::query!(
-        r#"with deltas as (
-               insert into store_day_deltas
-                      (merchant_id, batch_id, store_id, business_date, currency,
-                       sales_count, refunds_count, voids_count, gross_minor,
-                       refunds_minor, discounts_minor, tax_minor, item_sales_minor,
-                       gift_card_sales_minor, tips_minor, service_charges_minor,
-                       rounding_minor, net_sales_minor)
-               select $1, gen_random_uuid(), $3, d.*
-                 from unnest($4::date[], $5::text[], $6::int8[], $7::int8[], $8::int8[],
-                             $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[],
-                             $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[]) as d
-           ), days as (
-               insert into sales_day_totals as t
-                      (merchant_id, terminal_id, store_id, business_date, currency,
-                       sales_count, refunds_count, voids_count, gross_minor,
-                       refunds_minor, discounts_minor, tax_minor, item_sales_minor,
-                       gift_card_sales_minor, tips_minor, service_charges_minor,
-                       rounding_minor, net_sales_minor)
-               select $1, $2, $3, d.*
-                 from unnest($4::date[], $5::text[], $6::int8[], $7::int8[], $8::int8[],
-                             $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[],
-                             $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[]) as d
-               on conflict (merchant_id, terminal_id, business_date, currency) do update set
-                   sales_count = t.sales_count + excluded.sales_count,
-                   refunds_count = t.refunds_count + excluded.refunds_count,
-                   voids_count = t.voids_count + excluded.voids_count,
-                   gross_minor = t.gross_minor + excluded.gross_minor,
-                   refunds_minor = t.refunds_minor + excluded.refunds_minor,
-                   discounts_minor = t.discounts_minor + excluded.discounts_minor,
-                   tax_minor = t.tax_minor + excluded.tax_minor,
-                   item_sales_minor = t.item_sales_minor + excluded.item_sales_minor,
-                   gift_card_sales_minor = t.gift_card_sales_minor + excluded.gift_card_sales_minor,
-                   tips_minor = t.tips_minor + excluded.tips_minor,
-                   service_charges_minor = t.service_charges_minor + excluded.service_charges_minor,
-                   rounding_minor = t.rounding_minor + excluded.rounding_minor,
-                   net_sales_minor = t.net_sales_minor + excluded.net_sales_minor
-           ), hours as (
-               insert into sales_hour_totals as t
-                      (merchant_id, terminal_id, store_id, business_date, hour, currency,
-                       sales_count, refunds_count, voids_count, gross_minor,
-                       refunds_minor, discounts_minor, tax_minor, item_sales_minor,
-                       gift_card_sales_minor, tips_minor, service_charges_minor,
-                       rounding_minor, net_sales_minor)
-               select $1, $2, $3, h.*
-                 from unnest($19::date[], $20::int2[], $21::text[], $22::int8[], $23::int8[],
-                             $24::int8[], $25::int8[], $26::int8[], $27::int8[], $28::int8[],
-                             $29::int8[], $30::int8[], $31::int8[], $32::int8[], $33::int8[],
-                             $34::int8[]) as h
-               on conflict (merchant_id, terminal_id, business_date, hour, currency) do update set
-                   sales_count = t.sales_count + excluded.sales_count,
-                   refunds_count = t.refunds_count + excluded.refunds_count,
-                   voids_count = t.voids_count + excluded.voids_count,
-                   gross_minor = t.gross_minor + excluded.gross_minor,
-                   refunds_minor = t.refunds_minor + excluded.refunds_minor,
-                   discounts_minor = t.discounts_minor + excluded.discounts_minor,
-                   tax_minor = t.tax_minor + excluded.tax_minor,
-                   item_sales_minor = t.item_sales_minor + excluded.item_sales_minor,
-                   gift_card_sales_minor = t.gift_card_sales_minor + excluded.gift_card_sales_minor,
-                   tips_minor = t.tips_minor + excluded.tips_minor,
-                   service_charges_minor = t.service_charges_minor + excluded.service_charges_minor,
-                   rounding_minor = t.rounding_minor + excluded.rounding_minor,
-                   net_sales_minor = t.net_sales_minor + excluded.net_sales_minor
-           ), taxes as (
-               insert into tax_day_totals as t
-                      (merchant_id, terminal_id, store_id, business_date, currency, tax_code,
-                       rate_bp, sales_count, refunds_count, tax_minor)
-               select $1, $2, $3, x.*
-                 from unnest($42::date[], $43::text[], $44::text[], $45::int8[], $46::int8[],
-                             $47::int8[], $48::int8[]) as x
-               on conflict (merchant_id, terminal_id, business_date, currency, tax_code, rate_bp)
-               do update set
-                   sales_count = t.sales_count + excluded.sales_count,
-                   refunds_count = t.refunds_count + excluded.refunds_count,
-                   tax_minor = t.tax_minor + excluded.tax_minor
-           )
-           insert into tender_day_totals as t
-                  (merchant_id, terminal_id, store_id, business_date, currency, method,
-                   sales_count, refunds_count, gross_minor, refunds_minor)
-           select $1, $2, $3, m.*
-             from unnest($35::date[], $36::text[], $37::text[], $38::int8[], $39::int8[],
-                         $40::int8[], $41::int8[]) as m
-           on conflict (merchant_id, terminal_id, business_date, currency, method) do update set
-               sales_count = t.sales_count + excluded.sales_count,
-               refunds_count = t.refunds_count + excluded.refunds_count,
-               gross_minor = t.gross_minor + excluded.gross_minor,
-               refunds_minor = t.refunds_minor + excluded.refunds_minor"#,
+        r#"insert into store_day_deltas
+                  (merchant_id, batch_id, store_id, business_date, currency, sales_count,
+                   refunds_count, voids_count, gross_minor, refunds_minor, discounts_minor,
+                   tax_minor, item_sales_minor, gift_card_sales_minor, tips_minor,
+                   service_charges_minor, rounding_minor, net_sales_minor, terminal_id, hours,
+                   tenders, taxes)
+           select $1, gen_random_uuid(), $3, d.*, $2,
+                  array(select row(h.hour, h.sales, h.refunds, h.voids, h.gross, h.refunded,
+                                   h.discounts, h.tax, h.item_sales, h.gift_card_sales, h.tips,
+                                   h.service_charges, h.rounding, h.net_sales)::till_hour_delta
+                          from unnest($19::date[], $20::int2[], $21::text[], $22::int8[],
+                                      $23::int8[], $24::int8[], $25::int8[], $26::int8[],
+                                      $27::int8[], $28::int8[], $29::int8[], $30::int8[],
+                                      $31::int8[], $32::int8[], $33::int8[], $34::int8[])
+                               as h(business_date, hour, currency, sales, refunds, voids,
+                                    gross, refunded, discounts, tax, item_sales,
+                                    gift_card_sales, tips, service_charges, rounding,
+                                    net_sales)
+                         where h.business_date = d.business_date and h.currency = d.currency),
+                  array(select row(m.method, m.sales, m.refunds, m.gross,
+                                   m.refunded)::till_tender_delta
+                          from unnest($35::date[], $36::text[], $37::text[], $38::int8[],
+                                      $39::int8[], $40::int8[], $41::int8[])
+                               as m(business_date, currency, method, sales, refunds, gross,
+                                    refunded)
+                         where m.business_date = d.business_date and m.currency = d.currency),
+                  array(select row(x.code, x.rate_bp, x.sales, x.refunds,
+                                   x.amount)::till_tax_delta
+                          from unnest($42::date[], $43::text[], $44::text[], $45::int8[],
+                                      $46::int8[], $47::int8[], $48::int8[])
+                               as x(business_date, currency, code, rate_bp, sales, refunds,
+                                    amount)
+                         where x.business_date = d.business_date and x.currency = d.currency)
+             from unnest($4::date[], $5::text[], $6::int8[], $7::int8[], $8::int8[],
+                         $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[],
+                         $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[])
+                  as d(business_date, currency, sales, refunds, voids, gross, refunded,
+                       discounts, tax, item_sales, gift_card_sales, tips, service_charges,
+                       rounding, net_sales)"#,
         merchant_id,
         terminal_id,
         store_id,
@@ -279,147 +232,6 @@ pub async fn add(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// One row of any of the till's totals tables; `hour` is set for hour
-/// rows, `method` for tender rows, `tax_code` and `rate_bp` for tax rows.
-struct StoredRow {
-    business_date: NaiveDate,
-    hour: Option<i16>,
-    currency: String,
-    method: Option<String>,
-    tax_code: Option<String>,
-    rate_bp: Option<i64>,
-    sales_count: i64,
-    refunds_count: i64,
-    voids_count: i64,
-    gross_minor: i64,
-    refunds_minor: i64,
-    discounts_minor: i64,
-    tax_minor: i64,
-    item_sales_minor: i64,
-    gift_card_sales_minor: i64,
-    tips_minor: i64,
-    service_charges_minor: i64,
-    rounding_minor: i64,
-    net_sales_minor: i64,
-}
-
-impl StoredRow {
-    fn measures(&self) -> Measures {
-        Measures {
-            sales_count: self.sales_count,
-            refunds_count: self.refunds_count,
-            voids_count: self.voids_count,
-            gross_minor: self.gross_minor,
-            refunds_minor: self.refunds_minor,
-            discounts_minor: self.discounts_minor,
-            tax_minor: self.tax_minor,
-            item_sales_minor: self.item_sales_minor,
-            gift_card_sales_minor: self.gift_card_sales_minor,
-            tips_minor: self.tips_minor,
-            service_charges_minor: self.service_charges_minor,
-            rounding_minor: self.rounding_minor,
-            net_sales_minor: self.net_sales_minor,
-        }
-    }
-}
-
-/// The till's stored day, hour, tender and tax totals on these business
-/// dates, in one round trip (rows only this till's batches write, so they
-/// hold still while its sync row is locked).
-pub async fn stored_on(
-    conn: &mut PgConnection,
-    merchant_id: Uuid,
-    terminal_id: Uuid,
-    dates: &[NaiveDate],
-) -> Result<StoredTotals, DbError> {
-    let rows = sqlx::query_as!(
-        StoredRow,
-        r#"select business_date as "business_date!", null::int2 as "hour?", currency as "currency!",
-                  null::text as "method?", null::text as "tax_code?", null::int8 as "rate_bp?",
-                  sales_count as "sales_count!", refunds_count as "refunds_count!",
-                  voids_count as "voids_count!", gross_minor as "gross_minor!",
-                  refunds_minor as "refunds_minor!", discounts_minor as "discounts_minor!",
-                  tax_minor as "tax_minor!", item_sales_minor as "item_sales_minor!",
-                  gift_card_sales_minor as "gift_card_sales_minor!", tips_minor as "tips_minor!",
-                  service_charges_minor as "service_charges_minor!",
-                  rounding_minor as "rounding_minor!", net_sales_minor as "net_sales_minor!"
-             from sales_day_totals
-            where merchant_id = $1 and terminal_id = $2 and business_date = any($3)
-           union all
-           select business_date, hour, currency, null, null, null, sales_count, refunds_count,
-                  voids_count, gross_minor, refunds_minor, discounts_minor, tax_minor,
-                  item_sales_minor, gift_card_sales_minor, tips_minor, service_charges_minor,
-                  rounding_minor, net_sales_minor
-             from sales_hour_totals
-            where merchant_id = $1 and terminal_id = $2 and business_date = any($3)
-           union all
-           select business_date, null, currency, method, null, null, sales_count, refunds_count,
-                  0, gross_minor, refunds_minor, 0, 0, 0, 0, 0, 0, 0, 0
-             from tender_day_totals
-            where merchant_id = $1 and terminal_id = $2 and business_date = any($3)
-           union all
-           select business_date, null, currency, null, tax_code, rate_bp, sales_count,
-                  refunds_count, 0, 0, 0, 0, tax_minor, 0, 0, 0, 0, 0, 0
-             from tax_day_totals
-            where merchant_id = $1 and terminal_id = $2 and business_date = any($3)"#,
-        merchant_id,
-        terminal_id,
-        dates
-    )
-    .fetch_all(conn)
-    .await?;
-    let mut stored = StoredTotals::default();
-    for r in rows {
-        let measures = r.measures();
-        match (r.hour, r.method.as_deref(), r.tax_code, r.rate_bp) {
-            (Some(hour), _, _, _) => {
-                let key = HourKey {
-                    business_date: r.business_date,
-                    hour,
-                    currency: r.currency,
-                };
-                stored.hours.insert(key, measures);
-            }
-            (None, Some(method), _, _) => {
-                // A method no sale can name again cannot be added to.
-                let Some(method) = method_named(method) else {
-                    continue;
-                };
-                let key = TenderKey {
-                    business_date: r.business_date,
-                    currency: r.currency,
-                    method,
-                };
-                let tender = TenderMeasures {
-                    sales_count: r.sales_count,
-                    refunds_count: r.refunds_count,
-                    gross_minor: r.gross_minor,
-                    refunds_minor: r.refunds_minor,
-                };
-                stored.tenders.insert(key, tender);
-            }
-            (None, None, Some(code), Some(rate_bp)) => {
-                let key = TaxKey {
-                    business_date: r.business_date,
-                    currency: r.currency,
-                    code,
-                    rate_bp,
-                };
-                let tax = TaxMeasures {
-                    sales_count: r.sales_count,
-                    refunds_count: r.refunds_count,
-                    tax_minor: r.tax_minor,
-                };
-                stored.taxes.insert(key, tax);
-            }
-            _ => {
-                stored.days.insert((r.business_date, r.currency), measures);
-            }
-        }
-    }
-    Ok(stored)
 }
 
 /// A store, as the fold names it.
@@ -549,6 +361,102 @@ async fn fold(
                    service_charges_minor = t.service_charges_minor + excluded.service_charges_minor,
                    rounding_minor = t.rounding_minor + excluded.rounding_minor,
                    net_sales_minor = t.net_sales_minor + excluded.net_sales_minor
+           ), till_days as (
+               insert into sales_day_totals as t
+                      (merchant_id, terminal_id, store_id, business_date, currency, sales_count,
+                       refunds_count, voids_count, gross_minor, refunds_minor, discounts_minor,
+                       tax_minor, item_sales_minor, gift_card_sales_minor, tips_minor,
+                       service_charges_minor, rounding_minor, net_sales_minor)
+               select merchant_id, terminal_id, (array_agg(store_id))[1], business_date,
+                      currency, sum(sales_count), sum(refunds_count), sum(voids_count),
+                      sum(gross_minor), sum(refunds_minor), sum(discounts_minor), sum(tax_minor),
+                      sum(item_sales_minor), sum(gift_card_sales_minor), sum(tips_minor),
+                      sum(service_charges_minor), sum(rounding_minor), sum(net_sales_minor)
+                 from moved
+                where terminal_id is not null
+                group by merchant_id, terminal_id, business_date, currency
+                order by merchant_id, terminal_id, business_date, currency
+               on conflict (merchant_id, terminal_id, business_date, currency) do update set
+                   sales_count = t.sales_count + excluded.sales_count,
+                   refunds_count = t.refunds_count + excluded.refunds_count,
+                   voids_count = t.voids_count + excluded.voids_count,
+                   gross_minor = t.gross_minor + excluded.gross_minor,
+                   refunds_minor = t.refunds_minor + excluded.refunds_minor,
+                   discounts_minor = t.discounts_minor + excluded.discounts_minor,
+                   tax_minor = t.tax_minor + excluded.tax_minor,
+                   item_sales_minor = t.item_sales_minor + excluded.item_sales_minor,
+                   gift_card_sales_minor = t.gift_card_sales_minor + excluded.gift_card_sales_minor,
+                   tips_minor = t.tips_minor + excluded.tips_minor,
+                   service_charges_minor = t.service_charges_minor + excluded.service_charges_minor,
+                   rounding_minor = t.rounding_minor + excluded.rounding_minor,
+                   net_sales_minor = t.net_sales_minor + excluded.net_sales_minor
+           ), till_hours as (
+               insert into sales_hour_totals as t
+                      (merchant_id, terminal_id, store_id, business_date, hour, currency,
+                       sales_count, refunds_count, voids_count, gross_minor, refunds_minor,
+                       discounts_minor, tax_minor, item_sales_minor, gift_card_sales_minor,
+                       tips_minor, service_charges_minor, rounding_minor, net_sales_minor)
+               select m.merchant_id, m.terminal_id, (array_agg(m.store_id))[1], m.business_date,
+                      h.hour, m.currency, sum(h.sales_count), sum(h.refunds_count),
+                      sum(h.voids_count), sum(h.gross_minor), sum(h.refunds_minor),
+                      sum(h.discounts_minor), sum(h.tax_minor), sum(h.item_sales_minor),
+                      sum(h.gift_card_sales_minor), sum(h.tips_minor),
+                      sum(h.service_charges_minor), sum(h.rounding_minor), sum(h.net_sales_minor)
+                 from moved m
+                cross join lateral unnest(m.hours) h
+                where m.terminal_id is not null
+                group by m.merchant_id, m.terminal_id, m.business_date, h.hour, m.currency
+                order by m.merchant_id, m.terminal_id, m.business_date, h.hour, m.currency
+               on conflict (merchant_id, terminal_id, business_date, hour, currency) do update set
+                   sales_count = t.sales_count + excluded.sales_count,
+                   refunds_count = t.refunds_count + excluded.refunds_count,
+                   voids_count = t.voids_count + excluded.voids_count,
+                   gross_minor = t.gross_minor + excluded.gross_minor,
+                   refunds_minor = t.refunds_minor + excluded.refunds_minor,
+                   discounts_minor = t.discounts_minor + excluded.discounts_minor,
+                   tax_minor = t.tax_minor + excluded.tax_minor,
+                   item_sales_minor = t.item_sales_minor + excluded.item_sales_minor,
+                   gift_card_sales_minor = t.gift_card_sales_minor + excluded.gift_card_sales_minor,
+                   tips_minor = t.tips_minor + excluded.tips_minor,
+                   service_charges_minor = t.service_charges_minor + excluded.service_charges_minor,
+                   rounding_minor = t.rounding_minor + excluded.rounding_minor,
+                   net_sales_minor = t.net_sales_minor + excluded.net_sales_minor
+           ), till_tenders as (
+               insert into tender_day_totals as t
+                      (merchant_id, terminal_id, store_id, business_date, currency, method,
+                       sales_count, refunds_count, gross_minor, refunds_minor)
+               select m.merchant_id, m.terminal_id, (array_agg(m.store_id))[1], m.business_date,
+                      m.currency, x.method, sum(x.sales_count), sum(x.refunds_count),
+                      sum(x.gross_minor), sum(x.refunds_minor)
+                 from moved m
+                cross join lateral unnest(m.tenders) x
+                where m.terminal_id is not null
+                group by m.merchant_id, m.terminal_id, m.business_date, m.currency, x.method
+                order by m.merchant_id, m.terminal_id, m.business_date, m.currency, x.method
+               on conflict (merchant_id, terminal_id, business_date, currency, method) do update set
+                   sales_count = t.sales_count + excluded.sales_count,
+                   refunds_count = t.refunds_count + excluded.refunds_count,
+                   gross_minor = t.gross_minor + excluded.gross_minor,
+                   refunds_minor = t.refunds_minor + excluded.refunds_minor
+           ), till_taxes as (
+               insert into tax_day_totals as t
+                      (merchant_id, terminal_id, store_id, business_date, currency, tax_code,
+                       rate_bp, sales_count, refunds_count, tax_minor)
+               select m.merchant_id, m.terminal_id, (array_agg(m.store_id))[1], m.business_date,
+                      m.currency, x.tax_code, x.rate_bp, sum(x.sales_count),
+                      sum(x.refunds_count), sum(x.tax_minor)
+                 from moved m
+                cross join lateral unnest(m.taxes) x
+                where m.terminal_id is not null
+                group by m.merchant_id, m.terminal_id, m.business_date, m.currency, x.tax_code,
+                         x.rate_bp
+                order by m.merchant_id, m.terminal_id, m.business_date, m.currency, x.tax_code,
+                         x.rate_bp
+               on conflict (merchant_id, terminal_id, business_date, currency, tax_code, rate_bp)
+               do update set
+                   sales_count = t.sales_count + excluded.sales_count,
+                   refunds_count = t.refunds_count + excluded.refunds_count,
+                   tax_minor = t.tax_minor + excluded.tax_minor
            )
            select count(*) as "moved!" from moved"#,
         limit,

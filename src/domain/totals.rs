@@ -13,8 +13,10 @@
 //! on the sale's own day (the usual case) nets the sale out of that day.
 //!
 //! No sum here wraps: every addition is checked, and a sale whose share
-//! would take a delta, or a stored total plus its delta, beyond `i64` is
-//! refused with `OutOfRange` and adds nothing (ingest rejects it alone).
+//! would take a delta beyond `i64` is refused with `OutOfRange` and adds
+//! nothing (ingest rejects it alone). A stored total plus its deltas is the
+//! fold's to check ([`crate::jobs::fold`]): a store whose totals cannot
+//! take them waits, and its reports say so.
 //! A total is answered only if every JSON reader reads it exactly
 //! (`exact`, `net`).
 
@@ -87,44 +89,12 @@ pub struct Deltas {
     pub taxes: BTreeMap<TaxKey, TaxMeasures>,
 }
 
-/// A till's stored totals for the keys a batch may touch, to check its
-/// deltas against before the database adds them (a key not here counts as
-/// zero).
-#[derive(Debug, Clone, Default)]
-pub struct StoredTotals {
-    pub days: BTreeMap<DayKey, Measures>,
-    pub hours: BTreeMap<HourKey, Measures>,
-    pub tenders: BTreeMap<TenderKey, TenderMeasures>,
-    pub taxes: BTreeMap<TaxKey, TaxMeasures>,
-}
-
-impl StoredTotals {
-    pub fn extend(&mut self, more: StoredTotals) {
-        self.days.extend(more.days);
-        self.hours.extend(more.hours);
-        self.tenders.extend(more.tenders);
-        self.taxes.extend(more.taxes);
-    }
-}
-
-/// The static name of a tender method as stored, if it is one.
-pub fn method_named(name: &str) -> Option<&'static str> {
-    ["cash", "card", "voucher", "other"]
-        .into_iter()
-        .find(|m| *m == name)
-}
-
 impl Deltas {
     /// Adds what `sale` adds as it is stored, unless that would take a
-    /// delta, or a stored total plus its delta, beyond `i64`: then nothing
-    /// is added.
-    pub fn try_add(
-        &mut self,
-        sale: &Sale,
-        calendar: &Calendar,
-        stored: &StoredTotals,
-    ) -> Result<(), OutOfRange> {
-        self.try_add_share(&Share::of(sale, calendar)?, stored)
+    /// delta beyond `i64`: then nothing is added. (A total plus its deltas
+    /// is the fold's to check: [`crate::jobs::fold`].)
+    pub fn try_add(&mut self, sale: &Sale, calendar: &Calendar) -> Result<(), OutOfRange> {
+        self.try_add_share(&Share::of(sale, calendar)?)
     }
 
     /// Adds `void`'s reversal of `target` (or, `undo`, puts it back), with
@@ -135,13 +105,12 @@ impl Deltas {
         target: &Sale,
         calendar: &Calendar,
         undo: bool,
-        stored: &StoredTotals,
     ) -> Result<(), OutOfRange> {
         let sign = if undo { 1 } else { -1 };
-        self.try_add_share(&Share::reversal(void, target, calendar, sign)?, stored)
+        self.try_add_share(&Share::reversal(void, target, calendar, sign)?)
     }
 
-    fn try_add_share(&mut self, share: &Share, stored: &StoredTotals) -> Result<(), OutOfRange> {
+    fn try_add_share(&mut self, share: &Share) -> Result<(), OutOfRange> {
         let mut days: BTreeMap<DayKey, Measures> = BTreeMap::new();
         for (key, measures) in &share.hours {
             let day = days
@@ -149,10 +118,10 @@ impl Deltas {
                 .or_default();
             *day = day.checked_add(measures)?;
         }
-        let hours = sum_each(&self.hours, &share.hours, &stored.hours)?;
-        let days = sum_each(&self.days, &days, &stored.days)?;
-        let tenders = sum_each(&self.tenders, &share.tenders, &stored.tenders)?;
-        let taxes = sum_each(&self.taxes, &share.taxes, &stored.taxes)?;
+        let hours = sum_each(&self.hours, &share.hours)?;
+        let days = sum_each(&self.days, &days)?;
+        let tenders = sum_each(&self.tenders, &share.tenders)?;
+        let taxes = sum_each(&self.taxes, &share.taxes)?;
         self.hours.extend(hours);
         self.days.extend(days);
         self.tenders.extend(tenders);
@@ -166,11 +135,10 @@ impl Deltas {
 }
 
 /// Each entry of `added` plus its current delta: the new deltas, each of
-/// which fits on its own and added to its stored total.
+/// which fits.
 fn sum_each<K: Ord + Clone, M: CheckedSum>(
     current: &BTreeMap<K, M>,
     added: &BTreeMap<K, M>,
-    stored: &BTreeMap<K, M>,
 ) -> Result<Vec<(K, M)>, OutOfRange> {
     added
         .iter()
@@ -180,9 +148,6 @@ fn sum_each<K: Ord + Clone, M: CheckedSum>(
                 .copied()
                 .unwrap_or_default()
                 .checked_add(measures)?;
-            if let Some(total) = stored.get(key) {
-                total.checked_add(&delta)?;
-            }
             Ok((key.clone(), delta))
         })
         .collect()
@@ -218,7 +183,6 @@ mod tests {
     #[test]
     fn a_void_counts_on_its_day_and_takes_its_sale_out_of_its_own_day_not_the_sales() {
         let tz = &Calendar::fixed(chrono_tz::Europe::Berlin);
-        let none = StoredTotals::default();
         let sold = sale(
             1,
             "sale",
@@ -236,8 +200,8 @@ mod tests {
             Some(1),
         );
         let mut deltas = Deltas::default();
-        deltas.try_add(&sold, tz, &none).unwrap();
-        deltas.try_add(&void, tz, &none).unwrap();
+        deltas.try_add(&sold, tz).unwrap();
+        deltas.try_add(&void, tz).unwrap();
         let day_of_void = deltas.days[&(date(21), "EUR".into())];
         assert_eq!(
             day_of_void,
@@ -248,7 +212,7 @@ mod tests {
             "stored, a void counts only itself"
         );
 
-        deltas.try_reverse(&void, &sold, tz, false, &none).unwrap();
+        deltas.try_reverse(&void, &sold, tz, false).unwrap();
         let day_of_sale = deltas.days[&(date(20), "EUR".into())];
         assert_eq!(day_of_sale.sales_count, 1, "a closed day stays as it was");
         assert_eq!(day_of_sale.gross_minor, 1000);
@@ -268,7 +232,7 @@ mod tests {
             .expect("the sale's tenders leave the void's day");
         assert_eq!(cash.1.gross_minor, -400);
 
-        deltas.try_reverse(&void, &sold, tz, true, &none).unwrap();
+        deltas.try_reverse(&void, &sold, tz, true).unwrap();
         assert_eq!(
             deltas.days[&(date(21), "EUR".into())],
             Measures {
@@ -282,14 +246,13 @@ mod tests {
     #[test]
     fn a_void_on_its_sales_day_nets_the_sale_out_of_that_day() {
         let tz = &Calendar::fixed(chrono_tz::UTC);
-        let none = StoredTotals::default();
         let sold = sale(1, "sale", "2026-11-20T10:00:00Z", 1000, card(1000), None);
         let void = sale(2, "void", "2026-11-20T10:05:00Z", 1000, card(1000), Some(1));
         let mut deltas = Deltas::default();
         for fact in [&sold, &void] {
-            deltas.try_add(fact, tz, &none).unwrap();
+            deltas.try_add(fact, tz).unwrap();
         }
-        deltas.try_reverse(&void, &sold, tz, false, &none).unwrap();
+        deltas.try_reverse(&void, &sold, tz, false).unwrap();
         assert_eq!(
             day(&deltas),
             Measures {
@@ -326,7 +289,7 @@ mod tests {
         );
         let mut deltas = Deltas::default();
         for fact in [&sold, &refund] {
-            deltas.try_add(fact, tz, &StoredTotals::default()).unwrap();
+            deltas.try_add(fact, tz).unwrap();
         }
         let day = deltas.days[&(NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(), "EUR".into())];
         assert_eq!((day.sales_count, day.refunds_count), (1, 1));
@@ -374,7 +337,6 @@ mod tests {
     #[test]
     fn a_sale_that_would_overflow_a_delta_is_refused_and_adds_nothing() {
         let tz = &Calendar::fixed(chrono_tz::UTC);
-        let stored = StoredTotals::default();
         let mut deltas = Deltas::default();
         let big = sale(
             1,
@@ -384,65 +346,15 @@ mod tests {
             card(i64::MAX - 100),
             None,
         );
-        deltas.try_add(&big, tz, &stored).unwrap();
+        deltas.try_add(&big, tz).unwrap();
         let before = deltas.clone();
         // Another hour, so the hour delta fits: the day's roll-up does not.
         let more = sale(2, "sale", "2026-11-20T11:00:00Z", 1000, card(1000), None);
-        assert_eq!(deltas.try_add(&more, tz, &stored), Err(OutOfRange));
+        assert_eq!(deltas.try_add(&more, tz), Err(OutOfRange));
         assert_eq!(
             (deltas.days, deltas.hours, deltas.tenders),
             (before.days, before.hours, before.tenders)
         );
-    }
-
-    #[test]
-    fn a_sale_is_refused_when_a_stored_total_plus_the_delta_would_overflow() {
-        let tz = &Calendar::fixed(chrono_tz::UTC);
-        let date = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
-        let small = sale(1, "sale", "2026-11-20T10:00:00Z", 1000, card(1000), None);
-        let cash = sale(
-            2,
-            "sale",
-            "2026-11-20T10:00:00Z",
-            1000,
-            json!([{"method": "cash", "amount_minor": 1000}]),
-            None,
-        );
-
-        let mut full_day = StoredTotals::default();
-        full_day.days.insert(
-            (date, "EUR".into()),
-            Measures {
-                gross_minor: i64::MAX - 1500,
-                ..Measures::default()
-            },
-        );
-        let mut deltas = Deltas::default();
-        deltas.try_add(&small, tz, &full_day).unwrap();
-        assert_eq!(
-            deltas.try_add(&small, tz, &full_day),
-            Err(OutOfRange),
-            "1000 + 1000 more do not fit"
-        );
-        assert_eq!(day(&deltas).gross_minor, 1000);
-
-        let mut full_card = StoredTotals::default();
-        let key = TenderKey {
-            business_date: date,
-            currency: "EUR".into(),
-            method: "card",
-        };
-        full_card.tenders.insert(
-            key,
-            TenderMeasures {
-                gross_minor: i64::MAX,
-                ..TenderMeasures::default()
-            },
-        );
-        let mut deltas = Deltas::default();
-        assert_eq!(deltas.try_add(&small, tz, &full_card), Err(OutOfRange));
-        deltas.try_add(&cash, tz, &full_card).unwrap();
-        assert_eq!(day(&deltas).gross_minor, 1000, "cash money still fits");
     }
 
     #[test]
@@ -452,10 +364,7 @@ mod tests {
         odd.total_minor = i64::MIN;
         let void = sale(2, "void", "2026-11-20T10:00:00Z", 10, card(10), Some(1));
         let mut deltas = Deltas::default();
-        assert_eq!(
-            deltas.try_reverse(&void, &odd, tz, false, &StoredTotals::default()),
-            Err(OutOfRange)
-        );
+        assert_eq!(deltas.try_reverse(&void, &odd, tz, false), Err(OutOfRange));
         assert!(deltas.is_empty());
     }
 }

@@ -2,9 +2,8 @@
 //! ([`Seen`]), everything it stores and answers. Each valid sale is
 //! classified against the stored sales it could collide with and the push's
 //! earlier sales ([`classify`]); each one the classifier would accept is
-//! added to the push's totals deltas, checked ([`super::totals_check`]: one
-//! whose share would take a delta, or a stored total when those were read,
-//! beyond `i64` is refused alone with `total_out_of_range`); the till's sync
+//! added to the push's totals deltas, checked (one whose share would take a
+//! delta beyond `i64` is refused alone with `total_out_of_range`); the till's sync
 //! state is advanced ([`progress`]); and the push's row and its answer are
 //! built ([`response`]).
 //!
@@ -26,7 +25,6 @@ use uuid::Uuid;
 use super::classify::{Stored, Verdict, classify_with};
 use super::read::Seen;
 use super::response::{self, Counts};
-use super::totals_check::total_out_of_range;
 use super::{IngestOptions, Item, Push, progress};
 use crate::db::idempotency::StoredResponse;
 use crate::db::push::{Conflicts, NewExceptions, NewSales, PushRow, Settled, Write};
@@ -131,7 +129,7 @@ fn classify(push: &Push<'_>, seen: &Seen) -> Classified {
         terminal.retired_at,
         |sale| {
             deltas
-                .try_add(sale, &terminal.calendar, seen.check.stored())
+                .try_add(sale, &terminal.calendar)
                 .map_err(|_| total_out_of_range())
         },
     );
@@ -341,4 +339,11 @@ fn conflicts(items: &[Item], verdicts: &[Verdict]) -> Conflicts {
             .push(serde_json::to_value(sale).expect("a sale always serializes"));
     }
     conflicts
+}
+
+fn total_out_of_range() -> Rejection {
+    Rejection::new(
+        "total_out_of_range",
+        "this sale alone would take a total of this terminal beyond the largest amount that can be stored; it was not stored",
+    )
 }

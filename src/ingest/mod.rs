@@ -29,10 +29,11 @@
 //! a second request with the same key gets the first one's stored response
 //! instead of waiting.
 //!
-//! A sale that would take one of the till's totals beyond `i64` is rejected
-//! alone (`total_out_of_range`): the database refuses the write, and the
-//! push goes through the steps once more with its sales checked against the
-//! stored totals ([`totals_check`]). A push costs that read only then.
+//! A push adds nothing to a total in place: its write appends one delta row
+//! a business day and currency, which the fold adds to the till's and the
+//! store's totals ([`crate::jobs::fold`]). A sale whose share alone would
+//! take a delta beyond `i64` is rejected alone (`total_out_of_range`); a
+//! total beyond it is the fold's to find, and the reports' to refuse.
 
 pub mod classify;
 mod decide;
@@ -40,7 +41,6 @@ mod progress;
 mod read;
 mod read_skip;
 mod response;
-mod totals_check;
 mod write;
 
 use serde_json::value::RawValue;
@@ -142,11 +142,10 @@ impl Pipeline {
     /// totals when a total would go out of range.
     pub async fn push(&self, push: &Push<'_>) -> Result<Pushed, IngestError> {
         let mut attempt = 1;
-        let mut against_stored = false;
         let mut guess = self.read_skip.guess(push.terminal, push.items);
         loop {
             let guessed = guess.is_some();
-            match self.attempt(push, guess.take(), against_stored).await {
+            match self.attempt(push, guess.take()).await {
                 Err(IngestError::Db(DbError::Contention(e))) if attempt < MAX_ATTEMPTS => {
                     tracing::debug!(terminal.id = %push.terminal.terminal_id, error = %e, attempt, guessed, "batch collided, reading again");
                     if guessed {
@@ -154,14 +153,6 @@ impl Pipeline {
                         self.read_skip.guessed_wrong(push.terminal);
                     }
                     attempt += 1;
-                }
-                Err(IngestError::Db(DbError::OutOfRange(e))) if !against_stored => {
-                    tracing::warn!(
-                        terminal.id = %push.terminal.terminal_id, error = %e,
-                        "a total of terminal {} would go out of range; checking its batch sale by sale",
-                        push.terminal.terminal_id
-                    );
-                    against_stored = true;
                 }
                 result => {
                     if guessed && result.is_ok() {
@@ -175,15 +166,10 @@ impl Pipeline {
 
     /// One attempt: read (unless `guessed` already says what a read would
     /// find), decide, write, remember.
-    async fn attempt(
-        &self,
-        push: &Push<'_>,
-        guessed: Option<Seen>,
-        against_stored: bool,
-    ) -> Result<Pushed, IngestError> {
+    async fn attempt(&self, push: &Push<'_>, guessed: Option<Seen>) -> Result<Pushed, IngestError> {
         let seen = match guessed {
             Some(seen) => seen,
-            None => match read::read(&self.db, push, against_stored).await? {
+            None => match read::read(&self.db, push).await? {
                 Read::Replayed { body } => return Ok(Pushed::Replayed { body }),
                 Read::Seen(seen) => *seen,
             },

@@ -8,10 +8,8 @@
 //!
 //! Everything the decision needs is read here, so deciding is pure
 //! ([`super::decide`]): a prefix that could walk past the first chunk reads
-//! the next ones ([`progress::more_needed`]), and a push checked against the
-//! stored totals (after the database refused its totals as out of range)
-//! reads them too ([`TotalsCheck::load`]). Both are rare, and cost a round
-//! trip each.
+//! the next ones ([`progress::more_needed`]), which is rare and costs a
+//! round trip each.
 //!
 //! The connection goes back to the pool before the push waits for its
 //! group's write.
@@ -19,7 +17,6 @@
 use uuid::Uuid;
 
 use super::progress::{self, WALK_CHUNK};
-use super::totals_check::TotalsCheck;
 use super::{IngestError, Push};
 use crate::db::Database;
 use crate::db::push as db_push;
@@ -38,8 +35,6 @@ pub struct Seen {
     /// The till's stored or settled seqs above its prefix, ascending, as far
     /// as a walk of the prefix over this push can need them.
     pub stored_above: Vec<i64>,
-    /// What the push's totals are checked against.
-    pub check: TotalsCheck,
 }
 
 /// What reading a push found.
@@ -52,24 +47,15 @@ pub enum Read {
 
 /// Reads what `push` is checked against, on a unit of work of its own (a
 /// plain connection, or a transaction behind a transaction pooler:
-/// [`crate::db::unit`]). With `against_stored`, the till's stored totals of
-/// the push's dates are read too.
-pub async fn read(
-    db: &Database,
-    push: &Push<'_>,
-    against_stored: bool,
-) -> Result<Read, IngestError> {
+/// [`crate::db::unit`]).
+pub async fn read(db: &Database, push: &Push<'_>) -> Result<Read, IngestError> {
     let mut unit = db.unit().await?;
-    let read = read_on(&mut unit, push, against_stored).await?;
+    let read = read_on(&mut unit, push).await?;
     unit.finish().await?;
     Ok(read)
 }
 
-async fn read_on(
-    conn: &mut sqlx::PgConnection,
-    push: &Push<'_>,
-    against_stored: bool,
-) -> Result<Read, IngestError> {
+async fn read_on(conn: &mut sqlx::PgConnection, push: &Push<'_>) -> Result<Read, IngestError> {
     let valid: Vec<&Sale> = push
         .items
         .iter()
@@ -114,12 +100,9 @@ async fn read_on(
         stored_above.extend(more);
     }
 
-    let mut check = TotalsCheck::new(against_stored);
-    check.load(conn, terminal, &valid).await?;
     Ok(Read::Seen(Box::new(Seen {
         sync: found.sync,
         related: found.related,
         stored_above,
-        check,
     })))
 }

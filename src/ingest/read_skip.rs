@@ -36,7 +36,6 @@ use uuid::Uuid;
 
 use super::Item;
 use super::read::Seen;
-use super::totals_check::TotalsCheck;
 use crate::db::sync::SyncState;
 use crate::domain::terminal::Terminal;
 
@@ -88,7 +87,6 @@ impl ReadSkip {
             sync,
             related: Vec::new(),
             stored_above: Vec::new(),
-            check: TotalsCheck::new(false),
         })
     }
 

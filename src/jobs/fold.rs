@@ -1,7 +1,14 @@
-//! The background fold of store deltas into store totals
-//! ([`crate::db::totals`]), every second, with a failure kept to the store
-//! it comes from. Reports add the deltas not folded yet, so how often it
-//! runs bounds how many deltas they read, not their accuracy.
+//! The background fold of the totals deltas into the store totals and the
+//! till's day, hour, tender and tax totals ([`crate::db::totals`]), every
+//! second, with a failure kept to the store it comes from. Reports add the
+//! deltas not folded yet, so how often it runs bounds how many deltas they
+//! read, not their accuracy.
+//!
+//! Pushes and the resolver only append deltas; the fold is the one writer
+//! of the totals rows. When each push upserted its till's four totals rows
+//! a push was seven row writes, and a second writer of those rows (the
+//! resolver's reversals) made pushes wait on its row locks: at twice C,
+//! goodput fell from 0.37 to 0.27 of C (docs/benchmarks.md, "Issue 26").
 //!
 //! The fold moves deltas a chunk at a time, one statement across every
 //! merchant. A store whose totals cannot take its deltas (a sum beyond
@@ -45,7 +52,7 @@ use crate::db::totals::{self, StoreKey};
 use crate::db::vacuum::Churned;
 use crate::db::{Database, DbError};
 
-/// How often store deltas are folded into store totals.
+/// How often the deltas are folded into the totals.
 const FOLD_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Store deltas moved per statement.
@@ -66,7 +73,7 @@ pub struct Fold {
 }
 
 impl Job for Fold {
-    const WHAT: &'static str = "fold store totals";
+    const WHAT: &'static str = "fold totals";
 
     fn every(&self) -> Duration {
         FOLD_INTERVAL

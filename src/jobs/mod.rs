@@ -74,7 +74,7 @@ impl Vacuuming {
 /// after the last, and sooner after one that failed or was put off
 /// (`RETRY_AFTER_FAILURE`).
 pub trait Job: Send + 'static {
-    /// What a step does, for logs: "fold store totals".
+    /// What a step does, for logs: "fold totals".
     const WHAT: &'static str;
 
     /// How long after a step the next one runs.

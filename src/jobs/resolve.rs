@@ -3,10 +3,11 @@
 //! sale. Then, for that sale and every void and refund naming it, it works
 //! out what they mean together ([`references::resolve`]: which void takes
 //! the sale out of the totals, what the back office must look at), and in
-//! one transaction: moves the totals if the counting void changed (the old
-//! one's reversal put back, the new one's taken out, each on its own void's
-//! day and till: [`Deltas::try_reverse`]), lists the group's exceptions
-//! exactly, and lets the voids and refunds it saw leave the queue.
+//! one transaction: appends the totals deltas if the counting void changed
+//! (the old one's reversal put back, the new one's taken out, each on its
+//! own void's day and till: [`Deltas::try_reverse`]; the fold adds them to
+//! the totals), lists the group's exceptions exactly, and lets the voids
+//! and refunds it saw leave the queue.
 //!
 //! Why here and not at push time: a void and its sale may arrive in any
 //! order, in pushes of different tills committing at the same moment, and
@@ -18,8 +19,9 @@
 //! next tick (a second); one whose sale is still missing is listed as
 //! `unmatched_reference` and looked at again later, less often each time.
 //!
-//! A group that cannot be written (a total out of range: rows older than
-//! the bounds) is logged and looked at again later; the others go on.
+//! A group that cannot be written (a reversal beyond `i64`: a sale stored
+//! before the bounds) is logged and looked at again later; the others go
+//! on.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -36,7 +38,7 @@ use crate::db::vacuum::Churned;
 use crate::db::{Database, DbError};
 use crate::domain::references;
 use crate::domain::sale::SaleKind;
-use crate::domain::totals::{Deltas, StoredTotals};
+use crate::domain::totals::Deltas;
 
 /// How often the queue is looked at.
 const RESOLVE_INTERVAL: Duration = Duration::from_secs(1);
@@ -183,21 +185,20 @@ async fn move_reversal(
     let void_named = |id: Option<Uuid>| group.refs.iter().find(|f| Some(f.sale.sale_id) == id);
     // Per (till, store): what its totals gain.
     let mut changes: BTreeMap<(Uuid, Uuid), Deltas> = BTreeMap::new();
-    let none = StoredTotals::default();
     let out_of_range =
         |_| DbError::OutOfRange(sqlx::Error::Protocol("a total would overflow".into()));
     if let Some(old) = void_named(group.applied_void) {
         changes
             .entry((old.terminal_id, old.store_id))
             .or_default()
-            .try_reverse(&old.sale, &target.sale, &old.calendar, true, &none)
+            .try_reverse(&old.sale, &target.sale, &old.calendar, true)
             .map_err(out_of_range)?;
     }
     if let Some(new) = void_named(counting) {
         changes
             .entry((new.terminal_id, new.store_id))
             .or_default()
-            .try_reverse(&new.sale, &target.sale, &new.calendar, false, &none)
+            .try_reverse(&new.sale, &target.sale, &new.calendar, false)
             .map_err(out_of_range)?;
     }
     for ((terminal_id, store_id), deltas) in changes {

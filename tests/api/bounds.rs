@@ -166,6 +166,7 @@ async fn amounts_beyond_2_pow_53_minus_1_are_rejected_per_sale_and_totals_stay_e
     );
     // The stored totals are exact; the day's gross is now beyond what a
     // JSON reader holds exactly, so the report says so instead of rounding.
+    app.folded().await;
     let gross: i64 =
         sqlx::query_scalar("select gross_minor from sales_day_totals where terminal_id = $1")
             .bind(till.terminal_id)

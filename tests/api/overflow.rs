@@ -88,11 +88,16 @@ async fn a_till_whose_prefix_is_stored_at_the_largest_bigint_can_still_push() {
     assert_eq!(held["missing_seq_ranges"], json!([]));
 }
 
+/// A push adds nothing to a total in place (the fold does), so a total
+/// that cannot take a sale no longer refuses it: the sale is a fact and
+/// lands; its store's deltas wait, and the reports that would show the
+/// total say they cannot, while the rest of the till's work goes on.
 #[tokio::test]
-async fn a_sale_that_would_push_a_till_total_out_of_range_is_rejected_alone() {
+async fn a_till_total_that_cannot_take_a_sale_holds_its_store_and_reports_say_so() {
     let app = spawn_app().await;
     let till = app.create_till().await;
     app.push_ok(&till, &[sale_of(1, 1000)]).await;
+    app.folded().await;
     plant(
         &app,
         "update sales_day_totals set gross_minor = 9223372036854775807 - 500
@@ -101,28 +106,39 @@ async fn a_sale_that_would_push_a_till_total_out_of_range_is_rejected_alone() {
     )
     .await;
 
-    // 1000 more does not fit the day's gross; 400 does.
+    // 1000 more does not fit the day's gross: stored all the same.
     let body = app
         .push_ok(&till, &[sale_of(2, 1000), sale_of(3, 400)])
         .await;
-    assert_eq!(statuses(&body), ["rejected:total_out_of_range", "accepted"]);
-    let seqs: Vec<i64> =
-        sqlx::query_scalar("select seq from sales where terminal_id = $1 order by seq")
-            .bind(till.terminal_id)
-            .fetch_all(&app.db)
-            .await
-            .unwrap();
-    assert_eq!(seqs, [1, 3], "the rejected sale is not stored");
+    assert_eq!(statuses(&body), ["accepted", "accepted"]);
+    assert_eq!(app.stored_count(&till).await, 3, "every sale is stored");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        pending_deltas(&app, app.merchant.merchant_id).await,
+        1,
+        "the store's delta waits"
+    );
     let gross: i64 =
         sqlx::query_scalar("select gross_minor from sales_day_totals where terminal_id = $1")
             .bind(till.terminal_id)
             .fetch_one(&app.db)
             .await
             .unwrap();
-    assert_eq!(gross, i64::MAX - 100);
+    assert_eq!(gross, i64::MAX - 500, "the total is left as it was");
+    let per_till = report_as(
+        &app,
+        &app.merchant,
+        &format!("{DAY}&terminal_id={}", till.terminal_id),
+    )
+    .await;
+    assert_problem(
+        per_till,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "total_out_of_range",
+    )
+    .await;
 
-    // The till keeps working: its sync state (the refused sale's seq is
-    // settled: it can never be stored), and sales on other days.
+    // The till keeps working: its sync state, and sales on other days.
     let sync = sync_of(&app, &till, "").await;
     assert_eq!(sync["missing_seq_ranges"], json!([]));
     assert_eq!(sync["contiguous_through_seq"], 3);
@@ -134,17 +150,10 @@ async fn a_sale_that_would_push_a_till_total_out_of_range_is_rejected_alone() {
         statuses(&app.push_ok(&till, &[next_day]).await),
         ["accepted"]
     );
-
-    // The same for a tender total: card money of the day is full.
-    plant(
-        &app,
-        "update tender_day_totals set gross_minor = 9223372036854775807 - 10
-          where terminal_id = $1 and method = 'card'",
-        till.terminal_id,
-    )
-    .await;
-    let body = app.push_ok(&till, &[sale_of(5, 1000)]).await;
-    assert_eq!(statuses(&body), ["rejected:total_out_of_range"]);
+    let next = report_as(&app, &app.merchant, "from=2026-11-21&to=2026-11-21").await;
+    assert_eq!(next.status(), StatusCode::OK, "another day is answered");
+    let rows: Value = next.json().await.unwrap();
+    assert_eq!(rows["rows"][0]["gross_minor"], 1000);
 }
 
 #[tokio::test]
@@ -178,6 +187,7 @@ async fn reports_refuse_a_total_they_cannot_represent_exactly() {
     let neighbour = app.create_till_in(&app.merchant, till.store_id).await;
     app.push_ok(&till, &[sale_of(1, 1000)]).await;
     app.push_ok(&neighbour, &[sale_of(1, 1000)]).await;
+    app.folded().await;
 
     // Each till's day fits a JSON number exactly (2^52); the two together do not.
     plant(
@@ -317,18 +327,25 @@ async fn a_store_whose_totals_cannot_fold_stops_no_other_store_from_folding() {
     assert!(skipped.parse::<f64>().unwrap() >= 1.0, "{skipped}");
 }
 
+/// A void's reversal is a delta like a push's: the resolver appends it
+/// whatever the totals hold, and a total that cannot take it holds back its
+/// own store's fold, no other void and no other store.
 #[tokio::test]
-async fn a_void_whose_reversal_cannot_be_counted_holds_back_no_other_void() {
+async fn a_void_whose_reversal_cannot_be_folded_holds_back_no_other_void() {
     let app = spawn_app().await;
     let seller = app.create_till().await;
     let poisoned = app.create_till_in(&app.merchant, seller.store_id).await;
-    let healthy = app.create_till_in(&app.merchant, seller.store_id).await;
+    let elsewhere = app
+        .create_store_as(&app.merchant, "Europe/Berlin", "EUR")
+        .await;
+    let healthy = app.create_till_in(&app.merchant, elsewhere).await;
     let sales = [sale_of(1, 1000), sale_of(2, 1000), sale_of(3, 1000)];
     // The voids come first and wait for their sales; the poisoned till's
     // gross is then planted where taking 1000 out no longer fits.
     app.push_ok(&poisoned, &[void_of(1, &sales[0])]).await;
     app.push_ok(&healthy, &[void_of(1, &sales[1]), void_of(2, &sales[2])])
         .await;
+    app.folded().await;
     plant(
         &app,
         "update sales_day_totals set gross_minor = -9223372036854775807 + 500
@@ -338,17 +355,23 @@ async fn a_void_whose_reversal_cannot_be_counted_holds_back_no_other_void() {
     .await;
     // One push brings the three sales: their voids are due in one tick.
     app.push_ok(&seller, &sales).await;
+    app.settled().await;
+    let pending: i64 = sqlx::query_scalar("select count(*) from pending_refs")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(pending, 0, "every void is resolved");
 
-    let pending_of = |till: &Till| {
-        sqlx::query_scalar::<_, i64>("select count(*) from pending_refs where terminal_id = $1")
-            .bind(till.terminal_id)
+    let in_store = |store: Uuid| {
+        sqlx::query_scalar::<_, i64>("select count(*) from store_day_deltas where store_id = $1")
+            .bind(store)
             .fetch_one(&app.db)
     };
     let waited = Instant::now();
-    while pending_of(&healthy).await.unwrap() > 0 {
+    while in_store(elsewhere).await.unwrap() > 0 {
         assert!(
             waited.elapsed() < Duration::from_secs(10),
-            "the healthy till's voids are resolved within seconds"
+            "the healthy store's deltas are folded within seconds"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -365,9 +388,8 @@ async fn a_void_whose_reversal_cannot_be_counted_holds_back_no_other_void() {
         i64::MIN + 501,
         "the poisoned till's total is left as it was"
     );
-    assert_eq!(
-        pending_of(&poisoned).await.unwrap(),
-        1,
-        "its void waits to be looked at again"
+    assert!(
+        in_store(seller.store_id).await.unwrap() > 0,
+        "its store's deltas wait to be folded again"
     );
 }

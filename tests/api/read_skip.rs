@@ -154,12 +154,17 @@ async fn a_group_with_a_clashing_push_writes_the_rest_and_answers_each_its_own()
     assert_eq!(day_totals(&app, holder.terminal_id).await, (1, 900));
 }
 
-/// The till's stored totals of one day: sales, gross, voids.
+/// The till's totals of one day (folded, plus the deltas the fold has not
+/// moved yet): sales, gross, voids.
 async fn day_voids(app: &TestApp, terminal_id: Uuid) -> (i64, i64, i64) {
     sqlx::query_as(
         "select coalesce(sum(sales_count), 0)::int8, coalesce(sum(gross_minor), 0)::int8,
                 coalesce(sum(voids_count), 0)::int8
-           from sales_day_totals where terminal_id = $1",
+           from (select sales_count, gross_minor, voids_count
+                   from sales_day_totals where terminal_id = $1
+                 union all
+                 select sales_count, gross_minor, voids_count
+                   from store_day_deltas where terminal_id = $1) t",
     )
     .bind(terminal_id)
     .fetch_one(&app.db)

@@ -245,6 +245,28 @@ impl TestApp {
         }
     }
 
+    /// Waits until the fold has moved every delta into the totals tables
+    /// (within about a second of a push), for a test that reads or plants
+    /// rows of those tables. Panics after 15 s (a store whose totals cannot
+    /// take its deltas keeps them: such a test waits for something else).
+    pub async fn folded(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let pending: i64 = sqlx::query_scalar("select count(*) from store_day_deltas")
+                .fetch_one(&self.db)
+                .await
+                .unwrap();
+            if pending == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{pending} deltas still not folded after 15 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until the resolver has seen every stored void and refund whose
     /// sale is here (it applies voids to the totals and lists exceptions
     /// within about a second of a push), and the exceptions it lists for

@@ -142,8 +142,25 @@ impl Totals {
         }
     }
 
-    /// A till's totals as its own totals tables hold them.
+    /// A till's totals as its own totals tables hold them, once the fold
+    /// has moved its deltas there (within seconds).
     pub async fn of_till(db: &PgPool, terminal_id: Uuid) -> Self {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while sqlx::query_scalar::<_, i64>(
+            "select count(*) from store_day_deltas where terminal_id = $1",
+        )
+        .bind(terminal_id)
+        .fetch_one(db)
+        .await
+        .unwrap()
+            > 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the till's deltas were never folded"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         let rows = async |sql: String| -> Rows {
             let rows: Vec<(String, Vec<i64>)> = sqlx::query_as(&sql)
                 .bind(terminal_id)

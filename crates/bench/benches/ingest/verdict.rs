@@ -67,8 +67,13 @@ pub async fn check(database_url: &str, committed: &HashMap<Uuid, i64>) -> Verdic
                 (select count(*) from sales s
                   where s.merchant_id = y.merchant_id and s.terminal_id = y.terminal_id) as stored,
                 y.sales_stored, y.contiguous_through_seq,
-                (select coalesce(sum(d.sales_count), 0)::int8 from sales_day_totals d
-                  where d.merchant_id = y.merchant_id and d.terminal_id = y.terminal_id) as counted
+                (select coalesce(sum(d.sales_count), 0)::int8
+                   from (select sales_count from sales_day_totals
+                          where merchant_id = y.merchant_id and terminal_id = y.terminal_id
+                         union all
+                         select sales_count from store_day_deltas
+                          where merchant_id = y.merchant_id and terminal_id = y.terminal_id) d)
+                  as counted
            from terminal_sync y",
     )
     .fetch_all(&mut conn)

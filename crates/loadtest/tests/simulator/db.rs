@@ -60,6 +60,22 @@ pub async fn store_with_sales(db: &PgPool, count: i64) -> Uuid {
 /// receipt's split is worked out from its body, as the server's own day
 /// check does.
 pub async fn lose_latest_sales(db: &PgPool, store_id: Uuid, count: i64) -> i64 {
+    // The till totals are taken back in place below: first let the fold
+    // move every delta of the store into them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while sqlx::query_scalar::<_, i64>("select count(*) from store_day_deltas where store_id = $1")
+        .bind(store_id)
+        .fetch_one(db)
+        .await
+        .unwrap()
+        > 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store's deltas were never folded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let tills: Vec<Uuid> =
         sqlx::query_scalar("select terminal_id from terminals where store_id = $1")
             .bind(store_id)

@@ -105,6 +105,7 @@ pub async fn out_of_range(d: &mut Driver<'_>, admin: &str) {
     let day = json!({"occurred_at": "2026-11-25T10:00:00+01:00"});
     let body = batch(&[with(sale(1), day)]);
     d.push(&till.token, Some(&new_key()), &body, 200).await;
+    d.app.folded().await;
     for plant in [
         "update sales set total_minor = 9223372036854775807 where terminal_id = $1",
         "update sales_day_totals set gross_minor = 9007199254740992 where terminal_id = $1",
