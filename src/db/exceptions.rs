@@ -112,25 +112,31 @@ pub async fn resolve(
     Ok(row)
 }
 
-/// A flag of a sale's group, with the till and store of its subject.
+/// A flag of a sale's group, with the group's sale and the till and store
+/// of its subject.
 #[derive(Debug, Clone)]
 pub struct GroupFlag {
+    pub merchant_id: Uuid,
+    pub target_sale_id: Uuid,
     pub flag: Flag,
     pub store_id: Uuid,
     pub terminal_id: Uuid,
 }
 
-/// Makes what is listed for the voids and refunds of `target_sale_id` be
-/// exactly `flags`: new ones listed, changed ones updated (more refunds,
-/// another counting void: open again if an admin had resolved them), open
-/// ones that no longer hold (a void that waited for this sale) taken off.
-/// A resolved one stays, with its note, whatever happens to it.
-pub async fn replace_group(
+/// Makes what is listed for the voids and refunds of each sale of `groups`
+/// (`(merchant_id, target_sale_id)`) be exactly its `flags`, in one
+/// statement: new ones listed, changed ones updated (more refunds, another
+/// counting void: open again if an admin had resolved them), open ones that
+/// no longer hold (a void that waited for this sale) taken off. A resolved
+/// one stays, with its note, whatever happens to it.
+pub async fn replace_groups(
     conn: &mut PgConnection,
-    merchant_id: Uuid,
-    target_sale_id: Uuid,
+    groups: &[(Uuid, Uuid)],
     flags: &[GroupFlag],
 ) -> Result<(), DbError> {
+    let (group_merchants, group_targets): (Vec<Uuid>, Vec<Uuid>) = groups.iter().copied().unzip();
+    let merchants: Vec<Uuid> = flags.iter().map(|f| f.merchant_id).collect();
+    let targets: Vec<Uuid> = flags.iter().map(|f| f.target_sale_id).collect();
     let kinds: Vec<&str> = flags.iter().map(|f| f.flag.kind.as_str()).collect();
     let subjects: Vec<&str> = flags.iter().map(|f| f.flag.subject.as_str()).collect();
     let stores: Vec<Uuid> = flags.iter().map(|f| f.store_id).collect();
@@ -144,26 +150,38 @@ pub async fn replace_group(
         .collect();
     let details: Vec<&str> = flags.iter().map(|f| f.flag.detail.as_str()).collect();
     sqlx::query!(
-        r#"with gone as (
+        r#"with f as (
+               select *
+                 from unnest($3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::uuid[],
+                             $8::uuid[], $9::text[], $10::text[])
+                      as f(merchant_id, target_sale_id, kind, subject, store_id, terminal_id,
+                           sale_ids, detail)
+           ), gone as (
                delete from exceptions e
-                where e.merchant_id = $1 and e.target_sale_id = $2 and e.resolved_at is null
-                  and not exists (select 1 from unnest($3::text[], $4::text[]) k(kind, subject)
-                                   where k.kind = e.kind and k.subject = e.subject)
+                using unnest($1::uuid[], $2::uuid[]) as g(merchant_id, target_sale_id)
+                where e.merchant_id = g.merchant_id and e.target_sale_id = g.target_sale_id
+                  and e.resolved_at is null
+                  and not exists (select 1 from f
+                                   where f.merchant_id = e.merchant_id
+                                     and f.target_sale_id = e.target_sale_id
+                                     and f.kind = e.kind and f.subject = e.subject)
            )
            insert into exceptions as e
                   (merchant_id, exception_id, kind, subject, store_id, terminal_id,
                    target_sale_id, sale_ids, detail)
-           select $1, gen_random_uuid(), f.kind, f.subject, f.store_id, f.terminal_id, $2,
-                  string_to_array(f.sale_ids, ',')::uuid[], f.detail
-             from unnest($3::text[], $4::text[], $5::uuid[], $6::uuid[], $7::text[], $8::text[])
-                  as f(kind, subject, store_id, terminal_id, sale_ids, detail)
+           select f.merchant_id, gen_random_uuid(), f.kind, f.subject, f.store_id,
+                  f.terminal_id, f.target_sale_id, string_to_array(f.sale_ids, ',')::uuid[],
+                  f.detail
+             from f
            on conflict (merchant_id, kind, subject) do update
               set sale_ids = excluded.sale_ids, detail = excluded.detail,
                   target_sale_id = excluded.target_sale_id,
                   resolved_at = case when excluded.sale_ids = e.sale_ids
                                      then e.resolved_at end"#,
-        merchant_id,
-        target_sale_id,
+        &group_merchants,
+        &group_targets,
+        &merchants,
+        &targets,
         &kinds as &[&str],
         &subjects as &[&str],
         &stores,

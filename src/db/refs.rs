@@ -1,8 +1,10 @@
 //! Voids and refunds waiting for the resolver ([`crate::jobs::resolve`]):
 //! every one a push stores enters `pending_refs`, and leaves once the
 //! resolver has seen it with its sale. Here: which are due, a sale with
-//! every void and refund naming it, which void of a sale the totals count
+//! every void and refund naming it (a group; many in one statement), which void of a sale the totals count
 //! now (`void_effects`), and leaving the queue.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -86,54 +88,56 @@ pub struct Fact {
 /// count now.
 #[derive(Debug, Clone)]
 pub struct Group {
+    pub merchant_id: Uuid,
     pub target: Fact,
     pub refs: Vec<Fact>,
     pub applied_void: Option<Uuid>,
 }
 
-/// The group of `target_sale_id`, or `None` if that sale is not stored.
-pub async fn group(
+/// The group of each `(merchant_id, target_sale_id)`, in one statement;
+/// a sale that is not stored has none.
+pub async fn groups(
     conn: &mut PgConnection,
-    merchant_id: Uuid,
-    target_sale_id: Uuid,
-) -> Result<Option<Group>, DbError> {
+    targets: &[(Uuid, Uuid)],
+) -> Result<Vec<Group>, DbError> {
+    let (merchant_ids, target_ids): (Vec<Uuid>, Vec<Uuid>) = targets.iter().copied().unzip();
     let rows = sqlx::query!(
-        r#"with facts as (
-               select s.sale_id, s.terminal_id, s.store_id, s.body
-                 from sales s
-                where s.merchant_id = $1 and s.sale_id = $2
+        r#"with t as (
+               select * from unnest($1::uuid[], $2::uuid[]) as t(merchant_id, target_sale_id)
+           ), facts as (
+               select t.merchant_id, t.target_sale_id, s.sale_id, s.terminal_id, s.store_id,
+                      s.body
+                 from t
+                 join sales s on s.merchant_id = t.merchant_id and s.sale_id = t.target_sale_id
                union all
-               select s.sale_id, s.terminal_id, s.store_id, s.body
-                 from sales s
-                where s.merchant_id = $1 and s.refers_to_sale_id = $2
+               select t.merchant_id, t.target_sale_id, s.sale_id, s.terminal_id, s.store_id,
+                      s.body
+                 from t
+                 join sales s on s.merchant_id = t.merchant_id
+                             and s.refers_to_sale_id = t.target_sale_id
            )
-           select f.sale_id as "sale_id!", f.terminal_id as "terminal_id!",
+           select f.merchant_id as "merchant_id!", f.target_sale_id as "target_sale_id!",
+                  f.sale_id as "sale_id!", f.terminal_id as "terminal_id!",
                   f.store_id as "store_id!", f.body as "body!",
+                  v.void_sale_id as "applied_void?",
                   r.effective_from as "effective_from!", r.timezones as "timezones!",
                   r.day_starts_at as "day_starts_at!"
              from facts f
+             left join void_effects v
+               on v.merchant_id = f.merchant_id and v.target_sale_id = f.target_sale_id
             cross join lateral (
                   select array_agg(effective_from order by effective_from) as effective_from,
                          array_agg(timezone order by effective_from) as timezones,
                          array_agg(day_starts_at order by effective_from) as day_starts_at
                     from store_day_rules
-                   where merchant_id = $1 and store_id = f.store_id) r"#,
-        merchant_id,
-        target_sale_id
+                   where merchant_id = f.merchant_id and store_id = f.store_id) r"#,
+        &merchant_ids,
+        &target_ids
     )
     .fetch_all(&mut *conn)
     .await?;
-    let applied_void = sqlx::query_scalar!(
-        "select void_sale_id from void_effects where merchant_id = $1 and target_sale_id = $2",
-        merchant_id,
-        target_sale_id
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    let mut target = None;
-    let mut refs = Vec::new();
+    let mut found: BTreeMap<(Uuid, Uuid), Gathered> = BTreeMap::new();
     for row in rows {
-        let sale_id = row.sale_id;
         // Every stored body is a sale the server parsed and wrote itself.
         let sale: Sale = serde_json::from_value(row.body)
             .map_err(|e| DbError::Other(sqlx::Error::Decode(Box::new(e))))?;
@@ -143,64 +147,82 @@ pub async fn group(
             store_id: row.store_id,
             calendar: Calendar::stored(row.effective_from, row.timezones, row.day_starts_at),
         };
-        if sale_id == target_sale_id {
-            target = Some(fact);
+        let gathered = found
+            .entry((row.merchant_id, row.target_sale_id))
+            .or_default();
+        gathered.applied_void = row.applied_void;
+        if row.sale_id == row.target_sale_id {
+            gathered.target = Some(fact);
         } else {
-            refs.push(fact);
+            gathered.refs.push(fact);
         }
     }
-    Ok(target.map(|target| Group {
-        target,
-        refs,
-        applied_void,
-    }))
+    Ok(found
+        .into_iter()
+        .filter_map(|((merchant_id, _), gathered)| {
+            Some(Group {
+                merchant_id,
+                target: gathered.target?,
+                refs: gathered.refs,
+                applied_void: gathered.applied_void,
+            })
+        })
+        .collect())
 }
 
-/// Records which void of `target_sale_id` the totals count now (none: the
-/// sale counts in full).
-pub async fn set_applied_void(
+/// A group as its rows come: the sale itself (if stored), the facts naming
+/// it, the counting void.
+#[derive(Default)]
+struct Gathered {
+    target: Option<Fact>,
+    refs: Vec<Fact>,
+    applied_void: Option<Uuid>,
+}
+
+/// Records which void of each sale the totals count now (none: the sale
+/// counts in full): `(merchant_id, target_sale_id, void)`.
+pub async fn set_applied_voids(
     conn: &mut PgConnection,
-    merchant_id: Uuid,
-    target_sale_id: Uuid,
-    void: Option<Uuid>,
+    changes: &[(Uuid, Uuid, Option<Uuid>)],
 ) -> Result<(), DbError> {
-    match void {
-        Some(void_sale_id) => {
-            sqlx::query!(
-                "insert into void_effects (merchant_id, target_sale_id, void_sale_id)
-                 values ($1, $2, $3)
-                 on conflict (merchant_id, target_sale_id) do update
-                    set void_sale_id = excluded.void_sale_id",
-                merchant_id,
-                target_sale_id,
-                void_sale_id
-            )
-            .execute(conn)
-            .await?;
-        }
-        None => {
-            sqlx::query!(
-                "delete from void_effects where merchant_id = $1 and target_sale_id = $2",
-                merchant_id,
-                target_sale_id
-            )
-            .execute(conn)
-            .await?;
-        }
-    }
+    let merchant_ids: Vec<Uuid> = changes.iter().map(|c| c.0).collect();
+    let target_ids: Vec<Uuid> = changes.iter().map(|c| c.1).collect();
+    let void_ids: Vec<Option<Uuid>> = changes.iter().map(|c| c.2).collect();
+    sqlx::query!(
+        r#"with c as (
+               select * from unnest($1::uuid[], $2::uuid[], $3::uuid[])
+                      as c(merchant_id, target_sale_id, void_sale_id)
+           ), gone as (
+               delete from void_effects v
+                using c
+                where c.void_sale_id is null
+                  and v.merchant_id = c.merchant_id and v.target_sale_id = c.target_sale_id
+           )
+           insert into void_effects (merchant_id, target_sale_id, void_sale_id)
+           select c.merchant_id, c.target_sale_id, c.void_sale_id
+             from c
+            where c.void_sale_id is not null
+           on conflict (merchant_id, target_sale_id) do update
+              set void_sale_id = excluded.void_sale_id"#,
+        &merchant_ids,
+        &target_ids,
+        &void_ids as &[Option<Uuid>]
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
-/// These voids and refunds were seen with their sale: they leave the queue.
-pub async fn resolved(
-    conn: &mut PgConnection,
-    merchant_id: Uuid,
-    sale_ids: &[Uuid],
-) -> Result<(), DbError> {
+/// These voids and refunds (`(merchant_id, sale_id)`) were seen with their
+/// sale: they leave the queue.
+pub async fn resolved(conn: &mut PgConnection, seen: &[(Uuid, Uuid)]) -> Result<(), DbError> {
+    let (merchant_ids, sale_ids): (Vec<Uuid>, Vec<Uuid>) = seen.iter().copied().unzip();
     sqlx::query!(
-        "delete from pending_refs where merchant_id = $1 and sale_id = any($2)",
-        merchant_id,
-        sale_ids
+        "delete from pending_refs q
+          using unnest($1::uuid[], $2::uuid[]) as u(merchant_id, sale_id)
+          where q.merchant_id = u.merchant_id and q.sale_id = u.sale_id",
+        &merchant_ids,
+        &sale_ids
     )
     .execute(conn)
     .await?;

@@ -7,6 +7,8 @@
 //! ([`crate::jobs::fold`] says which). The fold is the only writer of the
 //! totals, so no push waits on another's (or the resolver's) row locks.
 
+use std::collections::BTreeMap;
+
 use chrono::NaiveDate;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
@@ -94,6 +96,13 @@ pub struct TotalsColumns {
 impl TotalsColumns {
     pub fn of(deltas: &Deltas) -> Self {
         let mut c = Self::default();
+        c.append(deltas);
+        c
+    }
+
+    /// Appends `deltas`' rows after the ones already here.
+    fn append(&mut self, deltas: &Deltas) {
+        let c = self;
         for ((date, currency), measures) in &deltas.days {
             c.day_dates.push(*date);
             c.day_currencies.push(currency.clone());
@@ -123,22 +132,72 @@ impl TotalsColumns {
             c.tax.refunds_count.push(measures.refunds_count);
             c.tax.tax_minor.push(measures.tax_minor);
         }
-        c
     }
 }
 
-/// Appends `columns` to the deltas as a till's own, outside any push: what
-/// the resolver takes out or puts back when it settles which void of a sale
-/// counts. The fold adds them to the till's totals and its store's, as it
-/// does a push's ([`fold`]); one row a business day and currency, each with
-/// that day's hour, tender and tax deltas.
+/// A till as the resolver's deltas name it: merchant, terminal, store.
+pub type TillKey = (Uuid, Uuid, Uuid);
+
+/// Where the resolver's rows go: the till of each day row, and for each
+/// hour, tender and tax row the day row (1-based) it belongs to.
+#[derive(Default)]
+struct RowPlaces {
+    merchants: Vec<Uuid>,
+    terminals: Vec<Uuid>,
+    stores: Vec<Uuid>,
+    hour_days: Vec<i64>,
+    tender_days: Vec<i64>,
+    tax_days: Vec<i64>,
+}
+
+impl RowPlaces {
+    fn extend(&mut self, (merchant_id, terminal_id, store_id): TillKey, deltas: &Deltas) {
+        let first = self.merchants.len() as i64 + 1;
+        let day_row = |date: &NaiveDate, currency: &String| {
+            let at = deltas
+                .days
+                .keys()
+                .position(|(d, c)| d == date && c == currency)
+                .expect("every hour, tender and tax row has its day row");
+            first + at as i64
+        };
+        for _ in &deltas.days {
+            self.merchants.push(merchant_id);
+            self.terminals.push(terminal_id);
+            self.stores.push(store_id);
+        }
+        for key in deltas.hours.keys() {
+            self.hour_days
+                .push(day_row(&key.business_date, &key.currency));
+        }
+        for key in deltas.tenders.keys() {
+            self.tender_days
+                .push(day_row(&key.business_date, &key.currency));
+        }
+        for key in deltas.taxes.keys() {
+            self.tax_days
+                .push(day_row(&key.business_date, &key.currency));
+        }
+    }
+}
+
+/// Appends each till's `changes` to the deltas as the till's own, outside
+/// any push, in one statement: what the resolver takes out or puts back
+/// when it settles which void of a sale counts. The fold adds them to the
+/// till's totals and its store's, as it does a push's ([`fold`]); one row
+/// a till, business day and currency, each with that day's hour, tender
+/// and tax deltas. Appends lock no totals row, so this never waits on a
+/// push, nor a push on it.
 pub async fn add(
     conn: &mut PgConnection,
-    merchant_id: Uuid,
-    terminal_id: Uuid,
-    store_id: Uuid,
-    columns: &TotalsColumns,
+    changes: &BTreeMap<TillKey, Deltas>,
 ) -> Result<(), DbError> {
+    let mut columns = TotalsColumns::default();
+    let mut places = RowPlaces::default();
+    for (&till, deltas) in changes {
+        columns.append(deltas);
+        places.extend(till, deltas);
+    }
     let (d, h, t, x) = (&columns.day, &columns.hour, &columns.tender, &columns.tax);
     sqlx::query!(
         r#"insert into store_day_deltas
@@ -147,42 +206,43 @@ pub async fn add(
                    tax_minor, item_sales_minor, gift_card_sales_minor, tips_minor,
                    service_charges_minor, rounding_minor, net_sales_minor, terminal_id, hours,
                    tenders, taxes)
-           select $1, gen_random_uuid(), $3, d.*, $2,
+           select d.merchant_id, gen_random_uuid(), d.store_id, d.business_date, d.currency,
+                  d.sales, d.refunds, d.voids, d.gross, d.refunded, d.discounts, d.tax,
+                  d.item_sales, d.gift_card_sales, d.tips, d.service_charges, d.rounding,
+                  d.net_sales, d.terminal_id,
                   array(select row(h.hour, h.sales, h.refunds, h.voids, h.gross, h.refunded,
                                    h.discounts, h.tax, h.item_sales, h.gift_card_sales, h.tips,
                                    h.service_charges, h.rounding, h.net_sales)::till_hour_delta
-                          from unnest($19::date[], $20::int2[], $21::text[], $22::int8[],
+                          from unnest($19::int8[], $20::int2[], $21::int8[], $22::int8[],
                                       $23::int8[], $24::int8[], $25::int8[], $26::int8[],
                                       $27::int8[], $28::int8[], $29::int8[], $30::int8[],
-                                      $31::int8[], $32::int8[], $33::int8[], $34::int8[])
-                               as h(business_date, hour, currency, sales, refunds, voids,
-                                    gross, refunded, discounts, tax, item_sales,
-                                    gift_card_sales, tips, service_charges, rounding,
-                                    net_sales)
-                         where h.business_date = d.business_date and h.currency = d.currency),
+                                      $31::int8[], $32::int8[], $33::int8[])
+                               as h(day_row, hour, sales, refunds, voids, gross, refunded,
+                                    discounts, tax, item_sales, gift_card_sales, tips,
+                                    service_charges, rounding, net_sales)
+                         where h.day_row = d.day_row),
                   array(select row(m.method, m.sales, m.refunds, m.gross,
                                    m.refunded)::till_tender_delta
-                          from unnest($35::date[], $36::text[], $37::text[], $38::int8[],
-                                      $39::int8[], $40::int8[], $41::int8[])
-                               as m(business_date, currency, method, sales, refunds, gross,
-                                    refunded)
-                         where m.business_date = d.business_date and m.currency = d.currency),
+                          from unnest($34::int8[], $35::text[], $36::int8[], $37::int8[],
+                                      $38::int8[], $39::int8[])
+                               as m(day_row, method, sales, refunds, gross, refunded)
+                         where m.day_row = d.day_row),
                   array(select row(x.code, x.rate_bp, x.sales, x.refunds,
                                    x.amount)::till_tax_delta
-                          from unnest($42::date[], $43::text[], $44::text[], $45::int8[],
-                                      $46::int8[], $47::int8[], $48::int8[])
-                               as x(business_date, currency, code, rate_bp, sales, refunds,
-                                    amount)
-                         where x.business_date = d.business_date and x.currency = d.currency)
-             from unnest($4::date[], $5::text[], $6::int8[], $7::int8[], $8::int8[],
-                         $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[],
-                         $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[])
-                  as d(business_date, currency, sales, refunds, voids, gross, refunded,
-                       discounts, tax, item_sales, gift_card_sales, tips, service_charges,
-                       rounding, net_sales)"#,
-        merchant_id,
-        terminal_id,
-        store_id,
+                          from unnest($40::int8[], $41::text[], $42::int8[], $43::int8[],
+                                      $44::int8[], $45::int8[])
+                               as x(day_row, code, rate_bp, sales, refunds, amount)
+                         where x.day_row = d.day_row)
+             from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::date[], $5::text[],
+                         $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[],
+                         $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int8[],
+                         $16::int8[], $17::int8[], $18::int8[]) with ordinality
+                  as d(merchant_id, terminal_id, store_id, business_date, currency, sales,
+                       refunds, voids, gross, refunded, discounts, tax, item_sales,
+                       gift_card_sales, tips, service_charges, rounding, net_sales, day_row)"#,
+        &places.merchants,
+        &places.terminals,
+        &places.stores,
         &columns.day_dates,
         &columns.day_currencies,
         &d.sales_count,
@@ -198,9 +258,8 @@ pub async fn add(
         &d.service_charges_minor,
         &d.rounding_minor,
         &d.net_sales_minor,
-        &columns.hour_dates,
+        &places.hour_days,
         &columns.hours,
-        &columns.hour_currencies,
         &h.sales_count,
         &h.refunds_count,
         &h.voids_count,
@@ -214,15 +273,13 @@ pub async fn add(
         &h.service_charges_minor,
         &h.rounding_minor,
         &h.net_sales_minor,
-        &columns.tender_dates,
-        &columns.tender_currencies,
+        &places.tender_days,
         &columns.methods,
         &t.sales_count,
         &t.refunds_count,
         &t.gross_minor,
         &t.refunds_minor,
-        &columns.tax_dates,
-        &columns.tax_currencies,
+        &places.tax_days,
         &columns.tax_codes,
         &columns.tax_rates_bp,
         &x.sales_count,

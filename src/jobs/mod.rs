@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::vacuum::{Churned, vacuum};
 use crate::db::{Database, DbError};
-use crate::health::{Gate, Priority};
+use crate::health::{Gate, Priority, Refusal};
 
 /// How soon a step that failed or was put off is tried again, at most. At
 /// start the health layer refuses background work until its first probe
@@ -83,11 +83,20 @@ pub trait Job: Send + 'static {
     /// One step. Its own success is its to report; a failure is logged by
     /// the loop.
     fn step(&mut self, db: &Database) -> impl Future<Output = Result<(), DbError>> + Send;
+
+    /// Whether the last step left due work behind (it took as much as one
+    /// step may): then the next runs at once instead of `every` later,
+    /// still through the gate, so under load it waits its turn like any
+    /// background work. A job whose work can come faster than one step a
+    /// period handles says so here, or it falls behind for good.
+    fn behind(&self) -> bool {
+        false
+    }
 }
 
 /// Runs `job` until `stopping`: a step at once, then one `every` after the
-/// last ended (at most `RETRY_AFTER_FAILURE` after one that failed or was
-/// put off).
+/// last ended (at once after one that left work behind, at most
+/// `RETRY_AFTER_FAILURE` after one that failed or was put off).
 pub fn spawn<J: Job>(
     mut job: J,
     db: Database,
@@ -101,22 +110,31 @@ pub fn spawn<J: Job>(
                 () = tokio::time::sleep(wait) => {}
                 () = stopping.cancelled() => return,
             }
-            wait = match gate
+            let ran = gate
                 .run(Priority::Background, Instant::now(), job.step(&db))
-                .await
-            {
-                Ok(Ok(())) => job.every(),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "could not {}; will retry", J::WHAT);
-                    job.every().min(RETRY_AFTER_FAILURE)
-                }
-                Err(refusal) => {
-                    tracing::debug!(?refusal, "{} put off", J::WHAT);
-                    job.every().min(RETRY_AFTER_FAILURE)
-                }
-            };
+                .await;
+            match &ran {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not {}; will retry", J::WHAT),
+                Err(refusal) => tracing::debug!(?refusal, "{} put off", J::WHAT),
+            }
+            wait = wait_after(&ran, job.every(), job.behind());
         }
     })
+}
+
+/// How long the loop waits after a step that ended as `ran`, for a job
+/// that runs `every` and may have said it is `behind`.
+fn wait_after(
+    ran: &Result<Result<(), DbError>, Refusal>,
+    every: Duration,
+    behind: bool,
+) -> Duration {
+    match ran {
+        Ok(Ok(())) if behind => Duration::ZERO,
+        Ok(Ok(())) => every,
+        Ok(Err(_)) | Err(_) => every.min(RETRY_AFTER_FAILURE),
+    }
 }
 
 /// Runs `tidy` every `every` until `stopping`: upkeep of in-memory state
@@ -135,4 +153,25 @@ pub fn spawn_housekeeping(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_step_that_left_work_behind_is_followed_at_once_and_a_failed_one_soon() {
+        assert_eq!(wait_after(&Ok(Ok(())), MINUTE, false), MINUTE);
+        assert_eq!(wait_after(&Ok(Ok(())), MINUTE, true), Duration::ZERO);
+        let failed = Ok(Err(DbError::Unavailable(sqlx::Error::PoolTimedOut)));
+        assert_eq!(wait_after(&failed, MINUTE, true), RETRY_AFTER_FAILURE);
+        assert_eq!(
+            wait_after(&Err(Refusal::Overloaded), MINUTE, false),
+            RETRY_AFTER_FAILURE
+        );
+        let second = Duration::from_secs(1);
+        assert_eq!(wait_after(&Err(Refusal::Overloaded), second, false), second);
+    }
 }
