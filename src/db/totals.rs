@@ -376,7 +376,7 @@ async fn fold(
     let (skip_merchants, skip_stores) = columns(skip);
     let moved = sqlx::query_scalar!(
         r#"with picked as (
-               select merchant_id, batch_id, business_date, currency
+               select ctid
                  from store_day_deltas
                 where (merchant_id, store_id) not in
                       (select * from unnest($2::uuid[], $3::uuid[]))
@@ -385,11 +385,12 @@ async fn fold(
                 limit $1
                   for update skip locked
            ), moved as (
-               delete from store_day_deltas d
-                using picked p
-                where d.merchant_id = p.merchant_id and d.batch_id = p.batch_id
-                  and d.business_date = p.business_date and d.currency = p.currency
-            returning d.*
+               -- By ctid: a join on the key was planned, without
+               -- statistics, as a scan of all of a merchant's deltas of
+               -- the day per row picked (27 s for 5 000 of 30 000).
+               delete from store_day_deltas
+                where ctid = any(array(select ctid from picked))
+            returning *
            ), folded as (
                insert into store_day_totals as t
                       (merchant_id, store_id, business_date, currency, sales_count, refunds_count,

@@ -19,14 +19,16 @@ pub enum Churned {
     PendingRefs,
 }
 
-/// Vacuums `table`, unless a vacuum of it runs already (another
+/// Vacuums and analyzes `table` (its statistics are what the planner
+/// plans the jobs' statements with: a table never analyzed looks empty),
+/// unless a vacuum of it runs already (another
 /// replica's, or autovacuum's). A statement without parameters goes in the
 /// simple query protocol: one message outside any transaction, as VACUUM
 /// must be, and as a transaction pooler passes it through.
 pub async fn vacuum(conn: &mut PgConnection, table: Churned) -> Result<(), DbError> {
     let statement = match table {
-        Churned::StoreDeltas => "vacuum (skip_locked) store_day_deltas",
-        Churned::PendingRefs => "vacuum (skip_locked) pending_refs",
+        Churned::StoreDeltas => "vacuum (analyze, skip_locked) store_day_deltas",
+        Churned::PendingRefs => "vacuum (analyze, skip_locked) pending_refs",
     };
     conn.execute(statement).await?;
     Ok(())

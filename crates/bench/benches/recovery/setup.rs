@@ -26,11 +26,13 @@ impl Setup {
         let through_proxy = format!("postgres://postgres@{}/{database}", proxy.address());
         let binary = Binary::release();
         // The service creates its database and migrates it (through the proxy).
+        // Warnings are the point of this run (pool timeouts, stalls): keep
+        // the figures readable, unless BENCH_SERVICE_LOG asks for more (a
+        // soak's background jobs warn when they fail).
+        let level = std::env::var("BENCH_SERVICE_LOG").unwrap_or_else(|_| "error".into());
         let service = tokio::task::block_in_place(|| {
             binary.serve_quietly(
-                // Warnings are the point of this run (pool timeouts,
-                // stalls): keep the figures readable.
-                "error",
+                &level,
                 &[
                     ("DATABASE_URL", &through_proxy),
                     ("TILLSYNC_HEALTH_LAYER", mode),
