@@ -29,6 +29,9 @@ pub struct DueRef {
     pub terminal_id: Uuid,
     pub store_id: Uuid,
     pub stored_at: DateTime<Utc>,
+    /// When it was due, as read: a postponement leaves it alone if a push
+    /// has changed it since.
+    pub next_check_at: DateTime<Utc>,
     /// Whether the sale it names is stored.
     pub found: bool,
 }
@@ -38,7 +41,7 @@ pub async fn due(conn: &mut PgConnection, limit: i64) -> Result<Vec<DueRef>, DbE
     let rows = sqlx::query_as!(
         DueRef,
         r#"select q.merchant_id, q.sale_id, q.target_sale_id, q.terminal_id, q.store_id,
-                  q.stored_at,
+                  q.stored_at, q.next_check_at,
                   exists (select 1 from sales t
                            where t.merchant_id = q.merchant_id
                              and t.sale_id = q.target_sale_id) as "found!"
@@ -53,20 +56,24 @@ pub async fn due(conn: &mut PgConnection, limit: i64) -> Result<Vec<DueRef>, DbE
     Ok(rows)
 }
 
-/// Looks at these again later, each a little later than the last time.
-pub async fn postpone(
-    conn: &mut PgConnection,
-    merchant_ids: &[Uuid],
-    sale_ids: &[Uuid],
-) -> Result<(), DbError> {
+/// Looks at these again later, each a little later than the last time;
+/// but not one a push has woken since it was read (its sale was stored
+/// meanwhile: its `next_check_at` changed), which stays due.
+pub async fn postpone(conn: &mut PgConnection, due: &[&DueRef]) -> Result<(), DbError> {
+    let merchant_ids: Vec<Uuid> = due.iter().map(|r| r.merchant_id).collect();
+    let sale_ids: Vec<Uuid> = due.iter().map(|r| r.sale_id).collect();
+    let read_due_at: Vec<DateTime<Utc>> = due.iter().map(|r| r.next_check_at).collect();
     sqlx::query!(
         r#"update pending_refs q
               set checks = q.checks + 1,
-                  next_check_at = now() + make_interval(secs => least(power(2, q.checks), $3))
-             from unnest($1::uuid[], $2::uuid[]) as u(merchant_id, sale_id)
-            where q.merchant_id = u.merchant_id and q.sale_id = u.sale_id"#,
-        merchant_ids,
-        sale_ids,
+                  next_check_at = now() + make_interval(secs => least(power(2, q.checks), $4))
+             from unnest($1::uuid[], $2::uuid[], $3::timestamptz[])
+                  as u(merchant_id, sale_id, read_due_at)
+            where q.merchant_id = u.merchant_id and q.sale_id = u.sale_id
+              and q.next_check_at = u.read_due_at"#,
+        &merchant_ids,
+        &sale_ids,
+        &read_due_at,
         LONGEST_RECHECK_S
     )
     .execute(conn)

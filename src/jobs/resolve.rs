@@ -113,9 +113,7 @@ pub async fn tick(conn: &mut PgConnection) -> Result<usize, DbError> {
             return Ok(0);
         }
         exceptions::list_unmatched(&mut tx, &missing).await?;
-        let merchants: Vec<Uuid> = missing.iter().map(|r| r.merchant_id).collect();
-        let sale_ids: Vec<Uuid> = missing.iter().map(|r| r.sale_id).collect();
-        refs::postpone(&mut tx, &merchants, &sale_ids).await?;
+        refs::postpone(&mut tx, &missing).await?;
         tx.commit().await?;
     }
 
@@ -289,14 +287,12 @@ async fn postpone_group(
     due: &[DueRef],
     target_sale_id: Uuid,
 ) -> Result<(), DbError> {
-    let stuck: Vec<Uuid> = due
+    let stuck: Vec<&DueRef> = due
         .iter()
         .filter(|r| r.merchant_id == merchant_id && r.target_sale_id == target_sale_id)
-        .map(|r| r.sale_id)
         .collect();
-    let merchants = vec![merchant_id; stuck.len()];
     let mut tx = conn.begin().await?;
-    refs::postpone(&mut tx, &merchants, &stuck).await?;
+    refs::postpone(&mut tx, &stuck).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -172,6 +172,7 @@ pub async fn overload(
         "duplicated": report.verdict.verification.duplicated,
         "undelivered": report.sales.undelivered,
         "unverified_tills": report.verdict.verification.unverified_tills,
+        "verdict": report.verdict.to_string(),
     })
 }
 
@@ -211,4 +212,10 @@ pub fn print_overload(o: &Value, factor: f64) {
         show(&o["cpu_cores"]["rest_of_process"]),
         show(&o["cpu_cores"]["rest_of_machine"]),
     );
+    if o["verdict_passed"] == false {
+        println!(
+            "            verdict: {}",
+            o["verdict"].as_str().unwrap_or("")
+        );
+    }
 }
