@@ -1398,16 +1398,15 @@ begin
     end if;
     if exists (select 1 from pending_refs) then
         -- Voids and refunds that named one of these sales before it was
-        -- here: the resolver looks at them at once. Due ones too: the
-        -- update holds their rows until this commits, so a resolver that
-        -- read one as missing a moment ago and postpones it now waits, then
-        -- finds it changed and leaves it due (`refs::postpone`). Updating
-        -- only the postponed ones left a void postponed for up to a minute
-        -- when its sale's push came between that read and the postponement.
+        -- here: the resolver looks at them at once. Only postponed ones: a
+        -- due one may be locked by the resolver's transaction, and a push
+        -- must not wait for it (`refs::postpone` covers a due one read as
+        -- missing just before this sale came).
         update pending_refs q set next_check_at = now()
           from unnest(p_pushes) with ordinality as p
          where p.ordinality = any(written)
-           and q.merchant_id = p.merchant_id and q.target_sale_id = any(p.sale_id);
+           and q.merchant_id = p.merchant_id and q.target_sale_id = any(p.sale_id)
+           and q.next_check_at > now();
     end if;
     if has_flags then
         insert into exceptions as e
