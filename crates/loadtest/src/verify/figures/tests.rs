@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 // The server, as a dev-dependency only: its own arithmetic judges ours.
 use tillsync::domain::calendar::{Calendar, DayRule};
 use tillsync::domain::sale::Sale;
-use tillsync::domain::totals::{Deltas, StoredTotals};
+use tillsync::domain::totals::Deltas;
 use uuid::Uuid;
 
 use super::*;
@@ -234,10 +234,9 @@ fn the_expected_figures_are_what_the_servers_own_arithmetic_makes_of_the_sales()
         .flat_map(|(till, sales)| sales.iter().map(move |g| (till, g)))
         .map(|(till, g)| (g.sale_id, (till, serde_json::from_str(&g.json).unwrap())))
         .collect();
-    let none = StoredTotals::default();
     let mut deltas: Vec<Deltas> = vec![Deltas::default(); store.len()];
     for (till, sale) in parsed.values() {
-        deltas[*till].try_add(sale, &calendar, &none).unwrap();
+        deltas[*till].try_add(sale, &calendar).unwrap();
     }
     // The counting void of each sale: the first by (occurred_at, sale_id).
     let mut first_voids: HashMap<Uuid, &Sale> = HashMap::new();
@@ -260,7 +259,7 @@ fn the_expected_figures_are_what_the_servers_own_arithmetic_makes_of_the_sales()
     for (target, void) in first_voids {
         let void_till = parsed[&void.sale_id].0;
         deltas[void_till]
-            .try_reverse(void, &parsed[&target].1, &calendar, false, &none)
+            .try_reverse(void, &parsed[&target].1, &calendar, false)
             .unwrap();
     }
 
