@@ -61,13 +61,24 @@ pub async fn store_with_sales(db: &PgPool, count: i64) -> Uuid {
 /// check does.
 pub async fn lose_latest_sales(db: &PgPool, store_id: Uuid, count: i64) -> i64 {
     // The till totals are taken back in place below: first let the fold
-    // move every delta of the store into them.
+    // move the store's deltas written so far into them (not those pushed
+    // meanwhile: the tills keep selling, and the loss must come while they
+    // do).
+    let written: Vec<Uuid> =
+        sqlx::query_scalar("select batch_id from store_day_deltas where store_id = $1")
+            .bind(store_id)
+            .fetch_all(db)
+            .await
+            .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while sqlx::query_scalar::<_, i64>("select count(*) from store_day_deltas where store_id = $1")
-        .bind(store_id)
-        .fetch_one(db)
-        .await
-        .unwrap()
+    while sqlx::query_scalar::<_, i64>(
+        "select count(*) from store_day_deltas where store_id = $1 and batch_id = any($2)",
+    )
+    .bind(store_id)
+    .bind(&written)
+    .fetch_one(db)
+    .await
+    .unwrap()
         > 0
     {
         assert!(
