@@ -55,38 +55,12 @@ pub async fn store_with_sales(db: &PgPool, count: i64) -> Uuid {
 /// (so no batch of it commits in between): what a failover to a lagging
 /// replica or a restore from an older backup would do to sales already
 /// acknowledged. The run has plain sales only, so the till's day totals,
-/// the store's (a negative delta, folded like any other) and the tax totals,
-/// which the verdict reads, are all a lost sale leaves behind; the
-/// receipt's split is worked out from its body, as the server's own day
-/// check does.
+/// the store's and the tax totals, which the verdict reads, are all a lost
+/// sale leaves behind: taken back as a negative delta of the till, which
+/// the fold adds to its totals and the store's like any other (the till's
+/// row of a day may not be folded yet). The receipt's split is worked out
+/// from its body, as the server's own day check does.
 pub async fn lose_latest_sales(db: &PgPool, store_id: Uuid, count: i64) -> i64 {
-    // The till totals are taken back in place below: first let the fold
-    // move the store's deltas written so far into them (not those pushed
-    // meanwhile: the tills keep selling, and the loss must come while they
-    // do).
-    let written: Vec<Uuid> =
-        sqlx::query_scalar("select batch_id from store_day_deltas where store_id = $1")
-            .bind(store_id)
-            .fetch_all(db)
-            .await
-            .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while sqlx::query_scalar::<_, i64>(
-        "select count(*) from store_day_deltas where store_id = $1 and batch_id = any($2)",
-    )
-    .bind(store_id)
-    .bind(&written)
-    .fetch_one(db)
-    .await
-    .unwrap()
-        > 0
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the store's deltas were never folded"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
     let tills: Vec<Uuid> =
         sqlx::query_scalar("select terminal_id from terminals where store_id = $1")
             .bind(store_id)
@@ -132,46 +106,28 @@ pub async fn lose_latest_sales(db: &PgPool, store_id: Uuid, count: i64) -> i64 {
                         sum(service) as service, sum(rounding) as rounding,
                         sum(items + service - tax_inside) as net_sales
                    from split group by merchant_id, store_id, business_date, currency
-             ), store_rolled_back as (
-                 insert into store_day_deltas
-                        (merchant_id, batch_id, store_id, business_date, currency, sales_count,
-                         refunds_count, voids_count, gross_minor, refunds_minor,
-                         discounts_minor, tax_minor, item_sales_minor, gift_card_sales_minor,
-                         tips_minor, service_charges_minor, rounding_minor, net_sales_minor)
-                 select merchant_id, gen_random_uuid(), store_id, business_date, currency,
-                        -sales, 0, 0, -gross, 0, -discounts, -tax, -items, -gift_cards, -tips,
-                        -service, -rounding, -net_sales
-                   from per_day
-                 returning 1
-             ), rolled_back as (
-                 update sales_day_totals t
-                    set sales_count = t.sales_count - p.sales,
-                        gross_minor = t.gross_minor - p.gross,
-                        discounts_minor = t.discounts_minor - p.discounts,
-                        tax_minor = t.tax_minor - p.tax,
-                        item_sales_minor = t.item_sales_minor - p.items,
-                        gift_card_sales_minor = t.gift_card_sales_minor - p.gift_cards,
-                        tips_minor = t.tips_minor - p.tips,
-                        service_charges_minor = t.service_charges_minor - p.service,
-                        rounding_minor = t.rounding_minor - p.rounding,
-                        net_sales_minor = t.net_sales_minor - p.net_sales
-                   from per_day p
-                  where t.terminal_id = $1 and t.business_date = p.business_date
-                    and t.currency = p.currency
-                 returning 1
              ), per_code as (
                  select g.business_date, g.currency, x ->> 'code' as code,
                         (x ->> 'rate_bp')::int8 as rate_bp, count(*) as sales,
                         sum((x ->> 'amount_minor')::int8) as tax
                    from gone g cross join lateral jsonb_array_elements(g.body -> 'taxes') x
                   group by 1, 2, 3, 4
-             ), taxes_rolled_back as (
-                 update tax_day_totals t
-                    set sales_count = t.sales_count - p.sales, tax_minor = t.tax_minor - p.tax
-                   from per_code p
-                  where t.terminal_id = $1 and t.business_date = p.business_date
-                    and t.currency = p.currency and t.tax_code = p.code
-                    and t.rate_bp = p.rate_bp
+             ), rolled_back as (
+                 insert into store_day_deltas
+                        (merchant_id, batch_id, store_id, business_date, currency, sales_count,
+                         refunds_count, voids_count, gross_minor, refunds_minor,
+                         discounts_minor, tax_minor, item_sales_minor, gift_card_sales_minor,
+                         tips_minor, service_charges_minor, rounding_minor, net_sales_minor,
+                         terminal_id, hours, tenders, taxes)
+                 select d.merchant_id, gen_random_uuid(), d.store_id, d.business_date,
+                        d.currency, -d.sales, 0, 0, -d.gross, 0, -d.discounts, -d.tax, -d.items,
+                        -d.gift_cards, -d.tips, -d.service, -d.rounding, -d.net_sales, $1,
+                        '{}', '{}',
+                        array(select row(c.code, c.rate_bp, -c.sales, 0, -c.tax)::till_tax_delta
+                                from per_code c
+                               where (c.business_date, c.currency)
+                                   = (d.business_date, d.currency))
+                   from per_day d
                  returning 1
              )
              select count(*) from gone",
