@@ -21,11 +21,20 @@ use uuid::Uuid;
 /// The till's day totals as the reports keep them (folded, plus the
 /// deltas the fold has not moved yet): count and gross.
 pub(crate) async fn day_totals(app: &TestApp, terminal_id: Uuid) -> (i64, i64) {
+    let (sales, gross, _) = day_figures(app, terminal_id).await;
+    (sales, gross)
+}
+
+/// The same with the voids: sales, gross, voids.
+pub(crate) async fn day_figures(app: &TestApp, terminal_id: Uuid) -> (i64, i64, i64) {
     sqlx::query_as(
-        "select coalesce(sum(sales_count), 0)::int8, coalesce(sum(gross_minor), 0)::int8
-           from (select sales_count, gross_minor from sales_day_totals where terminal_id = $1
+        "select coalesce(sum(sales_count), 0)::int8, coalesce(sum(gross_minor), 0)::int8,
+                coalesce(sum(voids_count), 0)::int8
+           from (select sales_count, gross_minor, voids_count
+                   from sales_day_totals where terminal_id = $1
                  union all
-                 select sales_count, gross_minor from store_day_deltas where terminal_id = $1) t",
+                 select sales_count, gross_minor, voids_count
+                   from store_day_deltas where terminal_id = $1) t",
     )
     .bind(terminal_id)
     .fetch_one(&app.db)

@@ -13,7 +13,7 @@ use tillsync_testkit::metrics::sample;
 use tillsync_testkit::sales::{refund_of, sale_of, void_of, with};
 use uuid::Uuid;
 
-use crate::races::{day_totals, sync_of};
+use crate::races::{day_figures, day_totals, sync_of};
 
 async fn push_to(app: &TestApp, address: &str, till: &Till, key: Uuid, sales: &[Value]) -> Value {
     let response = app
@@ -154,24 +154,6 @@ async fn a_group_with_a_clashing_push_writes_the_rest_and_answers_each_its_own()
     assert_eq!(day_totals(&app, holder.terminal_id).await, (1, 900));
 }
 
-/// The till's totals of one day (folded, plus the deltas the fold has not
-/// moved yet): sales, gross, voids.
-async fn day_voids(app: &TestApp, terminal_id: Uuid) -> (i64, i64, i64) {
-    sqlx::query_as(
-        "select coalesce(sum(sales_count), 0)::int8, coalesce(sum(gross_minor), 0)::int8,
-                coalesce(sum(voids_count), 0)::int8
-           from (select sales_count, gross_minor, voids_count
-                   from sales_day_totals where terminal_id = $1
-                 union all
-                 select sales_count, gross_minor, voids_count
-                   from store_day_deltas where terminal_id = $1) t",
-    )
-    .bind(terminal_id)
-    .fetch_one(&app.db)
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn voids_and_refunds_are_written_without_a_read_and_answered_as_if_read_first() {
     let app = spawn_app_with(&["--terminal-rate", "0"]).await;
@@ -209,7 +191,7 @@ async fn voids_and_refunds_are_written_without_a_read_and_answered_as_if_read_fi
     app.settled().await;
     // Sales 700 + 300, both voided (one void of the first counts): no sale,
     // three voids.
-    assert_eq!(day_voids(&app, till.terminal_id).await, (0, 0, 3));
+    assert_eq!(day_figures(&app, till.terminal_id).await, (0, 0, 3));
     assert_eq!(app.stored_count(&till).await, 6);
     // Four pushes skipped their read (this app's own figures), none wrongly.
     assert_eq!(read_skipped(&app, &address).await, (4.0, 0.0));
@@ -251,7 +233,7 @@ async fn a_till_written_by_another_replica_meanwhile_is_read_again() {
     let body = push_to(&app, &first, &till, Uuid::new_v4(), &[void_of(4, &sale)]).await;
     assert_eq!(statuses(&body), ["accepted"]);
     app.settled().await;
-    assert_eq!(day_voids(&app, till.terminal_id).await, (1, 300, 2));
+    assert_eq!(day_figures(&app, till.terminal_id).await, (1, 300, 2));
     assert_eq!(app.stored_count(&till).await, 4);
     // The first replica skipped one read and guessed wrong once; the second
     // had never written the till.
