@@ -187,11 +187,17 @@ pub struct HealthArgs {
 
     /// Longest expected wait for a slot a request may queue with (judged
     /// from how fast requests are finishing); beyond, 503 `overloaded` at once.
-    /// An admitted push then waits for its group too, so this is about a
-    /// third of the latency an admitted push should stay under (250 ms at
-    /// p99, docs/benchmarks.md).
     #[arg(long, env = "TILLSYNC_ADMISSION_QUEUE_WAIT", default_value = "75ms", value_parser = parse_duration)]
     pub admission_queue_wait: Duration,
+
+    /// Longest expected wait for its group's write a push may be admitted
+    /// with (judged from the pushes queued for a group and how fast groups
+    /// are being written); beyond, 503 `overloaded` at once. A push's
+    /// answer also waits for its read and its group's own write, so this is
+    /// about half the latency an admitted push should stay under (250 ms at
+    /// p99, docs/benchmarks.md).
+    #[arg(long, env = "TILLSYNC_ADMISSION_GROUP_WAIT", default_value = "120ms", value_parser = parse_duration)]
+    pub admission_group_wait: Duration,
 
     /// Most requests that may wait for a slot at once, whatever their wait.
     #[arg(long, env = "TILLSYNC_ADMISSION_QUEUE", default_value_t = 1024)]

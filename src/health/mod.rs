@@ -166,7 +166,9 @@ impl Gate {
         let s = &self.inner.settings;
         match priority {
             // A token lookup is one indexed read; the shortest deadline is plenty.
-            Priority::Auth | Priority::Ingest | Priority::Backlog => s.ingest_deadline,
+            Priority::Group | Priority::Auth | Priority::Ingest | Priority::Backlog => {
+                s.ingest_deadline
+            }
             Priority::Admin => s.admin_deadline,
             Priority::Report | Priority::Background => s.report_deadline,
         }
@@ -200,6 +202,42 @@ impl Gate {
         };
         self.finish(admitted, priority, signal);
         result
+    }
+
+    /// Runs a push, which holds no slot of its own: its database work takes
+    /// slots as it goes (its read; its group's write, one slot for every
+    /// push of the group). It is admitted by the wait for its group instead:
+    /// refused at once while the link is down, or when `group_wait`, how
+    /// long it would wait for its group at the pace groups are being written
+    /// now, is beyond `--admission-group-wait`. Admitted, it runs under its
+    /// deadline and is cut short if the link is declared down. Nothing is
+    /// learned from it as a whole: its read and its group's write teach the
+    /// limit what they cost.
+    pub async fn run_grouped<F: Future>(
+        &self,
+        priority: Priority,
+        arrived: Instant,
+        group_wait: Duration,
+        work: F,
+    ) -> Result<F::Output, Refusal> {
+        if !self.enabled() {
+            return Ok(work.await);
+        }
+        if self.inner.link.state() == LinkState::Unavailable {
+            count_shed("database_unavailable", priority);
+            return Err(Refusal::Unavailable);
+        }
+        if group_wait > self.inner.settings.admission_group_wait {
+            count_shed("overloaded", priority);
+            self.inner.slots.note_shed();
+            return Err(Refusal::Overloaded);
+        }
+        let mut admitted = Admitted {
+            permit: None,
+            deadline: Some(arrived + self.deadline_for(priority)),
+            outages: Some(self.inner.outages.subscribe()),
+        };
+        admitted.run(work).await
     }
 
     async fn admit(&self, priority: Priority, arrived: Instant) -> Result<Admitted, Refusal> {
@@ -432,6 +470,58 @@ mod tests {
         assert_eq!(cut.err(), Some(Refusal::DeadlineExceeded));
         assert!(started.elapsed() < Duration::from_secs(1));
         assert_eq!(gate.load().in_flight, 0);
+    }
+
+    #[tokio::test]
+    async fn a_push_is_refused_at_once_when_its_group_would_be_too_long_in_coming() {
+        let gate = gate(&["--admission-group-wait", "100ms"]);
+        let ran = AtomicBool::new(false);
+        let work = async { ran.store(true, Ordering::SeqCst) };
+        let refused = gate
+            .run_grouped(
+                Priority::Ingest,
+                Instant::now(),
+                Duration::from_millis(101),
+                work,
+            )
+            .await;
+        assert_eq!(refused.err(), Some(Refusal::Overloaded));
+        assert!(!ran.load(Ordering::SeqCst));
+        assert!(gate.shedding(), "a refused push counts as shedding");
+        let admitted = gate
+            .run_grouped(
+                Priority::Ingest,
+                Instant::now(),
+                Duration::from_millis(100),
+                async { 7 },
+            )
+            .await;
+        assert_eq!(admitted, Ok(7));
+        assert_eq!(gate.load().in_flight, 0, "a push holds no slot of its own");
+    }
+
+    #[tokio::test]
+    async fn a_push_waiting_for_its_group_is_answered_when_the_link_is_declared_down() {
+        let gate = gate(&["--db-probe-failures", "1", "--ingest-deadline", "30s"]);
+        let waiting = gate.run_grouped(
+            Priority::Ingest,
+            Instant::now(),
+            Duration::ZERO,
+            tokio::time::sleep(Duration::from_secs(30)),
+        );
+        let outage = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            gate.observe_probe(&ProbeResult::Failed("refused".into()));
+        };
+        let started = Instant::now();
+        let (answer, ()) = tokio::join!(waiting, outage);
+        assert_eq!(answer.err(), Some(Refusal::Unavailable));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // And a push arriving now is refused without waiting.
+        let refused = gate
+            .run_grouped(Priority::Ingest, Instant::now(), Duration::ZERO, async {})
+            .await;
+        assert_eq!(refused.err(), Some(Refusal::Unavailable));
     }
 
     #[tokio::test]

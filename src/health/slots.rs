@@ -31,31 +31,38 @@ use super::signal::Signal;
 /// What a request is for; earlier variants are served first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Priority {
+    /// The write of a group of pushes (`crate::ingest`): one statement for
+    /// up to 32 pushes already admitted, each of them waiting for it. Served
+    /// first, and never refused for the queue's length (only its deadline
+    /// or the link bounds it): refusing it would refuse every push in it.
+    Group = 0,
     /// Looking up a token not seen lately: one short query, and the request
-    /// behind it queues for its own work afterwards. Served first, so one
-    /// request does not wait its turn twice.
-    Auth = 0,
-    /// Tills pushing the sales they just made (a small batch) and reading
+    /// behind it queues for its own work afterwards. Served before the
+    /// requests' own work, so one request does not wait its turn twice.
+    Auth = 1,
+    /// Tills pushing the sales they just made (a small batch; the push
+    /// waits for its group without a slot, its read takes one) and reading
     /// their sync state.
-    Ingest = 1,
+    Ingest = 2,
     /// Tills sending a large batch: most often an offline queue replayed
     /// after an outage. Served after live pushes, so while a backlog drains
     /// at the pace of the database, the sales being made now still go
     /// through at once instead of waiting behind it ([`crate::http::middleware::admission`]
     /// tells the two apart by size).
-    Backlog = 2,
+    Backlog = 3,
     /// Provisioning by merchant admins.
-    Admin = 3,
+    Admin = 4,
     /// Dashboards reading reports.
-    Report = 4,
+    Report = 5,
     /// The service's own maintenance (folding store totals, purging stored
     /// responses). Served last, and never learned from: its run time is not
     /// a request's latency, and its failures may be its own.
-    Background = 5,
+    Background = 6,
 }
 
 impl Priority {
-    pub const ALL: [Priority; 6] = [
+    pub const ALL: [Priority; 7] = [
+        Priority::Group,
         Priority::Auth,
         Priority::Ingest,
         Priority::Backlog,
@@ -66,6 +73,7 @@ impl Priority {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Priority::Group => "group",
             Priority::Auth => "auth",
             Priority::Ingest => "ingest",
             Priority::Backlog => "backlog",
@@ -83,7 +91,7 @@ impl Priority {
     /// The share of the queue (its places and its wait) this priority may use.
     fn queue_share(self) -> f64 {
         match self {
-            Priority::Auth | Priority::Ingest | Priority::Backlog => 1.0,
+            Priority::Group | Priority::Auth | Priority::Ingest | Priority::Backlog => 1.0,
             Priority::Admin => 0.75,
             Priority::Report | Priority::Background => 0.5,
         }
@@ -176,6 +184,9 @@ impl State {
 
     /// Whether a new waiter of `priority` would fit in its share of the queue.
     fn has_room_for(&self, priority: Priority, bounds: &QueueBounds) -> bool {
+        if priority == Priority::Group {
+            return true;
+        }
         let share = priority.queue_share();
         if self.queued() as f64 >= bounds.max_waiting as f64 * share {
             return false;
@@ -283,6 +294,12 @@ impl Slots {
             in_flight: state.in_flight,
             queued: state.queued(),
         }
+    }
+
+    /// Records a refusal made elsewhere (a push whose group would be too
+    /// long in coming), for readiness and the status lights.
+    pub fn note_shed(&self) {
+        self.lock().last_shed = Some(Instant::now());
     }
 
     /// Whether anything was refused within `window`.
@@ -429,6 +446,26 @@ mod tests {
         assert_eq!(ingest.await.unwrap(), Ok(()));
         for w in waiting {
             w.abort();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_group_write_finds_room_when_the_queue_is_full() {
+        let slots = Slots::new(Gradient::new(1, 1, 1), places(2));
+        let running = slots.acquire(Priority::Ingest, soon()).await.unwrap();
+        let waiting = [
+            queue_in_background(&slots, Priority::Auth),
+            queue_in_background(&slots, Priority::Ingest),
+        ];
+        until_queued(&slots, 2).await;
+        let refused = slots.acquire(Priority::Ingest, soon()).await;
+        assert_eq!(refused.err(), Some(Shed::QueueFull));
+        let group = queue_in_background(&slots, Priority::Group);
+        until_queued(&slots, 3).await;
+        drop(running);
+        assert_eq!(group.await.unwrap(), Ok(()));
+        for w in waiting {
+            assert_eq!(w.await.unwrap(), Ok(()));
         }
     }
 

@@ -64,6 +64,7 @@ impl AppState {
             metrics,
             ingest: Pipeline::new(
                 db.clone(),
+                gate.clone(),
                 IngestOptions {
                     maintain_totals: args.report_totals.is_on(),
                 },

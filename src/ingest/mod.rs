@@ -43,12 +43,15 @@ mod read_skip;
 mod response;
 mod write;
 
+use std::time::Instant;
+
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::db::{Database, DbError};
 use crate::domain::sale::{Rejection, Sale};
 use crate::domain::terminal::Terminal;
+use crate::health::{Gate, Judged, Priority, Refusal, Signal};
 use read::{Read, Seen};
 use read_skip::ReadSkip;
 pub use response::Counts;
@@ -96,6 +99,21 @@ pub enum IngestError {
     KeyReused,
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The health layer did not run a step of it (its read, its group's
+    /// write): the link is down, the database busy, or its deadline passed.
+    #[error("the database did not take this push: {0:?}")]
+    Refused(Refusal),
+}
+
+impl Judged for IngestError {
+    fn signal(&self) -> Signal {
+        match self {
+            IngestError::KeyReused => Signal::Healthy,
+            IngestError::Db(e) => e.signal(),
+            // Learned from where it was refused.
+            IngestError::Refused(_) => Signal::Silent,
+        }
+    }
 }
 
 pub enum Pushed {
@@ -105,11 +123,12 @@ pub enum Pushed {
     Replayed { body: Vec<u8> },
 }
 
-/// What a push goes through: the database, the group committer, the
-/// read-skip cache, and the options.
+/// What a push goes through: the database (each step through the health
+/// layer's gate), the group committer, the read-skip cache, and the options.
 #[derive(Clone)]
 pub struct Pipeline {
     db: Database,
+    gate: Gate,
     committer: Committer,
     read_skip: ReadSkip,
     options: IngestOptions,
@@ -123,17 +142,29 @@ pub struct Push<'a> {
     pub items: &'a [Item],
     /// Seqs the till declares it never used, each once, ascending.
     pub skipped: &'a [i64],
+    /// When the request arrived: its read's deadline counts from here.
+    pub arrived: Instant,
+    /// Live or backlog: its read's place in the health layer's queue.
+    pub priority: Priority,
 }
 
 impl Pipeline {
-    /// Starts the group committer on `db`.
-    pub fn new(db: Database, options: IngestOptions) -> Self {
+    /// Starts the group committer on `db`; every step's database work
+    /// goes through `gate`.
+    pub fn new(db: Database, gate: Gate, options: IngestOptions) -> Self {
         Self {
-            committer: Committer::spawn(db.clone()),
+            committer: Committer::spawn(db.clone(), gate.clone()),
             db,
+            gate,
             read_skip: ReadSkip::default(),
             options,
         }
+    }
+
+    /// How long a push queued now would wait for its group's write: what
+    /// admission judges a push by ([`Gate::run_grouped`]).
+    pub fn group_wait(&self) -> std::time::Duration {
+        self.committer.group_wait()
     }
 
     /// Stores a push, or answers it from the response stored under its
@@ -169,10 +200,14 @@ impl Pipeline {
     async fn attempt(&self, push: &Push<'_>, guessed: Option<Seen>) -> Result<Pushed, IngestError> {
         let seen = match guessed {
             Some(seen) => seen,
-            None => match read::read(&self.db, push).await? {
-                Read::Replayed { body } => return Ok(Pushed::Replayed { body }),
-                Read::Seen(seen) => *seen,
-            },
+            None => {
+                let read = read::read(&self.db, push);
+                let read = self.gate.run(push.priority, push.arrived, read).await;
+                match read.map_err(IngestError::Refused)?? {
+                    Read::Replayed { body } => return Ok(Pushed::Replayed { body }),
+                    Read::Seen(seen) => *seen,
+                }
+            }
         };
         let planned = decide::decide(push, &seen, self.options);
         let batch_id = planned.row.batch_id;

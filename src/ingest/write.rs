@@ -33,17 +33,33 @@
 //! second finds the sync row changed, is reported as contention, and its
 //! request reads again.
 //!
-//! A request that goes away while its push waits here changes nothing: the
-//! group is written or not, and a replay of the push finds out which.
+//! Admission is by groups ([`crate::health::Gate::run_grouped`]): a push
+//! holds no slot of the health layer while it waits here; each group's
+//! write takes one ([`Priority::Group`]). A push is admitted by how long it
+//! would wait for its group ([`Committer::group_wait`]): the pushes and
+//! sales queued ahead of it, in full groups shared by the writers, each
+//! taking as long as groups lately took. Giving every push a slot for its
+//! whole request (as before) made a fleet of 300 tills, each with a push
+//! in flight, a queue of 150 requests for 150 slots at half of capacity,
+//! and pushes were shed while the database kept up (docs/benchmarks.md,
+//! issue 26).
+//!
+//! A request that goes away while its push waits here (its deadline passed,
+//! its client hung up) is left out of the group if its group has not
+//! formed yet; otherwise the group is written or not, and a replay of the
+//! push finds out which.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use super::IngestError;
 use crate::db::push::{self as db_push, PushRow};
 use crate::db::unit::Kept;
 use crate::db::{Database, DbError};
+use crate::health::{Gate, Priority};
 
 /// Most pushes in one group: written push by push (when one of them cannot
 /// be written), each is a subtransaction, and Postgres keeps up to 64 of a
@@ -77,36 +93,105 @@ const KEEP_WHILE_IDLE: Duration = Duration::from_millis(500);
 /// queue (its request's deadline still bounds it).
 const QUEUE: usize = 1024;
 
+/// How much of the last group's time the estimate of a group's time takes
+/// in: a few groups are enough to follow a change of load.
+const GROUP_TIME_WEIGHT: f64 = 0.2;
+
 /// One push waiting for its group.
 struct Job {
     row: PushRow,
-    done: oneshot::Sender<Result<(), DbError>>,
+    done: oneshot::Sender<Result<(), IngestError>>,
 }
 
 /// The handle requests queue their writes on.
 #[derive(Clone)]
 pub struct Committer {
     queue: mpsc::Sender<Job>,
+    pace: Arc<Pace>,
 }
 
 impl Committer {
     /// Starts the committer task; it ends when every handle is dropped.
-    pub fn spawn(db: Database) -> Self {
+    /// Each group's write runs through `gate` for a slot of its own.
+    pub fn spawn(db: Database, gate: Gate) -> Self {
         let (queue, jobs) = mpsc::channel(QUEUE);
-        crate::metrics::spawn(run(db, jobs));
-        Self { queue }
+        let pace = Arc::new(Pace::default());
+        crate::metrics::spawn(run(db, gate, jobs, pace.clone()));
+        Self { queue, pace }
     }
 
     /// Writes a push with whatever group it falls into.
-    pub async fn write(&self, row: PushRow) -> Result<(), DbError> {
+    pub async fn write(&self, row: PushRow) -> Result<(), IngestError> {
         let (done, answer) = oneshot::channel();
-        let gone = || DbError::Unavailable(sqlx::Error::PoolClosed);
-        self.queue
-            .send(Job { row, done })
-            .await
-            .map_err(|_| gone())?;
+        let gone = || IngestError::Db(DbError::Unavailable(sqlx::Error::PoolClosed));
+        let sales = row.sale_id.len();
+        self.pace.queued(sales);
+        if self.queue.send(Job { row, done }).await.is_err() {
+            self.pace.taken(sales);
+            return Err(gone());
+        }
         answer.await.map_err(|_| gone())?
     }
+
+    /// How long a push queued now would wait for its group's write to start.
+    pub fn group_wait(&self) -> Duration {
+        self.pace.group_wait()
+    }
+}
+
+/// What the wait for a group is judged from: what is queued, and how long
+/// groups lately took to write.
+#[derive(Default)]
+struct Pace {
+    pushes: AtomicUsize,
+    sales: AtomicUsize,
+    /// A moving average of the groups' write times (their slot's wait
+    /// included); none until a group has been written.
+    group_time: StdMutex<Option<Duration>>,
+}
+
+impl Pace {
+    fn queued(&self, sales: usize) {
+        self.pushes.fetch_add(1, Ordering::Relaxed);
+        self.sales.fetch_add(sales, Ordering::Relaxed);
+    }
+
+    fn taken(&self, sales: usize) {
+        self.pushes.fetch_sub(1, Ordering::Relaxed);
+        self.sales.fetch_sub(sales, Ordering::Relaxed);
+    }
+
+    fn written(&self, took: Duration) {
+        let mut time = self.group_time.lock().unwrap_or_else(|e| e.into_inner());
+        *time = Some(match *time {
+            Some(average) => {
+                average.mul_f64(1.0 - GROUP_TIME_WEIGHT) + took.mul_f64(GROUP_TIME_WEIGHT)
+            }
+            None => took,
+        });
+    }
+
+    fn group_wait(&self) -> Duration {
+        let time = *self.group_time.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(group_time) = time else {
+            return Duration::ZERO;
+        };
+        wait_for_group(
+            self.pushes.load(Ordering::Relaxed),
+            self.sales.load(Ordering::Relaxed),
+            group_time,
+        )
+    }
+}
+
+/// The wait of a push queued behind `pushes` pushes holding `sales` sales:
+/// the groups ahead of it, as full as [`Group::full`] makes them (a
+/// fraction for a group not full), shared by the writers, each taking
+/// `group_time`.
+fn wait_for_group(pushes: usize, sales: usize, group_time: Duration) -> Duration {
+    let by_pushes = (pushes + 1) as f64 / MAX_GROUP as f64;
+    let by_sales = sales as f64 / MAX_GROUP_SALES as f64;
+    group_time.mul_f64(by_pushes.max(by_sales) / GROUPS_IN_FLIGHT as f64)
 }
 
 /// A group being filled.
@@ -134,11 +219,18 @@ impl Group {
         self.jobs.len() >= MAX_GROUP || self.sales >= MAX_GROUP_SALES
     }
 
-    /// Adds what is queued now, until the group is full.
-    fn fill_from(&mut self, jobs: &mut mpsc::Receiver<Job>) {
+    /// Adds what is queued now, until the group is full. A push whose
+    /// request is gone is left out: nobody waits for its answer, and its
+    /// replay (if any) is written on its own.
+    fn fill_from(&mut self, jobs: &mut mpsc::Receiver<Job>, pace: &Pace) {
         while !self.full() {
             match jobs.try_recv() {
-                Ok(job) => self.add(job),
+                Ok(job) => {
+                    pace.taken(job.row.sale_id.len());
+                    if !job.done.is_closed() {
+                        self.add(job);
+                    }
+                }
                 Err(_) => break,
             }
         }
@@ -146,80 +238,118 @@ impl Group {
 }
 
 /// The committer: `GROUPS_IN_FLIGHT` writers taking groups off one queue.
-async fn run(db: Database, jobs: mpsc::Receiver<Job>) {
+async fn run(db: Database, gate: Gate, jobs: mpsc::Receiver<Job>, pace: Arc<Pace>) {
     let jobs = Arc::new(Mutex::new(jobs));
     let writers: Vec<_> = (0..GROUPS_IN_FLIGHT)
-        .map(|_| crate::metrics::spawn(writer(db.clone(), jobs.clone())))
+        .map(|_| {
+            let writer = Writer {
+                db: db.clone(),
+                gate: gate.clone(),
+                pace: pace.clone(),
+            };
+            crate::metrics::spawn(writer.run(jobs.clone()))
+        })
         .collect();
     for writer in writers {
         let _ = writer.await;
     }
 }
 
-/// One writer: forms a group from what is queued once it is free (waiting
-/// for a free writer is when the queue grows), writes it, and keeps its
-/// connection for the next group while pushes keep coming ([`Kept`]).
-async fn writer(db: Database, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
-    let mut kept: Option<Kept> = None;
-    loop {
-        let group = {
-            let mut queue = jobs.lock().await;
-            let first = match kept {
-                Some(_) => match tokio::time::timeout(KEEP_WHILE_IDLE, queue.recv()).await {
-                    Ok(first) => first,
-                    Err(_) => {
-                        kept = None;
-                        queue.recv().await
-                    }
-                },
-                None => queue.recv().await,
-            };
-            let Some(first) = first else {
-                return;
-            };
-            let mut group = Group::of(first);
-            group.fill_from(&mut queue);
-            group
-        };
-        write(&db, &mut kept, group.jobs).await;
-    }
+/// One of the committer's writers.
+struct Writer {
+    db: Database,
+    gate: Gate,
+    pace: Arc<Pace>,
 }
 
-async fn write(db: &Database, kept: &mut Option<Kept>, mut group: Vec<Job>) {
-    group.sort_by_key(|job| (job.row.merchant_id, job.row.terminal_id));
-    metrics::histogram!("tillsync_ingest_group_size").record(group.len() as f64);
-    let (rows, answers): (Vec<PushRow>, Vec<_>) =
-        group.into_iter().map(|job| (job.row, job.done)).unzip();
-    let written = write_group(db, kept, &rows).await;
-    if written.is_err() {
-        // Back through the pool's checks, which close it if it is unsound.
-        *kept = None;
+impl Writer {
+    /// Forms a group from what is queued once it is free (waiting for a
+    /// free writer is when the queue grows), writes it, and keeps its
+    /// connection for the next group while pushes keep coming ([`Kept`]).
+    async fn run(self, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+        let mut kept: Option<Kept> = None;
+        loop {
+            let group = {
+                let mut queue = jobs.lock().await;
+                let first = match kept {
+                    Some(_) => match tokio::time::timeout(KEEP_WHILE_IDLE, queue.recv()).await {
+                        Ok(first) => first,
+                        Err(_) => {
+                            kept = None;
+                            queue.recv().await
+                        }
+                    },
+                    None => queue.recv().await,
+                };
+                let Some(first) = first else {
+                    return;
+                };
+                self.pace.taken(first.row.sale_id.len());
+                if first.done.is_closed() {
+                    continue;
+                }
+                let mut group = Group::of(first);
+                group.fill_from(&mut queue, &self.pace);
+                group
+            };
+            self.write(&mut kept, group.jobs).await;
+        }
     }
-    match written {
-        Ok(outcomes) if outcomes.len() == answers.len() => {
-            for (answer, outcome) in answers.into_iter().zip(outcomes) {
-                // The request may be gone; its push is written all the same.
-                let _ = answer.send(outcome);
+
+    /// Writes a group in a slot of its own and answers each of its pushes.
+    async fn write(&self, kept: &mut Option<Kept>, mut group: Vec<Job>) {
+        group.sort_by_key(|job| (job.row.merchant_id, job.row.terminal_id));
+        metrics::histogram!("tillsync_ingest_group_size").record(group.len() as f64);
+        let (rows, answers): (Vec<PushRow>, Vec<_>) =
+            group.into_iter().map(|job| (job.row, job.done)).unzip();
+        let started = Instant::now();
+        let written = self
+            .gate
+            .run(Priority::Group, started, write_group(&self.db, kept, &rows))
+            .await;
+        let outcomes = match written {
+            Ok(Ok(outcomes)) if outcomes.len() == answers.len() => {
+                self.pace.written(started.elapsed());
+                outcomes
+                    .into_iter()
+                    .map(|outcome| outcome.map_err(IngestError::Db))
+                    .collect()
             }
-        }
-        Ok(outcomes) => {
-            tracing::error!(
-                pushes = answers.len(),
-                outcomes = outcomes.len(),
-                "ingest_write_group answered for {} of {} pushes",
-                outcomes.len(),
-                answers.len()
-            );
-            for answer in answers {
-                let _ = answer.send(Err(DbError::Other(sqlx::Error::Protocol(
-                    "a group write answered for a different number of pushes".into(),
-                ))));
+            Ok(Ok(outcomes)) => {
+                tracing::error!(
+                    pushes = answers.len(),
+                    outcomes = outcomes.len(),
+                    "ingest_write_group answered for {} of {} pushes",
+                    outcomes.len(),
+                    answers.len()
+                );
+                let wrong = || {
+                    IngestError::Db(DbError::Other(sqlx::Error::Protocol(
+                        "a group write answered for a different number of pushes".into(),
+                    )))
+                };
+                answers.iter().map(|_| Err(wrong())).collect()
             }
-        }
-        Err(e) => {
-            for answer in answers {
-                let _ = answer.send(Err(e.same_kind()));
+            // Back through the pool's checks, which close it if it is
+            // unsound (a write cut short left it mid-statement).
+            Ok(Err(e)) => {
+                *kept = None;
+                answers
+                    .iter()
+                    .map(|_| Err(IngestError::Db(e.same_kind())))
+                    .collect()
             }
+            Err(refusal) => {
+                *kept = None;
+                answers
+                    .iter()
+                    .map(|_| Err(IngestError::Refused(refusal)))
+                    .collect::<Vec<_>>()
+            }
+        };
+        for (answer, outcome) in answers.into_iter().zip(outcomes) {
+            // The request may be gone; its push is written all the same.
+            let _ = answer.send(outcome);
         }
     }
 }
@@ -249,47 +379,111 @@ async fn write_group(
 mod tests {
     use super::*;
 
-    fn job(sales: usize) -> Job {
+    type Answer = oneshot::Receiver<Result<(), IngestError>>;
+
+    fn job(sales: usize) -> (Job, Answer) {
         let row = PushRow {
             sale_id: vec![uuid::Uuid::nil(); sales],
             ..PushRow::default()
         };
-        Job {
-            row,
-            done: oneshot::channel().0,
-        }
+        let (done, answer) = oneshot::channel();
+        (Job { row, done }, answer)
     }
 
-    fn queue_of(sizes: &[usize]) -> mpsc::Receiver<Job> {
+    /// A queue of pushes of these sizes, counted as queued by `pace`; the
+    /// answers they wait on.
+    fn queue_of(sizes: &[usize], pace: &Pace) -> (mpsc::Receiver<Job>, Vec<Answer>) {
         let (sender, jobs) = mpsc::channel(QUEUE);
+        let mut answers = Vec::new();
         for &sales in sizes {
-            sender.try_send(job(sales)).unwrap();
+            let (job, answer) = job(sales);
+            pace.queued(sales);
+            sender.try_send(job).unwrap();
+            answers.push(answer);
         }
-        jobs
+        (jobs, answers)
     }
 
     #[test]
     fn a_group_stops_once_it_holds_enough_sales() {
-        let mut jobs = queue_of(&[1, 1, 300, 300, 300, 300, 300]);
-        let mut group = Group::of(job(1));
-        group.fill_from(&mut jobs);
+        let pace = Pace::default();
+        let (mut jobs, _answers) = queue_of(&[1, 1, 300, 300, 300, 300, 300], &pace);
+        let (first, _first_answer) = job(1);
+        let mut group = Group::of(first);
+        group.fill_from(&mut jobs, &pace);
         let sizes: Vec<usize> = group.jobs.iter().map(|j| j.row.sale_id.len()).collect();
         assert_eq!(sizes, [1, 1, 1, 300, 300, 300, 300]);
         assert_eq!(group.sales, 1203);
         assert!(group.full());
         assert!(jobs.try_recv().is_ok(), "the rest waits for the next group");
+        assert_eq!(pace.pushes.load(Ordering::Relaxed), 1);
+        assert_eq!(pace.sales.load(Ordering::Relaxed), 300);
     }
 
     #[test]
     fn a_group_stops_at_its_most_pushes() {
-        let mut jobs = queue_of(&[1; 40]);
-        let mut group = Group::of(job(1));
-        group.fill_from(&mut jobs);
+        let pace = Pace::default();
+        let (mut jobs, _answers) = queue_of(&[1; 40], &pace);
+        let (first, _first_answer) = job(1);
+        let mut group = Group::of(first);
+        group.fill_from(&mut jobs, &pace);
         assert_eq!(group.jobs.len(), MAX_GROUP);
         let mut left = 0;
         while jobs.try_recv().is_ok() {
             left += 1;
         }
         assert_eq!(left, 40 - (MAX_GROUP - 1));
+    }
+
+    #[test]
+    fn a_push_whose_request_is_gone_is_left_out_of_its_group() {
+        let pace = Pace::default();
+        let (mut jobs, mut answers) = queue_of(&[1, 2, 3], &pace);
+        drop(answers.remove(1));
+        let (first, _first_answer) = job(5);
+        let mut group = Group::of(first);
+        group.fill_from(&mut jobs, &pace);
+        let sizes: Vec<usize> = group.jobs.iter().map(|j| j.row.sale_id.len()).collect();
+        assert_eq!(sizes, [5, 1, 3]);
+        assert_eq!(pace.pushes.load(Ordering::Relaxed), 0, "nothing queued");
+        assert_eq!(pace.sales.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn the_wait_for_a_group_counts_the_full_groups_ahead_shared_by_the_writers() {
+        let group_time = Duration::from_millis(40);
+        // Nothing queued: a fraction of a group's time.
+        assert_eq!(
+            wait_for_group(0, 0, group_time),
+            group_time.mul_f64(1.0 / (MAX_GROUP * GROUPS_IN_FLIGHT) as f64)
+        );
+        // Four full groups of pushes ahead, two writers: two groups' time.
+        let pushes = 4 * MAX_GROUP - 1;
+        assert_eq!(
+            wait_for_group(pushes, pushes, group_time),
+            group_time.mul_f64(4.0 / GROUPS_IN_FLIGHT as f64)
+        );
+        // A few large pushes fill groups by their sales.
+        assert_eq!(
+            wait_for_group(3, 3 * MAX_GROUP_SALES, group_time),
+            group_time.mul_f64(3.0 / GROUPS_IN_FLIGHT as f64)
+        );
+    }
+
+    #[test]
+    fn the_pace_is_unknown_until_a_group_is_written_then_follows_the_groups() {
+        let pace = Pace::default();
+        pace.queued(10);
+        assert_eq!(pace.group_wait(), Duration::ZERO);
+        pace.written(Duration::from_millis(100));
+        let first = pace.group_wait();
+        assert!(first > Duration::ZERO);
+        for _ in 0..20 {
+            pace.written(Duration::from_millis(10));
+        }
+        assert!(
+            pace.group_wait() < first / 5,
+            "faster groups, shorter waits"
+        );
     }
 }

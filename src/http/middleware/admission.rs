@@ -1,7 +1,10 @@
 //! The admission step of the request path, after auth and the rate limit,
 //! before the handler: the rest of the request runs as one piece of work
 //! through the health layer ([`Gate::run`](crate::health::Gate::run)), at
-//! the priority of its routes.
+//! the priority of its routes. A push is the exception: it is admitted by
+//! the wait for its group's write
+//! ([`Gate::run_grouped`](crate::health::Gate::run_grouped)), and its read
+//! and its group's write each take a slot as they go ([`crate::ingest`]).
 //! A refusal is answered here; the handler's answer tells the layer how the
 //! database did, by its problem code. A till's push is live ingest or a
 //! backlog by its size: live sales go first while a backlog drains.
@@ -24,9 +27,21 @@ use crate::http::AppState;
 /// replayed in batches of up to 500.
 pub const LIVE_PUSH_MAX_BYTES: u64 = 8 * 1024;
 
-pub async fn ingest(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn ingest(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let priority = ingest_priority(&request);
-    admit(&state, priority, request, next).await
+    if request.method() != Method::POST {
+        return admit(&state, priority, request, next).await;
+    }
+    // A push takes no slot of its own: it is admitted by the wait for its
+    // group, and its read and its group's write take slots as they go.
+    let arrived = Arrived::of(&request);
+    request.extensions_mut().insert(priority);
+    let group_wait = state.ingest.group_wait();
+    state
+        .gate
+        .run_grouped(priority, arrived, group_wait, next.run(request))
+        .await
+        .unwrap_or_else(|refusal| ApiError::from(refusal).into_response())
 }
 
 /// Live or backlog, told apart by the declared body size before the body

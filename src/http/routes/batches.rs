@@ -1,6 +1,7 @@
 //! `POST /v1/sales/batches`: a till pushes sales. Parsing and the checks that
 //! need no database happen here; everything else is [`crate::ingest`].
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -16,8 +17,10 @@ use crate::domain::bounds::MAX_SEQ;
 use crate::domain::sale::{Rejection, Sale};
 use crate::domain::terminal::Terminal;
 use crate::error::{ApiError, ProblemCode};
+use crate::health::Priority;
 use crate::http::AppState;
 use crate::http::extract::body_rejection;
+use crate::http::middleware::arrival::Arrived;
 use crate::ingest::{Counts, IngestError, Item, Push, Pushed};
 
 #[cfg(test)]
@@ -34,6 +37,8 @@ const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-repl
 pub async fn push(
     State(state): State<AppState>,
     terminal: Terminal,
+    Arrived(arrived): Arrived,
+    priority: Option<Extension<Priority>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -48,6 +53,9 @@ pub async fn push(
         request_sha256: &request_sha256,
         items: &items,
         skipped: &skipped,
+        arrived,
+        // As admission judged it; live unless it did.
+        priority: priority.map_or(Priority::Ingest, |Extension(p)| p),
     };
     match state.ingest.push(&push).await {
         Ok(Pushed::Fresh { body, counts }) => {
@@ -60,6 +68,7 @@ pub async fn push(
             "this Idempotency-Key was already used with a different body",
         )),
         Err(IngestError::Db(e)) => Err(e.into()),
+        Err(IngestError::Refused(refusal)) => Err(refusal.into()),
     }
 }
 
