@@ -173,7 +173,9 @@ impl Pipeline {
     /// totals when a total would go out of range.
     pub async fn push(&self, push: &Push<'_>) -> Result<Pushed, IngestError> {
         let mut attempt = 1;
-        let mut guess = self.read_skip.guess(push.terminal, push.items);
+        let mut guess = self
+            .read_skip
+            .guess(push.terminal, push.items, push.skipped);
         loop {
             let guessed = guess.is_some();
             match self.attempt(push, guess.take()).await {

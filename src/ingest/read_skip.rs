@@ -7,9 +7,18 @@
 //!
 //! A push qualifies when everything the read would bring back is known:
 //! every valid sale's seq is above the till's highest seq (so no stored sale
-//! of the till holds it), and the till stores no seq above its contiguous
-//! prefix (so the prefix walks over the push alone). What a void or refund
-//! names is never read at push time, so they qualify like sales. The sale
+//! of the till holds it), and either the till stores no seq above its
+//! contiguous prefix (so the prefix walks over the push alone), or the push
+//! leaves the gap above the prefix as it is: nothing of it (a sale, a
+//! refused sale's seq, a seq declared skipped) at or below the highest seq,
+//! so the prefix cannot move and the seqs stored above it, which only a
+//! read knows, are not needed. A till whose prefix has a gap (a sale held
+//! back on the till while later ones go ahead: a void sent before its sale,
+//! a batch refused and sent again later) pushes without reads until the
+//! push that fills the gap, which reads. (Requiring no gap at all, 97 % of
+//! the pushes of the simulator's fleet at twice capacity read first: its
+//! tills nearly always have one.) What a void or refund names is never read
+//! at push time, so they qualify like sales. The sale
 //! ids and the Idempotency-Key are not checked here: the write itself
 //! refuses a push whose sale id or key is already stored, as it refuses one
 //! whose sync row is no longer the one it was planned against
@@ -79,11 +88,11 @@ impl ReadSkip {
     /// known and the push qualifies: the sync row, nothing stored to collide
     /// with, no seq stored above the prefix, the totals checked by their
     /// deltas alone.
-    pub fn guess(&self, terminal: &Terminal, items: &[Item]) -> Option<Seen> {
+    pub fn guess(&self, terminal: &Terminal, items: &[Item], skipped: &[i64]) -> Option<Seen> {
         let Known::Synced(sync) = self.tills.get(&key(terminal))? else {
             return None;
         };
-        qualifies(&sync, items).then(|| Seen {
+        qualifies(&sync, items, skipped).then(|| Seen {
             sync,
             related: Vec::new(),
             stored_above: Vec::new(),
@@ -116,12 +125,19 @@ fn key(terminal: &Terminal) -> (Uuid, Uuid) {
 
 /// Whether the read of a push against `sync` would find nothing but the
 /// sync row: see the module's opening comment.
-fn qualifies(sync: &SyncState, items: &[Item]) -> bool {
-    sync.highest_seq == sync.contiguous_through_seq
-        && items
-            .iter()
-            .filter_map(|item| item.sale.as_ref().ok())
-            .all(|sale| sale.seq > sync.highest_seq)
+fn qualifies(sync: &SyncState, items: &[Item], skipped: &[i64]) -> bool {
+    let above = |seq: i64| seq > sync.highest_seq;
+    let sales_above = items
+        .iter()
+        .filter_map(|item| item.sale.as_ref().ok())
+        .all(|sale| above(sale.seq));
+    if sync.highest_seq == sync.contiguous_through_seq {
+        return sales_above;
+    }
+    // A gap: every seq the push stores or settles stays above it.
+    sales_above
+        && items.iter().filter_map(|item| item.seq).all(above)
+        && skipped.iter().all(|&seq| above(seq))
 }
 
 #[cfg(test)]
@@ -180,9 +196,9 @@ mod tests {
     #[test]
     fn a_till_is_guessed_only_after_a_write_of_this_replica() {
         let known = ReadSkip::default();
-        assert!(known.guess(&till(), &[item(1)]).is_none());
+        assert!(known.guess(&till(), &[item(1)], &[]).is_none());
         known.remember(&till(), synced(4, 4));
-        let guess = known.guess(&till(), &[item(5), item(7)]).unwrap();
+        let guess = known.guess(&till(), &[item(5), item(7)], &[]).unwrap();
         assert_eq!(guess.sync.highest_seq, 4);
         assert!(guess.related.is_empty() && guess.stored_above.is_empty());
     }
@@ -192,7 +208,7 @@ mod tests {
         let known = ReadSkip::default();
         known.remember(&till(), synced(4, 4));
         // a seq the till may hold already
-        assert!(known.guess(&till(), &[item(5), item(4)]).is_none());
+        assert!(known.guess(&till(), &[item(5), item(4)], &[]).is_none());
         // invalid items are rejected without a read
         let invalid = Item {
             sale_id: None,
@@ -200,10 +216,29 @@ mod tests {
             sale: Err(Rejection::new("invalid_sale", "no")),
             raw: None,
         };
-        assert!(known.guess(&till(), &[invalid, item(5)]).is_some());
-        // seqs stored above the prefix: the walk needs them read
+        assert!(known.guess(&till(), &[invalid, item(5)], &[]).is_some());
+    }
+
+    #[test]
+    fn a_till_with_a_gap_is_guessed_for_pushes_that_leave_the_gap_as_it_is() {
+        let known = ReadSkip::default();
+        // Seqs 1-4 stored, 5 missing, up to 9 stored.
         known.remember(&till(), synced(9, 4));
-        assert!(known.guess(&till(), &[item(10)]).is_none());
+        assert!(known.guess(&till(), &[item(10), item(11)], &[12]).is_some());
+        // A sale filling the gap moves the prefix over seqs only a read knows.
+        assert!(known.guess(&till(), &[item(5), item(10)], &[]).is_none());
+        // So does a refused sale's seq in the gap (it is settled) ...
+        let invalid = Item {
+            sale_id: None,
+            seq: Some(5),
+            sale: Err(Rejection::new("invalid_sale", "no")),
+            raw: None,
+        };
+        assert!(known.guess(&till(), &[invalid, item(10)], &[]).is_none());
+        // ... and a seq declared skipped there.
+        assert!(known.guess(&till(), &[item(10)], &[5]).is_none());
+        // A seq the till may hold already.
+        assert!(known.guess(&till(), &[item(7)], &[]).is_none());
     }
 
     #[test]
@@ -212,7 +247,7 @@ mod tests {
         known.remember(&till(), synced(4, 4));
         let refund = of(sale(9, 5, "refund", Some(3)));
         let void = of(sale(10, 6, "void", Some(77)));
-        assert!(known.guess(&till(), &[refund, void]).is_some());
+        assert!(known.guess(&till(), &[refund, void], &[]).is_some());
     }
 
     #[test]
@@ -220,8 +255,8 @@ mod tests {
         let known = ReadSkip::default();
         known.remember(&till(), synced(1, 1));
         known.guessed_wrong(&till());
-        assert!(known.guess(&till(), &[item(2)]).is_none());
+        assert!(known.guess(&till(), &[item(2)], &[]).is_none());
         known.remember(&till(), synced(2, 2));
-        assert!(known.guess(&till(), &[item(3)]).is_none());
+        assert!(known.guess(&till(), &[item(3)], &[]).is_none());
     }
 }

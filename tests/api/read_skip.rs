@@ -197,6 +197,38 @@ async fn voids_and_refunds_are_written_without_a_read_and_answered_as_if_read_fi
     assert_eq!(read_skipped(&app, &address).await, (4.0, 0.0));
 }
 
+#[tokio::test]
+async fn a_till_with_a_gap_pushes_above_it_without_a_read_and_the_push_filling_it_reads() {
+    let app = spawn_app_with(&["--terminal-rate", "0"]).await;
+    let address = app.address.clone();
+    let till = app.create_till().await;
+    let mut push = async |sales: &[Value]| {
+        let body = push_to(&app, &address, &till, Uuid::new_v4(), sales).await;
+        assert!(statuses(&body).iter().all(|s| s == "accepted"), "{body}");
+        body
+    };
+    // Read first (a till this replica never wrote), then seq 2 is held
+    // back: 3 opens a gap, 4 and 5 go above it, both pushes without a read.
+    push(&[sale_of(1, 100)]).await;
+    push(&[sale_of(3, 100)]).await;
+    let body = push(&[sale_of(4, 100), sale_of(5, 100)]).await;
+    assert_eq!(body["contiguous_through_seq"], 1);
+    assert_eq!(read_skipped(&app, &address).await, (2.0, 0.0));
+    // Seq 2 fills the gap: read first, the prefix walks over what is stored.
+    let body = push(&[sale_of(2, 100)]).await;
+    assert_eq!(body["contiguous_through_seq"], 5);
+    assert_eq!(read_skipped(&app, &address).await, (2.0, 0.0));
+    // And the next push goes without a read again.
+    push(&[sale_of(6, 100)]).await;
+    assert_eq!(read_skipped(&app, &address).await, (3.0, 0.0));
+    let sync = sync_of(&app, &till.token).await;
+    assert_eq!(sync["contiguous_through_seq"], 6);
+    assert_eq!(sync["highest_seq"], 6);
+    app.settled().await;
+    assert_eq!(day_figures(&app, till.terminal_id).await, (6, 600, 0));
+    assert_eq!(app.stored_count(&till).await, 6);
+}
+
 /// `tillsync_ingest_read_skipped_total` on the replica at `address`:
 /// (written, read_again).
 async fn read_skipped(app: &TestApp, address: &str) -> (f64, f64) {
