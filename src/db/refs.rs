@@ -87,6 +87,29 @@ pub async fn postpone(conn: &mut PgConnection, due: &[&DueRef]) -> Result<(), Db
     Ok(())
 }
 
+/// Wakes the postponed voids and refunds whose sale is stored by now; how
+/// many. A push wakes the postponed ones naming its sales, but a void the
+/// resolver read as missing while the sale's push was committing can be
+/// postponed after that push's wake ran and before its commit showed: each
+/// statement saw the other's rows as they were before. It then waited out
+/// its postponement (up to a minute) with its sale here: at five times C,
+/// 13 tills' voids outlived the verifier's 30 s of settling. The resolver
+/// runs this every few seconds ([`crate::jobs::resolve`]), so no such void
+/// waits longer than that.
+pub async fn wake_found(conn: &mut PgConnection) -> Result<u64, DbError> {
+    let woken = sqlx::query!(
+        r#"update pending_refs q
+              set next_check_at = now()
+            where q.next_check_at > now()
+              and exists (select 1 from sales t
+                           where t.merchant_id = q.merchant_id
+                             and t.sale_id = q.target_sale_id)"#
+    )
+    .execute(conn)
+    .await?;
+    Ok(woken.rows_affected())
+}
+
 /// A stored fact with what its totals need: its till and how that till's
 /// store dates sales.
 #[derive(Debug, Clone)]

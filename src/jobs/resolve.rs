@@ -18,6 +18,9 @@
 //! wakes the voids and refunds waiting for it, so they take effect at the
 //! next tick (a second); one whose sale is still missing is listed as
 //! `unmatched_reference` and looked at again later, less often each time.
+//! Every few seconds the postponed ones whose sale is stored by now are
+//! woken too ([`refs::wake_found`]): a postponement and the wake-up of the
+//! sale's push can pass each other unseen.
 //!
 //! The groups due in a tick are resolved together, in one transaction of a
 //! few statements whatever their number (read them all, append the deltas
@@ -37,7 +40,7 @@
 //! while the others go on.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
@@ -55,6 +58,9 @@ use crate::domain::totals::Deltas;
 
 /// How often the queue is looked at.
 const RESOLVE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often postponed voids and refunds whose sale is stored by now are
+/// woken ([`refs::wake_found`]): the longest such a one waits.
+const WAKE_FOUND_EVERY: Duration = Duration::from_secs(5);
 /// Voids and refunds looked at per tick at most, so a tick ends under any
 /// backlog; the rest are due at the next, at once ([`Job::behind`]). Ten
 /// times a soak's second of them (docs/benchmarks.md, "Issue 26").
@@ -67,6 +73,8 @@ pub struct Resolve {
     behind: bool,
     /// Of `pending_refs`, which the resolver empties as it goes.
     vacuuming: Vacuuming,
+    /// When postponed ones whose sale is here were last woken.
+    woke_found_at: Option<Instant>,
 }
 
 impl Job for Resolve {
@@ -79,6 +87,16 @@ impl Job for Resolve {
     async fn step(&mut self, db: &Database) -> Result<(), DbError> {
         self.behind = false;
         let mut conn = db.acquire().await?;
+        if self
+            .woke_found_at
+            .is_none_or(|at| at.elapsed() >= WAKE_FOUND_EVERY)
+        {
+            let woken = refs::wake_found(&mut conn).await?;
+            if woken > 0 {
+                tracing::debug!(woken, "woke postponed voids and refunds whose sale is here");
+            }
+            self.woke_found_at = Some(Instant::now());
+        }
         self.behind = tick(&mut conn).await? == PER_TICK as usize;
         self.vacuuming
             .when_due(&mut conn, Churned::PendingRefs)

@@ -196,6 +196,55 @@ async fn a_void_that_arrives_before_its_sale_is_held_and_takes_effect_once_it_ar
     assert_eq!(totals(&app, "none").await, [(String::new(), [0, 1, 0, 0])]);
 }
 
+/// A void postponed by the resolver while its sale's push was committing
+/// (the push's wake-up and the postponement each saw the other's rows as
+/// they were before) is woken within seconds, not when its postponement
+/// ends. The race is planted: the void is postponed for an hour, and a
+/// trigger undoes the push's wake-up.
+#[tokio::test]
+async fn a_void_postponed_as_its_sale_committed_takes_effect_within_seconds() {
+    let app = spawn_app().await;
+    let till = app.create_till().await;
+    let sold = sale_of(1, 700);
+    let void = void_of(2, &sold);
+    app.push_ok(&till, std::slice::from_ref(&void)).await;
+    app.settled().await;
+    let plant = [
+        "update pending_refs set checks = 20, next_check_at = now() + interval '1 hour'",
+        "create function keep_postponed() returns trigger language plpgsql as $$
+         begin new.next_check_at := old.next_check_at; return new; end $$",
+        "create trigger keep_postponed before update on pending_refs
+         for each row execute function keep_postponed()",
+    ];
+    for statement in plant {
+        sqlx::query(statement).execute(&app.db).await.unwrap();
+    }
+    app.push_ok(&till, std::slice::from_ref(&sold)).await;
+    sqlx::query("drop trigger keep_postponed on pending_refs")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let postponed: i64 =
+        sqlx::query_scalar("select count(*) from pending_refs where next_check_at > now()")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        postponed, 1,
+        "the race is planted: postponed, its sale here"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !listed(&app).await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still unmatched after 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    app.settled().await;
+    assert_eq!(totals(&app, "none").await, [(String::new(), [0, 1, 0, 0])]);
+}
+
 /// A sale and its void, pushed at the same moment by two tills: neither
 /// push sees the other, and the void still takes the sale out exactly once.
 #[tokio::test]

@@ -202,7 +202,7 @@ async fn a_till_with_a_gap_pushes_above_it_without_a_read_and_the_push_filling_i
     let app = spawn_app_with(&["--terminal-rate", "0"]).await;
     let address = app.address.clone();
     let till = app.create_till().await;
-    let mut push = async |sales: &[Value]| {
+    let push = async |sales: &[Value]| {
         let body = push_to(&app, &address, &till, Uuid::new_v4(), sales).await;
         assert!(statuses(&body).iter().all(|s| s == "accepted"), "{body}");
         body
