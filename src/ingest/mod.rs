@@ -213,8 +213,9 @@ impl Pipeline {
         };
         let planned = decide::decide(push, &seen, self.options);
         let batch_id = planned.row.batch_id;
+        let above = read_skip::above_after(&seen, &planned.next, &planned.row);
         self.committer.write(planned.row).await?;
-        self.read_skip.remember(push.terminal, planned.next);
+        self.read_skip.remember(push.terminal, planned.next, above);
         let (terminal_id, counts) = (push.terminal.terminal_id, planned.counts);
         tracing::info!(
             terminal.id = %terminal_id, batch.id = %batch_id,

@@ -35,6 +35,9 @@ pub struct Seen {
     /// The till's stored or settled seqs above its prefix, ascending, as far
     /// as a walk of the prefix over this push can need them.
     pub stored_above: Vec<i64>,
+    /// Whether `stored_above` is every seq stored or settled above the
+    /// prefix (the read-skip cache keeps such a list up to date).
+    pub stored_above_complete: bool,
 }
 
 /// What reading a push found.
@@ -83,7 +86,10 @@ async fn read_on(conn: &mut sqlx::PgConnection, push: &Push<'_>) -> Result<Read,
         };
     }
 
+    // Read only when the prefix may move; all of them when a chunk was not full.
+    let fetched = found.seqs_above.is_some();
     let mut stored_above = found.seqs_above.unwrap_or_default();
+    let mut stored_above_complete = fetched && (stored_above.len() as i64) < WALK_CHUNK;
     let candidates: Vec<i64> = seqs.iter().chain(&settling).copied().collect();
     while let Some(after) = progress::more_needed(&found.sync, &stored_above, &candidates) {
         let more = sync::seqs_above(
@@ -94,6 +100,7 @@ async fn read_on(conn: &mut sqlx::PgConnection, push: &Push<'_>) -> Result<Read,
             WALK_CHUNK,
         )
         .await?;
+        stored_above_complete = (more.len() as i64) < WALK_CHUNK;
         if more.is_empty() {
             break;
         }
@@ -104,5 +111,6 @@ async fn read_on(conn: &mut sqlx::PgConnection, push: &Push<'_>) -> Result<Read,
         sync: found.sync,
         related: found.related,
         stored_above,
+        stored_above_complete,
     })))
 }

@@ -14,11 +14,16 @@
 //! so the prefix cannot move and the seqs stored above it, which only a
 //! read knows, are not needed. A till whose prefix has a gap (a sale held
 //! back on the till while later ones go ahead: a void sent before its sale,
-//! a batch refused and sent again later) pushes without reads until the
-//! push that fills the gap, which reads. (Requiring no gap at all, 97 % of
-//! the pushes of the simulator's fleet at twice capacity read first: its
-//! tills nearly always have one.) What a void or refund names is never read
-//! at push time, so they qualify like sales. The sale
+//! a batch refused and sent again later) pushes without reads above it.
+//! The push that fills the gap qualifies too when this replica knows every
+//! seq stored or settled above the prefix ([`above_after`]: none once the
+//! gap closes, then each write's own seqs) and the push holds none of them
+//! and nothing at or below the prefix: the prefix then walks over that list
+//! and the push, as over a read's. (Requiring no gap at all, 97 % of the
+//! pushes of the simulator's fleet at twice capacity read first: its tills
+//! send a void ahead of its sale still queued, and every void opens a gap
+//! that the next push fills.) What a void or refund names is never read at
+//! push time, so they qualify like sales. The sale
 //! ids and the Idempotency-Key are not checked here: the write itself
 //! refuses a push whose sale id or key is already stored, as it refuses one
 //! whose sync row is no longer the one it was planned against
@@ -38,6 +43,7 @@
 //! till forgotten after `FORGET_AFTER` without a push); a forgotten till
 //! reads first once.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
@@ -45,6 +51,7 @@ use uuid::Uuid;
 
 use super::Item;
 use super::read::Seen;
+use crate::db::push::PushRow;
 use crate::db::sync::SyncState;
 use crate::domain::terminal::Terminal;
 
@@ -54,13 +61,21 @@ const BUDGET_BYTES: u64 = 64 * 1024 * 1024;
 const TILL_BYTES: u32 = 256;
 /// A till not pushing for this long is forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(30 * 60);
+/// Most seqs above a till's prefix remembered; a till with more reads the
+/// pushes that fill its gap.
+const MAX_ABOVE: usize = 128;
 /// How long a till's pushes read first after a wrong guess.
 const READ_FIRST_FOR: Duration = Duration::from_secs(10 * 60);
 
 #[derive(Clone)]
 enum Known {
-    /// The sync row this replica's last write of the till left.
-    Synced(SyncState),
+    /// The sync row this replica's last write of the till left, and every
+    /// seq stored or settled above its prefix, ascending, when known (see
+    /// [`above_after`]).
+    Synced {
+        sync: SyncState,
+        above: Option<Vec<i64>>,
+    },
     /// A guess went wrong: read first until then.
     ReadFirst { until: Instant },
 }
@@ -76,7 +91,12 @@ impl Default for ReadSkip {
         Self {
             tills: Cache::builder()
                 .max_capacity(BUDGET_BYTES)
-                .weigher(|_, _: &Known| TILL_BYTES)
+                .weigher(|_, known: &Known| match known {
+                    Known::Synced {
+                        above: Some(above), ..
+                    } => TILL_BYTES + 8 * above.len() as u32,
+                    _ => TILL_BYTES,
+                })
                 .time_to_idle(FORGET_AFTER)
                 .build(),
         }
@@ -86,27 +106,34 @@ impl Default for ReadSkip {
 impl ReadSkip {
     /// What the push can be planned against without a read, if the till is
     /// known and the push qualifies: the sync row, nothing stored to collide
-    /// with, no seq stored above the prefix, the totals checked by their
-    /// deltas alone.
+    /// with, the seqs stored above the prefix as this replica knows them,
+    /// the totals checked by their deltas alone.
     pub fn guess(&self, terminal: &Terminal, items: &[Item], skipped: &[i64]) -> Option<Seen> {
-        let Known::Synced(sync) = self.tills.get(&key(terminal))? else {
+        let Known::Synced { sync, above } = self.tills.get(&key(terminal))? else {
             return None;
         };
-        qualifies(&sync, items, skipped).then(|| Seen {
+        let qualified = qualifies(&sync, items, skipped)
+            || above
+                .as_deref()
+                .is_some_and(|above| fills_gap(&sync, above, items, skipped));
+        qualified.then(|| Seen {
             sync,
             related: Vec::new(),
-            stored_above: Vec::new(),
+            stored_above_complete: above.is_some(),
+            stored_above: above.unwrap_or_default(),
         })
     }
 
-    /// Records the sync row a write of this replica left, unless the till
-    /// reads first for now.
-    pub fn remember(&self, terminal: &Terminal, next: SyncState) {
+    /// Records the sync row a write of this replica left, and the seqs
+    /// stored above its prefix when known ([`above_after`]), unless the
+    /// till reads first for now.
+    pub fn remember(&self, terminal: &Terminal, next: SyncState, above: Option<Vec<i64>>) {
         let now = Instant::now();
+        let above = above.filter(|above| above.len() <= MAX_ABOVE);
         self.tills.entry(key(terminal)).and_compute_with(|current| {
             match current.map(|e| e.into_value()) {
                 Some(Known::ReadFirst { until }) if until > now => moka::ops::compute::Op::Nop,
-                _ => moka::ops::compute::Op::Put(Known::Synced(next)),
+                _ => moka::ops::compute::Op::Put(Known::Synced { sync: next, above }),
             }
         });
     }
@@ -121,6 +148,43 @@ impl ReadSkip {
 
 fn key(terminal: &Terminal) -> (Uuid, Uuid) {
     (terminal.merchant_id, terminal.terminal_id)
+}
+
+/// Every seq stored or settled above the prefix once `row` is written
+/// against `seen`, when known: none above a prefix without a gap; else the
+/// ones `seen` knew (all of them, read or remembered) and those the push
+/// stores or settles, above where the prefix ends (`next`).
+pub fn above_after(seen: &Seen, next: &SyncState, row: &PushRow) -> Option<Vec<i64>> {
+    if next.highest_seq == next.contiguous_through_seq {
+        return Some(Vec::new());
+    }
+    if !seen.stored_above_complete {
+        return None;
+    }
+    let above: BTreeSet<i64> = seen
+        .stored_above
+        .iter()
+        .chain(&row.seq)
+        .chain(&row.settled_seq)
+        .copied()
+        .filter(|&seq| seq > next.contiguous_through_seq)
+        .collect();
+    Some(above.into_iter().collect())
+}
+
+/// Whether a push can be planned against `above`, every seq stored or
+/// settled above the prefix: nothing of it (a sale, a refused sale's seq, a
+/// seq declared skipped) is at or below the prefix or already held above
+/// it, so no stored sale holds its seqs and the prefix walks over `above`
+/// and the push alone.
+fn fills_gap(sync: &SyncState, above: &[i64], items: &[Item], skipped: &[i64]) -> bool {
+    let free = |seq: i64| seq > sync.contiguous_through_seq && above.binary_search(&seq).is_err();
+    items
+        .iter()
+        .filter_map(|item| item.sale.as_ref().ok())
+        .all(|sale| free(sale.seq))
+        && items.iter().filter_map(|item| item.seq).all(free)
+        && skipped.iter().all(|&seq| free(seq))
 }
 
 /// Whether the read of a push against `sync` would find nothing but the
@@ -197,7 +261,7 @@ mod tests {
     fn a_till_is_guessed_only_after_a_write_of_this_replica() {
         let known = ReadSkip::default();
         assert!(known.guess(&till(), &[item(1)], &[]).is_none());
-        known.remember(&till(), synced(4, 4));
+        known.remember(&till(), synced(4, 4), None);
         let guess = known.guess(&till(), &[item(5), item(7)], &[]).unwrap();
         assert_eq!(guess.sync.highest_seq, 4);
         assert!(guess.related.is_empty() && guess.stored_above.is_empty());
@@ -206,7 +270,7 @@ mod tests {
     #[test]
     fn a_push_that_the_read_could_find_something_for_is_not_guessed() {
         let known = ReadSkip::default();
-        known.remember(&till(), synced(4, 4));
+        known.remember(&till(), synced(4, 4), None);
         // a seq the till may hold already
         assert!(known.guess(&till(), &[item(5), item(4)], &[]).is_none());
         // invalid items are rejected without a read
@@ -223,7 +287,7 @@ mod tests {
     fn a_till_with_a_gap_is_guessed_for_pushes_that_leave_the_gap_as_it_is() {
         let known = ReadSkip::default();
         // Seqs 1-4 stored, 5 missing, up to 9 stored.
-        known.remember(&till(), synced(9, 4));
+        known.remember(&till(), synced(9, 4), None);
         assert!(known.guess(&till(), &[item(10), item(11)], &[12]).is_some());
         // A sale filling the gap moves the prefix over seqs only a read knows.
         assert!(known.guess(&till(), &[item(5), item(10)], &[]).is_none());
@@ -242,9 +306,58 @@ mod tests {
     }
 
     #[test]
+    fn a_push_filling_a_gap_is_guessed_when_the_seqs_above_it_are_known() {
+        let known = ReadSkip::default();
+        // Seqs 1-4 stored, 5 missing, 6-9 stored, all written here.
+        known.remember(&till(), synced(9, 4), Some(vec![6, 7, 8, 9]));
+        let guess = known.guess(&till(), &[item(5), item(10)], &[]).unwrap();
+        assert_eq!(guess.stored_above, [6, 7, 8, 9]);
+        assert!(guess.stored_above_complete);
+        // A seq held above the prefix, or at or below it, needs the read.
+        assert!(known.guess(&till(), &[item(5), item(7)], &[]).is_none());
+        assert!(known.guess(&till(), &[item(4), item(5)], &[]).is_none());
+        assert!(known.guess(&till(), &[item(10)], &[8]).is_none());
+        // Not known: the push filling the gap reads.
+        known.remember(&till(), synced(9, 4), None);
+        assert!(known.guess(&till(), &[item(5)], &[]).is_none());
+    }
+
+    #[test]
+    fn the_seqs_above_the_prefix_are_known_after_a_write_against_a_known_list() {
+        let seen = |above: Vec<i64>, complete: bool| Seen {
+            sync: synced(9, 4),
+            related: Vec::new(),
+            stored_above: above,
+            stored_above_complete: complete,
+        };
+        let row = |seq: Vec<i64>, settled_seq: Vec<i64>| PushRow {
+            seq,
+            settled_seq,
+            ..PushRow::default()
+        };
+        // 5 stored: the prefix walks to 9, nothing above it.
+        let closed = above_after(
+            &seen(vec![6, 7, 8, 9], true),
+            &synced(9, 9),
+            &row(vec![5], vec![]),
+        );
+        assert_eq!(closed, Some(vec![]));
+        // 11 stored and 12 skipped above a gap that stays.
+        let open = above_after(
+            &seen(vec![6, 7, 8, 9], true),
+            &synced(12, 4),
+            &row(vec![11], vec![12]),
+        );
+        assert_eq!(open, Some(vec![6, 7, 8, 9, 11, 12]));
+        // A read that did not bring every seq above the prefix: unknown.
+        let unknown = above_after(&seen(vec![], false), &synced(12, 4), &row(vec![11], vec![]));
+        assert_eq!(unknown, None);
+    }
+
+    #[test]
     fn voids_and_refunds_naming_any_sale_are_guessed_like_sales() {
         let known = ReadSkip::default();
-        known.remember(&till(), synced(4, 4));
+        known.remember(&till(), synced(4, 4), None);
         let refund = of(sale(9, 5, "refund", Some(3)));
         let void = of(sale(10, 6, "void", Some(77)));
         assert!(known.guess(&till(), &[refund, void], &[]).is_some());
@@ -253,10 +366,10 @@ mod tests {
     #[test]
     fn after_a_wrong_guess_the_till_reads_first_even_once_written_again() {
         let known = ReadSkip::default();
-        known.remember(&till(), synced(1, 1));
+        known.remember(&till(), synced(1, 1), None);
         known.guessed_wrong(&till());
         assert!(known.guess(&till(), &[item(2)], &[]).is_none());
-        known.remember(&till(), synced(2, 2));
+        known.remember(&till(), synced(2, 2), None);
         assert!(known.guess(&till(), &[item(3)], &[]).is_none());
     }
 }
