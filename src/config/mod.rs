@@ -192,7 +192,7 @@ pub struct HealthArgs {
 
     /// Longest expected wait for its group's write a push may be admitted
     /// with (judged from the pushes queued for a group and how fast groups
-    /// are being written); beyond, 503 `overloaded` at once. A push's
+    /// are being written; backlogs get half); beyond, 503 `overloaded` at once. A push's
     /// answer also waits for its read and its group's own write, so this is
     /// about half the latency an admitted push should stay under (250 ms at
     /// p99, docs/benchmarks.md).
