@@ -161,6 +161,14 @@ impl Pace {
         self.sales.fetch_sub(sales, Ordering::Relaxed);
     }
 
+    /// Counts a job taken off the queue; the job, unless its request is
+    /// gone: nobody waits for its answer, and its replay (if any) is
+    /// written on its own.
+    fn take(&self, job: Job) -> Option<Job> {
+        self.taken(job.row.sale_id.len());
+        (!job.done.is_closed()).then_some(job)
+    }
+
     fn written(&self, took: Duration) {
         let mut time = self.group_time.lock().unwrap_or_else(|e| e.into_inner());
         *time = Some(match *time {
@@ -219,15 +227,12 @@ impl Group {
         self.jobs.len() >= MAX_GROUP || self.sales >= MAX_GROUP_SALES
     }
 
-    /// Adds what is queued now, until the group is full. A push whose
-    /// request is gone is left out: nobody waits for its answer, and its
-    /// replay (if any) is written on its own.
+    /// Adds what is queued now, until the group is full.
     fn fill_from(&mut self, jobs: &mut mpsc::Receiver<Job>, pace: &Pace) {
         while !self.full() {
             match jobs.try_recv() {
                 Ok(job) => {
-                    pace.taken(job.row.sale_id.len());
-                    if !job.done.is_closed() {
+                    if let Some(job) = pace.take(job) {
                         self.add(job);
                     }
                 }
@@ -284,10 +289,9 @@ impl Writer {
                 let Some(first) = first else {
                     return;
                 };
-                self.pace.taken(first.row.sale_id.len());
-                if first.done.is_closed() {
+                let Some(first) = self.pace.take(first) else {
                     continue;
-                }
+                };
                 let mut group = Group::of(first);
                 group.fill_from(&mut queue, &self.pace);
                 group
