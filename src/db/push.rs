@@ -9,7 +9,9 @@
 //! writing nothing of it; the caller then reads again.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::value::RawValue;
 use sqlx::PgConnection;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::DbError;
@@ -134,14 +136,24 @@ pub struct NewSales {
     pub tax_minor: Vec<i64>,
     pub discount_minor: Vec<i64>,
     pub refers_to_sale_id: Vec<Option<Uuid>>,
-    pub body: Vec<serde_json::Value>,
+    pub body: Vec<SaleJson>,
+}
+
+/// A sale as `jsonb`, serialized straight from its struct: by way of a
+/// `serde_json::Value` it was a map of owned strings built and torn down
+/// per sale, a tenth of the service's time at batch 100 (perf, issue 26).
+pub type SaleJson = Json<Box<RawValue>>;
+
+/// `sale` as [`SaleJson`].
+pub fn sale_json(sale: &impl serde::Serialize) -> SaleJson {
+    Json(serde_json::value::to_raw_value(sale).expect("a sale always serializes"))
 }
 
 /// Payloads rejected as `sale_id_conflict`, kept for review.
 #[derive(Default)]
 pub struct Conflicts {
     pub sale_id: Vec<Uuid>,
-    pub payload: Vec<serde_json::Value>,
+    pub payload: Vec<SaleJson>,
 }
 
 /// What a push lists for the back office, in column-major form: one entry
@@ -200,10 +212,10 @@ pub struct PushRow {
     pub tax_minor: Vec<i64>,
     pub discount_minor: Vec<i64>,
     pub refers_to_sale_id: Vec<Option<Uuid>>,
-    pub body: Vec<serde_json::Value>,
+    pub body: Vec<SaleJson>,
     pub conflict_id: Vec<Uuid>,
     pub conflict_sale_id: Vec<Uuid>,
-    pub conflict_payload: Vec<serde_json::Value>,
+    pub conflict_payload: Vec<SaleJson>,
     pub day_date: Vec<NaiveDate>,
     pub day_currency: Vec<String>,
     pub day_sales: Vec<i64>,

@@ -27,7 +27,7 @@ use super::read::Seen;
 use super::response::{self, Counts};
 use super::{IngestOptions, Item, Push, progress};
 use crate::db::idempotency::StoredResponse;
-use crate::db::push::{Conflicts, NewExceptions, NewSales, PushRow, Settled, Write};
+use crate::db::push::{Conflicts, NewExceptions, NewSales, PushRow, Settled, Write, sale_json};
 use crate::db::sync::SyncState;
 use crate::db::totals::TotalsColumns;
 use crate::domain::bounds::{MAX_SEQ, storable};
@@ -317,8 +317,7 @@ fn new_rows(push: &Push<'_>, accepted: &[usize]) -> NewSales {
         rows.tax_minor.push(sale.tax_minor);
         rows.discount_minor.push(sale.discount_minor);
         rows.refers_to_sale_id.push(sale.refers_to_sale_id);
-        rows.body
-            .push(serde_json::to_value(sale).expect("a sale always serializes"));
+        rows.body.push(sale_json(sale));
     }
     rows
 }
@@ -334,9 +333,7 @@ fn conflicts(items: &[Item], verdicts: &[Verdict]) -> Conflicts {
         .filter_map(|(item, _)| item.sale.as_ref().ok())
     {
         conflicts.sale_id.push(sale.sale_id);
-        conflicts
-            .payload
-            .push(serde_json::to_value(sale).expect("a sale always serializes"));
+        conflicts.payload.push(sale_json(sale));
     }
     conflicts
 }
