@@ -8,7 +8,7 @@
 use chrono::{NaiveDate, Utc};
 use sqlx::{Connection, PgConnection};
 use tillsync::db::DbError;
-use tillsync::db::push::{PushRow, write_group as ingest_write_group};
+use tillsync::db::push::{PushRow, sale_json, write_group as ingest_write_group};
 use tillsync_testkit::app::{TestApp, spawn_app};
 use uuid::Uuid;
 
@@ -84,7 +84,7 @@ impl Planned {
             tax_minor: vec![10],
             discount_minor: vec![0],
             refers_to_sale_id: vec![None],
-            body: vec![serde_json::json!({})],
+            body: vec![sale_json(&serde_json::json!({}))],
             day_date: vec![date],
             day_currency: vec!["EUR".into()],
             day_sales: vec![1],
