@@ -1,8 +1,8 @@
 //! A push's two round trips: [`read`] what it is checked against, and
 //! write everything it stores ([`write_group`], with the pushes of other
 //! tills that are ready at the same moment). Each is one statement, a call
-//! of a plpgsql function (`ingest_read_v2`, and `ingest_write_group_v4` over
-//! `ingest_write_set_v4`: read them as they live in `src/db/schema.sql`, the
+//! of a plpgsql function (`ingest_read_v2`, and `ingest_write_group_v5` over
+//! `ingest_write_set_v5`: read them as they live in `src/db/schema.sql`, the
 //! dump of the migrated schema), in its own implicit transaction: no BEGIN or COMMIT of its own, no lock
 //! held across round trips. The write checks that what `read` saw still
 //! holds and reports [`DbError::Contention`] for a push where it does not,
@@ -136,12 +136,20 @@ pub struct NewSales {
     pub tax_minor: Vec<i64>,
     pub discount_minor: Vec<i64>,
     pub refers_to_sale_id: Vec<Option<Uuid>>,
-    pub body: Vec<SaleJson>,
+    /// Each sale as JSON text ([`sale_text`]), stored as `json`: checked,
+    /// not parsed into a `jsonb` tree (migration `20261210000001`).
+    pub body: Vec<String>,
 }
 
-/// A sale as `jsonb`, serialized straight from its struct: by way of a
+/// A sale as JSON text, serialized straight from its struct: by way of a
 /// `serde_json::Value` it was a map of owned strings built and torn down
 /// per sale, a tenth of the service's time at batch 100 (perf, issue 26).
+pub fn sale_text(sale: &impl serde::Serialize) -> String {
+    serde_json::to_string(sale).expect("a sale always serializes")
+}
+
+/// A sale as `jsonb` (a conflicting payload, kept for review), serialized
+/// straight from its struct as [`sale_text`] is.
 pub type SaleJson = Json<Box<RawValue>>;
 
 /// `sale` as [`SaleJson`].
@@ -178,11 +186,11 @@ pub struct Settled {
     pub reason: Vec<String>,
 }
 
-/// Everything one push stores, as the `ingest_push_v3` composite type of
-/// `ingest_write_group_v4` (fields in the type's order; the type is in
+/// Everything one push stores, as the `ingest_push_v4` composite type of
+/// `ingest_write_group_v5` (fields in the type's order; the type is in
 /// `src/db/schema.sql`).
 #[derive(sqlx::Type, Default)]
-#[sqlx(type_name = "ingest_push_v3")]
+#[sqlx(type_name = "ingest_push_v4")]
 pub struct PushRow {
     pub merchant_id: Uuid,
     pub terminal_id: Uuid,
@@ -212,7 +220,7 @@ pub struct PushRow {
     pub tax_minor: Vec<i64>,
     pub discount_minor: Vec<i64>,
     pub refers_to_sale_id: Vec<Option<Uuid>>,
-    pub body: Vec<SaleJson>,
+    pub body: Vec<String>,
     pub conflict_id: Vec<Uuid>,
     pub conflict_sale_id: Vec<Uuid>,
     pub conflict_payload: Vec<SaleJson>,
@@ -388,7 +396,7 @@ impl Write<'_> {
     }
 }
 
-/// SQLSTATE of a push that `ingest_write_group_v4` wrote.
+/// SQLSTATE of a push that `ingest_write_group_v5` wrote.
 const WRITTEN: &str = "00000";
 
 /// Writes several pushes in one transaction, each all or nothing on its
@@ -404,7 +412,7 @@ pub async fn write_group(
     // A runtime query: the macros cannot check a composite-type array
     // parameter against a struct of ours.
     let results: Vec<(Option<String>, Option<String>)> =
-        sqlx::query_as("select error_code, error_message from ingest_write_group_v4($1)")
+        sqlx::query_as("select error_code, error_message from ingest_write_group_v5($1)")
             .bind(rows)
             .fetch_all(conn)
             .await?;

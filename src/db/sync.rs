@@ -189,13 +189,13 @@ async fn day_totals(
                -- `way`: 1 for what a sale adds, -1 for what a refund takes back
                select s.currency, 1 as fact,
                       case s.kind when 'sale' then 1 when 'refund' then -1 else 0 end as way,
-                      s.total_minor, s.tax_minor, s.body
+                      s.total_minor, s.tax_minor, s.body::jsonb as body
                  from sales s
                 where s.merchant_id = $1 and s.terminal_id = $2 and s.business_date = $3
                union all
                select t.currency, 0,
                       case t.kind when 'sale' then -1 when 'refund' then 1 else 0 end,
-                      t.total_minor, t.tax_minor, t.body
+                      t.total_minor, t.tax_minor, t.body::jsonb
                  from sales v
                  join sales t on t.merchant_id = v.merchant_id and t.sale_id = v.refers_to_sale_id
                 where v.merchant_id = $1 and v.terminal_id = $2 and v.business_date = $3

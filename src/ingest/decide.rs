@@ -27,7 +27,9 @@ use super::read::Seen;
 use super::response::{self, Counts};
 use super::{IngestOptions, Item, Push, progress};
 use crate::db::idempotency::StoredResponse;
-use crate::db::push::{Conflicts, NewExceptions, NewSales, PushRow, Settled, Write, sale_json};
+use crate::db::push::{
+    Conflicts, NewExceptions, NewSales, PushRow, Settled, Write, sale_json, sale_text,
+};
 use crate::db::sync::SyncState;
 use crate::db::totals::TotalsColumns;
 use crate::domain::bounds::{MAX_SEQ, storable};
@@ -317,7 +319,7 @@ fn new_rows(push: &Push<'_>, accepted: &[usize]) -> NewSales {
         rows.tax_minor.push(sale.tax_minor);
         rows.discount_minor.push(sale.discount_minor);
         rows.refers_to_sale_id.push(sale.refers_to_sale_id);
-        rows.body.push(sale_json(sale));
+        rows.body.push(sale_text(sale));
     }
     rows
 }

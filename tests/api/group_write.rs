@@ -1,14 +1,14 @@
-//! How Postgres writes a group (`ingest_write_group_v4`, src/db/schema.sql):
+//! How Postgres writes a group (`ingest_write_group_v5`, src/db/schema.sql):
 //! one set-based write for the whole group when every push can be written,
 //! push by push only when one of them cannot. Asked of the function itself,
-//! with the calls of its set-based write (`ingest_write_set_v4`) counted by
+//! with the calls of its set-based write (`ingest_write_set_v5`) counted by
 //! `pg_stat_xact_user_functions`: once for the whole group, or, after that
 //! failed, once a push (the statistics count the calls that returned).
 
 use chrono::{NaiveDate, Utc};
 use sqlx::{Connection, PgConnection};
 use tillsync::db::DbError;
-use tillsync::db::push::{PushRow, sale_json, write_group as ingest_write_group};
+use tillsync::db::push::{PushRow, write_group as ingest_write_group};
 use tillsync_testkit::app::{TestApp, spawn_app};
 use uuid::Uuid;
 
@@ -84,7 +84,7 @@ impl Planned {
             tax_minor: vec![10],
             discount_minor: vec![0],
             refers_to_sale_id: vec![None],
-            body: vec![sale_json(&serde_json::json!({}))],
+            body: vec!["{}".into()],
             day_date: vec![date],
             day_currency: vec!["EUR".into()],
             day_sales: vec![1],
@@ -156,7 +156,7 @@ fn outcome(written: &Result<(), DbError>) -> &'static str {
 
 /// Writes `rows` as one group, in a transaction of its own, as the
 /// committer does, and returns how each push ended and how often the
-/// set-based `ingest_write_set_v4` returned (once for a group written
+/// set-based `ingest_write_set_v5` returned (once for a group written
 /// whole; once per push written, when written push by push).
 async fn write_rows(app: &TestApp, rows: &[PushRow]) -> (Vec<&'static str>, i64) {
     let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
@@ -168,7 +168,7 @@ async fn write_rows(app: &TestApp, rows: &[PushRow]) -> (Vec<&'static str>, i64)
     let written = ingest_write_group(&mut tx, rows).await.unwrap();
     let writes: i64 = sqlx::query_scalar(
         "select coalesce(sum(calls), 0)::int8 from pg_stat_xact_user_functions
-          where funcname = 'ingest_write_set_v4'",
+          where funcname = 'ingest_write_set_v5'",
     )
     .fetch_one(&mut *tx)
     .await
@@ -332,4 +332,59 @@ async fn a_push_with_a_stored_key_fails_alone_and_keeps_the_first_answer() {
     .await
     .unwrap();
     assert_eq!(kept, (200, stored_at), "the first answer is kept");
+}
+
+/// A replica one migration behind (docs/deploy.md) writes through
+/// `ingest_write_group_v4`, whose `ingest_push_v3` carries each body as
+/// `jsonb`, and reads through `ingest_read_v2`, which returns it as `jsonb`:
+/// both still work now that `sales.body` is `json`.
+#[tokio::test]
+async fn an_older_replicas_write_and_read_still_work_with_the_body_stored_as_json() {
+    let app = spawn_app().await;
+    let till = app.create_till().await.terminal_id;
+    let planned = Planned::read(&app, till).await;
+    let sale_id = Uuid::new_v4();
+    let body = serde_json::json!({"sale_id": sale_id, "seq": 1, "kind": "sale", "note": "older"});
+    // The older binary's row, as JSON: the fields a write needs, the rest null.
+    let push = serde_json::json!({
+        "merchant_id": planned.merchant_id, "terminal_id": till, "store_id": planned.store_id,
+        "batch_id": Uuid::new_v4(), "seen_highest_seq": 0, "seen_contiguous": 0,
+        "seen_sales_stored": 0, "highest_seq": 1, "contiguous": 1, "sales_stored": 1,
+        "idempotency_key": Uuid::new_v4(), "request_sha256": "\\x00", "response_status": 200,
+        "response_body": "\\x7b7d", "sale_id": [sale_id], "seq": [1], "kind": ["sale"],
+        "occurred_at": ["2026-11-20T10:00:00Z"], "business_date": ["2026-11-20"],
+        "currency": ["EUR"], "total_minor": [100], "tax_minor": [10], "discount_minor": [0],
+        "refers_to_sale_id": [null], "body": [body],
+    });
+    let codes: Vec<String> = sqlx::query_scalar(
+        "select error_code from ingest_write_group_v4(
+             array[jsonb_populate_record(null::ingest_push_v3, $1)])",
+    )
+    .bind(&push)
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(codes, ["00000"]);
+
+    let stored: serde_json::Value =
+        sqlx::query_scalar("select body from ingest_read_v2($1, $2, $3, $4, '{}', '{}', 10)")
+            .bind(planned.merchant_id)
+            .bind(till)
+            .bind(Uuid::new_v4())
+            .bind([sale_id])
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(stored, body);
+    let kind: String = sqlx::query_scalar(
+        "select pg_typeof(body)::text from ingest_read_v2($1, $2, $3, $4, '{}', '{}', 10)",
+    )
+    .bind(planned.merchant_id)
+    .bind(till)
+    .bind(Uuid::new_v4())
+    .bind([sale_id])
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(kind, "jsonb");
 }

@@ -352,7 +352,7 @@ async fn a_void_whose_reversal_cannot_be_counted_holds_back_no_other_void() {
     plant(
         &app,
         "update sales set total_minor = -9223372036854775808,
-                          body = jsonb_set(body, '{total_minor}', '-9223372036854775808')
+                          body = jsonb_set(body::jsonb, '{total_minor}', '-9223372036854775808')
           where terminal_id = $1 and seq = 1",
         seller.terminal_id,
     )

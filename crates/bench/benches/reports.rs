@@ -164,11 +164,8 @@ async fn generate(pool: &PgPool, sales_per_till: i64) -> (Uuid, String) {
     )
     .await
     .unwrap();
-    let migration = include_str!("../../../migrations/20261208000001_receipt_money.sql");
-    let begin = migration.find("-- rebuild totals: begin").unwrap();
-    let end = migration.find("-- rebuild totals: end").unwrap();
     let mut rebuild = pool.begin().await.unwrap();
-    sqlx::raw_sql(&migration[begin..end])
+    sqlx::raw_sql(&tillsync_testkit::database::rebuild_totals_sql())
         .execute(&mut *rebuild)
         .await
         .unwrap();

@@ -55,3 +55,25 @@ pub fn drop_database(name: &str) -> bool {
         }
     }
 }
+
+/// The totals rebuild of migration `20261208000001_receipt_money` (between
+/// its `-- rebuild totals` marks), the reference kept totals are checked
+/// and benchmarked against, for today's schema. It was written when
+/// `sales.body` was `jsonb`; since `20261210000001_sale_body_json` the body
+/// is `json`, so the rebuild reads it as `jsonb` where it picks it up.
+pub fn rebuild_totals_sql() -> String {
+    let migration = include_str!("../../../migrations/20261208000001_receipt_money.sql");
+    let begin = migration
+        .find("-- rebuild totals: begin")
+        .expect("the mark");
+    let end = migration.find("-- rebuild totals: end").expect("the mark");
+    let mut rebuild = migration[begin..end].to_owned();
+    for (column, as_jsonb) in [
+        ("s.sale_id, s.body,", "s.sale_id, s.body::jsonb,"),
+        ("t.sale_id, t.body,", "t.sale_id, t.body::jsonb,"),
+    ] {
+        assert_eq!(rebuild.matches(column).count(), 1, "{column}");
+        rebuild = rebuild.replace(column, as_jsonb);
+    }
+    rebuild
+}

@@ -74,17 +74,14 @@ async fn totals_kept_at_ingest_equal_totals_rebuilt_from_the_sales() {
     for q in &queries {
         kept.push(totals(&app, q).await["rows"].clone());
     }
-    let migration = std::fs::read_to_string("migrations/20261208000001_receipt_money.sql").unwrap();
-    let begin = migration.find("-- rebuild totals: begin").unwrap();
-    let end = migration.find("-- rebuild totals: end").unwrap();
-    let rebuild = &migration[begin..end];
+    let rebuild = tillsync_testkit::database::rebuild_totals_sql();
     sqlx::query(
         "truncate sales_day_totals, sales_hour_totals, tender_day_totals, tax_day_totals, store_day_totals, store_day_deltas",
     )
     .execute(&app.db)
     .await
     .unwrap();
-    sqlx::raw_sql(rebuild).execute(&app.db).await.unwrap();
+    sqlx::raw_sql(&rebuild).execute(&app.db).await.unwrap();
     for (q, before) in queries.iter().zip(kept) {
         assert_eq!(totals(&app, q).await["rows"], before, "{q}");
     }

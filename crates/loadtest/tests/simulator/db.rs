@@ -82,7 +82,7 @@ pub async fn lose_latest_sales(db: &PgPool, store_id: Uuid, count: i64) -> i64 {
             "with gone as (
                  delete from sales where terminal_id = $1 and seq > $2
                  returning merchant_id, store_id, business_date, currency, total_minor,
-                           discount_minor, tax_minor, body
+                           discount_minor, tax_minor, body::jsonb as body
              ), split as (
                  select g.*, l.items, l.gift_cards,
                         coalesce((g.body ->> 'tip_minor')::int8, 0) as tips,
