@@ -179,12 +179,9 @@ pub fn above_after(seen: &Seen, next: &SyncState, row: &PushRow) -> Option<Vec<i
 /// and the push alone.
 fn fills_gap(sync: &SyncState, above: &[i64], items: &[Item], skipped: &[i64]) -> bool {
     let free = |seq: i64| seq > sync.contiguous_through_seq && above.binary_search(&seq).is_err();
-    items
-        .iter()
-        .filter_map(|item| item.sale.as_ref().ok())
-        .all(|sale| free(sale.seq))
-        && items.iter().filter_map(|item| item.seq).all(free)
-        && skipped.iter().all(|&seq| free(seq))
+    // Every valid sale's seq is its item's `seq`; an invalid one's, when it
+    // could be read, is settled by the push.
+    items.iter().filter_map(|item| item.seq).all(free) && skipped.iter().all(|&seq| free(seq))
 }
 
 /// Whether the read of a push against `sync` would find nothing but the
