@@ -219,13 +219,11 @@ impl Gate {
 
     /// Runs a push, which holds no slot of its own: its database work takes
     /// slots as it goes (its read; its group's write, one slot for every
-    /// push of the group). It is admitted by the wait for its group instead:
-    /// refused at once while the link is down, or when `group_wait`, how
-    /// long it would wait for its group at the pace groups are being written
-    /// now, is beyond `--admission-group-wait` (half of it for a backlog).
-    /// Admitted, it runs under its deadline and is cut short if the link is
-    /// declared down. Nothing is learned from it as a whole: its read and
-    /// its group's write teach the limit what they cost.
+    /// push of the group). It is admitted by the wait for its group instead
+    /// ([`Gate::admit_to_group`]). Admitted, it runs under its deadline and
+    /// is cut short if the link is declared down. Nothing is learned from it
+    /// as a whole: its read and its group's write teach the limit what they
+    /// cost.
     pub async fn run_grouped<F: Future>(
         &self,
         priority: Priority,
@@ -236,27 +234,36 @@ impl Gate {
         if !self.enabled() {
             return Ok(work.await);
         }
-        if self.inner.link.state() == LinkState::Unavailable {
-            count_shed("database_unavailable", priority);
-            return Err(Refusal::Unavailable);
-        }
-        if group_wait
-            > self
-                .inner
-                .settings
-                .admission_group_wait
-                .mul_f64(group_wait_share(priority))
-        {
-            count_shed("overloaded", priority);
-            self.inner.slots.note_shed();
-            return Err(Refusal::Overloaded);
-        }
+        self.admit_to_group(priority, group_wait)?;
         let mut admitted = Admitted {
             permit: None,
             deadline: Some(arrived + self.deadline_for(priority)),
             outages: Some(self.inner.outages.subscribe()),
         };
         admitted.run(work).await
+    }
+
+    /// Whether a push may join the queue for a group: not while the link is
+    /// down, nor when `group_wait`, how long it would wait for its group at
+    /// the pace groups are being written now, is beyond
+    /// `--admission-group-wait` (half of it for a backlog). A push is judged
+    /// once as it arrives, and a backlog once more when its sales are read
+    /// ([`crate::http::middleware::admission`]).
+    pub fn admit_to_group(&self, priority: Priority, group_wait: Duration) -> Result<(), Refusal> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        if self.inner.link.state() == LinkState::Unavailable {
+            count_shed("database_unavailable", priority);
+            return Err(Refusal::Unavailable);
+        }
+        let bound = self.inner.settings.admission_group_wait;
+        if group_wait > bound.mul_f64(group_wait_share(priority)) {
+            count_shed("overloaded", priority);
+            self.inner.slots.note_shed();
+            return Err(Refusal::Overloaded);
+        }
+        Ok(())
     }
 
     async fn admit(&self, priority: Priority, arrived: Instant) -> Result<Admitted, Refusal> {

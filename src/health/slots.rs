@@ -32,7 +32,7 @@ use super::signal::Signal;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Priority {
     /// The write of a group of pushes (`crate::ingest`): one statement for
-    /// up to 32 pushes already admitted, each of them waiting for it. Served
+    /// up to 64 pushes already admitted, each of them waiting for it. Served
     /// first, and never refused for the queue's length (only its deadline
     /// or the link bounds it): refusing it would refuse every push in it.
     Group = 0,

@@ -6,59 +6,80 @@
 //! ([`Gate::run_grouped`](crate::health::Gate::run_grouped)), and its read
 //! and its group's write each take a slot as they go ([`crate::ingest`]).
 //! A refusal is answered here; the handler's answer tells the layer how the
-//! database did, by its problem code. A till's push is live ingest or a
-//! backlog by its size: live sales go first while a backlog drains.
+//! database did, by its problem code.
+//!
+//! A till's push is live ingest or a backlog by the age of its newest sale
+//! ([`push_priority`]), so live sales go first while a backlog drains. Its
+//! age is known only once the body is read, so a push is judged twice: here
+//! as it arrives, as live (nothing is spent reading a push the group queue
+//! has no room for), and by its handler once its sales are parsed, as a
+//! backlog with half the group wait ([`admit_backlog`]).
+//!
+//! Why not by size, as before: a busy till online sends large pushes too. A
+//! soak of 300 tills pushing up to 100 fresh sales each saw most of its
+//! pushes judged a backlog by size and shed (docs/benchmarks.md, issue 26).
 
 use axum::extract::{Request, State};
-use axum::http::header::CONTENT_LENGTH;
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use super::arrival::Arrived;
 use crate::error::{ApiError, ProblemCode};
-use crate::health::{Judged, Priority, Signal};
+use crate::health::{Judged, Priority, Refusal, Signal};
 use crate::http::AppState;
 
-/// The largest push body still served as live ingest; larger ones are a
-/// backlog ([`Priority::Backlog`]). About 15 sales shaped as the simulator
-/// makes them (three lines, one tender, some 500 bytes each): more than a
-/// till selling online sends at once, far less than an offline queue
-/// replayed in batches of up to 500.
-pub const LIVE_PUSH_MAX_BYTES: u64 = 8 * 1024;
+/// A push whose newest sale occurred longer ago than this is a backlog
+/// ([`Priority::Backlog`]). A till selling online pushes a sale within a
+/// second or two of ringing it up, and its retries after a 503 add a
+/// `Retry-After` of 1-2 s each; an offline queue replayed carries sales as
+/// old as the outage, until the till has caught up. (A till whose clock runs
+/// this far behind is judged a backlog too: only while the group queue is
+/// between half and all of its bound, and nothing it sends is lost.)
+pub const BACKLOG_AFTER: TimeDelta = TimeDelta::seconds(10);
 
-pub async fn ingest(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let priority = ingest_priority(&request);
+pub async fn ingest(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
-        return admit(&state, priority, request, next).await;
+        // `GET /v1/sync`: a till asking what it still has to send, live.
+        return admit(&state, Priority::Ingest, request, next).await;
     }
     // A push takes no slot of its own: it is admitted by the wait for its
     // group, and its read and its group's write take slots as they go.
     let arrived = Arrived::of(&request);
-    request.extensions_mut().insert(priority);
     let group_wait = state.ingest.group_wait();
     state
         .gate
-        .run_grouped(priority, arrived, group_wait, next.run(request))
+        .run_grouped(Priority::Ingest, arrived, group_wait, next.run(request))
         .await
         .unwrap_or_else(|refusal| ApiError::from(refusal).into_response())
 }
 
-/// Live or backlog, told apart by the declared body size before the body
-/// is read (admission comes before the handler). A push of unknown size
-/// (chunked) counts as a backlog; reads (`GET /v1/sync`) are live.
-fn ingest_priority(request: &Request) -> Priority {
-    if request.method() == Method::GET {
-        return Priority::Ingest;
+/// The second look at a push, once its sales are parsed: a backlog
+/// ([`push_priority`]) may join the group queue only with half the wait a
+/// live push may ([`Gate::admit_to_group`](crate::health::Gate::admit_to_group)).
+/// Returns the priority its database work runs at.
+pub fn admit_backlog(
+    state: &AppState,
+    newest_sale: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<Priority, Refusal> {
+    let priority = push_priority(newest_sale, now);
+    if priority == Priority::Backlog {
+        state
+            .gate
+            .admit_to_group(priority, state.ingest.group_wait())?;
     }
-    let declared = request
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(bytes) if bytes <= LIVE_PUSH_MAX_BYTES => Priority::Ingest,
-        _ => Priority::Backlog,
+    Ok(priority)
+}
+
+/// Live, or a backlog when even its newest sale occurred more than
+/// [`BACKLOG_AFTER`] ago. A push without a valid sale (only rejections or
+/// skipped seqs) is live: it costs its group next to nothing.
+pub fn push_priority(newest_sale: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Priority {
+    match newest_sale {
+        Some(occurred) if now - occurred > BACKLOG_AFTER => Priority::Backlog,
+        _ => Priority::Ingest,
     }
 }
 
@@ -97,31 +118,19 @@ impl Judged for Response {
 
 #[cfg(test)]
 mod tests {
-    use axum::body::Body;
-
     use super::*;
 
-    fn push_of(declared: Option<u64>) -> Request {
-        let mut builder = Request::post("/v1/sales/batches");
-        if let Some(bytes) = declared {
-            builder = builder.header(CONTENT_LENGTH, bytes);
-        }
-        builder.body(Body::empty()).unwrap()
-    }
-
     #[test]
-    fn small_pushes_and_sync_reads_are_live_and_large_or_unsized_pushes_a_backlog() {
-        assert_eq!(ingest_priority(&push_of(Some(600))), Priority::Ingest);
-        assert_eq!(
-            ingest_priority(&push_of(Some(LIVE_PUSH_MAX_BYTES))),
-            Priority::Ingest
-        );
-        assert_eq!(
-            ingest_priority(&push_of(Some(LIVE_PUSH_MAX_BYTES + 1))),
-            Priority::Backlog
-        );
-        assert_eq!(ingest_priority(&push_of(None)), Priority::Backlog);
-        let sync = Request::get("/v1/sync").body(Body::empty()).unwrap();
-        assert_eq!(ingest_priority(&sync), Priority::Ingest);
+    fn a_push_is_a_backlog_when_even_its_newest_sale_is_older_than_the_bound() {
+        let now = Utc::now();
+        assert_eq!(push_priority(Some(now), now), Priority::Ingest);
+        let at_bound = now - BACKLOG_AFTER;
+        assert_eq!(push_priority(Some(at_bound), now), Priority::Ingest);
+        let older = at_bound - TimeDelta::milliseconds(1);
+        assert_eq!(push_priority(Some(older), now), Priority::Backlog);
+        // A till's clock ahead of the server's, or a push of rejections only.
+        let ahead = now + TimeDelta::minutes(5);
+        assert_eq!(push_priority(Some(ahead), now), Priority::Ingest);
+        assert_eq!(push_priority(None, now), Priority::Ingest);
     }
 }

@@ -1,7 +1,6 @@
 //! `POST /v1/sales/batches`: a till pushes sales. Parsing and the checks that
 //! need no database happen here; everything else is [`crate::ingest`].
 
-use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -17,9 +16,9 @@ use crate::domain::bounds::MAX_SEQ;
 use crate::domain::sale::{Rejection, Sale};
 use crate::domain::terminal::Terminal;
 use crate::error::{ApiError, ProblemCode};
-use crate::health::Priority;
 use crate::http::AppState;
 use crate::http::extract::body_rejection;
+use crate::http::middleware::admission;
 use crate::http::middleware::arrival::Arrived;
 use crate::ingest::{Counts, IngestError, Item, Push, Pushed};
 
@@ -38,13 +37,15 @@ pub async fn push(
     State(state): State<AppState>,
     terminal: Terminal,
     Arrived(arrived): Arrived,
-    priority: Option<Extension<Priority>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let body = body.map_err(body_rejection)?;
-    let Batch { items, skipped } = parse_batch(&body, Utc::now())?;
+    let now = Utc::now();
+    let batch = parse_batch(&body, now)?;
+    let priority = admission::admit_backlog(&state, batch.newest_sale(), now)?;
+    let Batch { items, skipped } = batch;
     let request_sha256 = Sha256::digest(&body);
 
     let push = Push {
@@ -54,8 +55,7 @@ pub async fn push(
         items: &items,
         skipped: &skipped,
         arrived,
-        // As admission judged it; live unless it did.
-        priority: priority.map_or(Priority::Ingest, |Extension(p)| p),
+        priority,
     };
     match state.ingest.push(&push).await {
         Ok(Pushed::Fresh { body, counts }) => {
@@ -129,6 +129,17 @@ struct RawBatch<'a> {
 pub struct Batch {
     pub items: Vec<Item>,
     pub skipped: Vec<i64>,
+}
+
+impl Batch {
+    /// When its newest valid sale occurred: how admission tells a backlog
+    /// from live sales ([`admission::push_priority`]).
+    pub fn newest_sale(&self) -> Option<DateTime<Utc>> {
+        (self.items.iter())
+            .filter_map(|item| item.sale.as_ref().ok())
+            .map(|sale| sale.occurred_at.to_utc())
+            .max()
+    }
 }
 
 /// Whether a JSON text is an object. serde's derived structs also take an

@@ -20,7 +20,8 @@ pub struct Scraped {
     pub in_flight: f64,
     pub queued: f64,
     pub shed_total: f64,
-    /// The part of `shed_total` refused as large pushes (`backlog`).
+    /// The part of `shed_total` refused as backlog pushes (`backlog`: sales
+    /// older than `BACKLOG_AFTER`).
     pub shed_backlog: f64,
     pub accepted_total: f64,
     /// When the store-totals fold last had nothing left to fold (Unix

@@ -195,7 +195,7 @@ async fn queues(database_url: &str) -> (i64, i64) {
 
 fn print_window(w: &Value) {
     println!(
-        "  soak {:>5}-{:>5} s: accepted {} sales/s, shed {} ({} of them large pushes), fold lag max {} s, sale p50 {} ms, p99 {} ms, max {} ms ({} sales); at its end {} voids and refunds pending, {} dead store deltas",
+        "  soak {:>5}-{:>5} s: accepted {} sales/s, shed {} ({} of them backlog pushes), fold lag max {} s, sale p50 {} ms, p99 {} ms, max {} ms ({} sales); at its end {} voids and refunds pending, {} dead store deltas",
         w["from_s"],
         w["to_s"],
         show(&w["accepted_per_s"]),

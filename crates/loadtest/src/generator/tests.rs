@@ -148,29 +148,6 @@ fn every_generated_sale_passes_the_servers_own_rules() {
     }
 }
 
-/// The server serves pushes up to `LIVE_PUSH_MAX_BYTES` as live sales and
-/// larger ones as a backlog: a till selling online (a few sales a push, up
-/// to 10) is live, an offline queue replayed 50 at a time is not.
-#[test]
-fn pushes_of_up_to_ten_sales_are_live_and_of_fifty_a_backlog() {
-    use tillsync::http::middleware::admission::LIVE_PUSH_MAX_BYTES;
-    let generated = store_day(11, 1, 5000);
-    let body = |sales: &[Generated]| {
-        let joined: Vec<&str> = sales.iter().map(|g| &*g.json).collect();
-        format!(r#"{{"sales":[{}]}}"#, joined.join(",")).len() as u64
-    };
-    let largest_of_ten = generated.chunks(10).map(body).max().unwrap();
-    let smallest_of_fifty = generated.chunks_exact(50).map(body).min().unwrap();
-    assert!(
-        largest_of_ten <= LIVE_PUSH_MAX_BYTES,
-        "{largest_of_ten} bytes"
-    );
-    assert!(
-        smallest_of_fifty > LIVE_PUSH_MAX_BYTES,
-        "{smallest_of_fifty} bytes"
-    );
-}
-
 #[test]
 fn the_mix_has_refunds_voids_split_tenders_and_a_second_currency() {
     let generated = store_day(3, 4, 5000);

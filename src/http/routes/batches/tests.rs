@@ -392,3 +392,30 @@ fn the_template_is_a_valid_sale_in_every_slot_it_has() {
         }
     }
 }
+
+#[test]
+fn a_batchs_newest_sale_is_the_latest_valid_one_whatever_its_offset() {
+    let at = |occurred: &str, seq: &str| {
+        object(SALE, Some(("occurred_at", occurred)))
+            .replace(r#""seq": 1"#, &format!(r#""seq": {seq}"#))
+            .replace("LINE", &object(LINE, None))
+            .replace("TENDER", &object(TENDER, None))
+    };
+    let sales = [
+        at(r#""2026-11-20T10:00:00+01:00""#, "1"),
+        // The latest instant, written in another offset.
+        at(r#""2026-11-20T05:30:00-05:00""#, "2"),
+        at(r#""2026-11-20T11:00:00+01:00""#, "3"),
+        // Later still, but rejected: it is no sale.
+        at(r#""2026-11-20T11:00:00+01:00""#, "-1"),
+    ];
+    let body = format!(r#"{{"sales": [{}]}}"#, sales.join(", "));
+    let batch = parse_batch(body.as_bytes(), now()).unwrap();
+    assert!(batch.items[3].sale.is_err());
+    let newest: DateTime<Utc> = "2026-11-20T10:30:00Z".parse().unwrap();
+    assert_eq!(batch.newest_sale(), Some(newest));
+
+    let only_rejected = format!(r#"{{"sales": [{}]}}"#, sales[3]);
+    let batch = parse_batch(only_rejected.as_bytes(), now()).unwrap();
+    assert_eq!(batch.newest_sale(), None);
+}
