@@ -111,6 +111,7 @@ fn help_documents_every_loadtest_setting_with_its_variable_and_default() {
         "REQUEST_TIMEOUT",
         "SYNC_INTERVAL",
         "VERIFY_TIMEOUT",
+        "VERIFY_CONCURRENCY",
         "BACKOFF_CAP",
         "ARRIVALS",
         "BUSINESS_DAY_STARTS_AT",

@@ -61,6 +61,14 @@ pub struct LoadtestArgs {
     #[arg(long, env = "TILLSYNC_LOADTEST_VERIFY_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
     pub verify_timeout: Duration,
 
+    /// Tills verification asks about at the same time. Each till's day
+    /// check adds its day's sales up on the server; when days are large (a
+    /// soak's tills sell 60 000 sales a day in 30 minutes), more at once
+    /// than the database has cores only makes each slower, until they pass
+    /// the server's statement timeout and are asked again.
+    #[arg(long, env = "TILLSYNC_LOADTEST_VERIFY_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub verify_concurrency: u16,
+
     /// After the drain, how long verification keeps asking until the
     /// figures settle (the server applies voids that came before their
     /// sale in the background, within about a second); the last answer

@@ -49,12 +49,18 @@ struct Entry {
     /// When the customer was served: the sale's `occurred_at`.
     rung_up_at: DateTime<Utc>,
     arrived_at: Instant,
-    /// Built when first needed (to be sent, or verified), not when rung up:
-    /// under heavy overload most sales wait in the queue for the whole load,
-    /// and building each on arrival cost the simulator CPU in proportion to
-    /// the offered load, which in the recovery benchmark comes out of the
-    /// server's share of the machine.
-    sale: Option<Generated>,
+    /// Built when first needed (to be sent), not when rung up: under heavy
+    /// overload most sales wait in the queue for the whole load, and
+    /// building each on arrival cost the simulator CPU in proportion to the
+    /// offered load, which in the recovery benchmark comes out of the
+    /// server's share of the machine. Dropped again once the server has
+    /// answered for it for good: a sale is about a kilobyte built, and a
+    /// 30-minute soak rings up over 20 million, more than the machine's
+    /// memory (docs/benchmarks.md, issue 26). Building is a pure function
+    /// of the entry, so a sale built again (resent after `/v1/sync` said
+    /// the server lacks it, or verified) is byte for byte the same. Boxed,
+    /// so an entry without it is small.
+    sale: Option<Box<Generated>>,
     state: State,
     /// When it was first taken into a push.
     first_sent: Option<Instant>,
@@ -223,6 +229,7 @@ impl Journal {
             let entry = &mut self.entries[index];
             if matches!(result.status.as_str(), "accepted" | "duplicate") {
                 entry.state = State::Stored;
+                entry.sale = None;
                 if entry.first_stored.is_none() {
                     entry.first_stored = Some(now);
                     settled
@@ -239,6 +246,7 @@ impl Journal {
                 settled.retry_later += 1;
             } else {
                 entry.state = State::Refused;
+                entry.sale = None;
                 entry.refused = Some(code.clone());
                 settled.refused.push((entry.seq, code));
             }
@@ -281,16 +289,20 @@ impl Journal {
         self.pushed_ahead
     }
 
-    /// Every sale rung up, with its fate, as the verifier needs it
-    /// (building those never sent).
-    pub fn expected(&mut self) -> Vec<ExpectedSale> {
-        let shop = self.shop;
+    /// Every sale rung up, with its fate, as the verifier needs it. Sales
+    /// not built now are built for it and dropped at once, not kept.
+    pub fn expected(&self) -> Vec<ExpectedSale> {
         self.entries
-            .iter_mut()
+            .iter()
             .map(|entry| {
                 let fate = fate(entry);
                 let (first_sent, first_stored) = (entry.first_sent, entry.first_stored);
-                ExpectedSale::new(built(entry, &shop), fate, first_sent, first_stored)
+                match &entry.sale {
+                    Some(sale) => ExpectedSale::new(sale, fate, first_sent, first_stored),
+                    None => {
+                        ExpectedSale::new(&build(entry, &self.shop), fate, first_sent, first_stored)
+                    }
+                }
             })
             .collect()
     }
@@ -310,15 +322,21 @@ fn fate(entry: &Entry) -> Fate {
 
 /// The entry's sale, built on first use.
 fn built<'a>(entry: &'a mut Entry, shop: &Shop) -> &'a Generated {
-    entry.sale.get_or_insert_with(|| {
-        generator::build(
-            entry.sale_id,
-            entry.seq,
-            entry.rung_up_at,
-            &entry.ticket,
-            shop,
-        )
-    })
+    if entry.sale.is_none() {
+        entry.sale = Some(Box::new(build(entry, shop)));
+    }
+    entry.sale.as_ref().expect("built above")
+}
+
+/// The entry's sale, built from what the entry keeps.
+fn build(entry: &Entry, shop: &Shop) -> Generated {
+    generator::build(
+        entry.sale_id,
+        entry.seq,
+        entry.rung_up_at,
+        &entry.ticket,
+        shop,
+    )
 }
 
 #[cfg(test)]

@@ -100,10 +100,13 @@ pub async fn run_observed(args: LoadtestArgs, live: Arc<LiveCounters>) -> anyhow
         admin: args.admin_token.clone(),
         tills: tills.iter().map(|t| t.expected()).collect(),
     });
+    // The journals are not needed past here; a long run's are gigabytes.
+    drop(tills);
     let limits = VerifyLimits {
         backoff_cap: args.backoff_cap,
         settle: args.settle_timeout,
         timeout: args.verify_timeout,
+        concurrency: usize::from(args.verify_concurrency),
     };
     let verification = verify::verify(&api, fleet.clone(), limits).await;
     let run = Run {

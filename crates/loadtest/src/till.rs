@@ -147,7 +147,7 @@ impl Till {
     /// What the verifier compares the server against.
     pub fn expected(&self) -> ExpectedTill {
         let incidents = self.incidents().clone();
-        let mut journal = self.journal();
+        let journal = self.journal();
         ExpectedTill {
             number: self.number,
             terminal_id: self.terminal_id,

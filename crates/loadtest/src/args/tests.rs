@@ -31,6 +31,14 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(args.request_timeout, Duration::from_secs(10));
     assert_eq!(args.arrivals, Arrivals::Poisson);
     assert_eq!(args.settle_timeout, Duration::from_secs(30));
+    assert_eq!(args.verify_concurrency, 8);
+    assert!(parse(&["--verify-concurrency", "0"]).is_err());
+    assert_eq!(
+        parse(&["--verify-concurrency", "2"])
+            .unwrap()
+            .verify_concurrency,
+        2
+    );
     assert_eq!(
         args.behaviour(),
         StoreBehaviour {

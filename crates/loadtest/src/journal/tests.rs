@@ -252,3 +252,21 @@ fn each_sale_ends_with_the_fate_its_till_saw() {
     );
     assert_eq!(journal.undelivered(), 5);
 }
+
+/// A sale the server answered for is not kept built (a long soak rings up
+/// more than the machine's memory holds built); one resent after
+/// `/v1/sync` reports it missing is built again, byte for byte the same.
+#[test]
+fn a_stored_sale_is_dropped_built_and_resent_the_same() {
+    let mut journal = journal_with(3, true);
+    let first = take(&mut journal, 3).unwrap();
+    settle(&mut journal, &first, "accepted");
+    assert!(journal.entries.iter().all(|e| e.sale.is_none()));
+    let expected = journal.expected();
+    assert!(journal.entries.iter().all(|e| e.sale.is_none()));
+    assert_eq!(journal.requeue_missing(&view(0, vec![])), 3);
+    let resend = take(&mut journal, 3).unwrap();
+    assert_eq!(resend.body, first.body);
+    let sent: serde_json::Value = serde_json::from_slice(&resend.body).unwrap();
+    assert_eq!(sent["sales"][2]["sale_id"], expected[2].sale_id.to_string());
+}

@@ -259,12 +259,14 @@ pub struct Discrepancy {
 
 /// How hard verification tries: retries of each request back off up to
 /// `backoff_cap`; rounds repeat until the figures settle or `settle`
-/// passed; the whole verification ends at `timeout`.
+/// passed; the whole verification ends at `timeout`; `concurrency` tills
+/// are asked about at the same time.
 #[derive(Debug, Clone, Copy)]
 pub struct VerifyLimits {
     pub backoff_cap: Duration,
     pub settle: Duration,
     pub timeout: Duration,
+    pub concurrency: usize,
 }
 
 /// Verifies the whole store. A till the server could not be asked about,
@@ -276,7 +278,7 @@ pub async fn verify(api: &Api, fleet: Arc<Fleet>, limits: VerifyLimits) -> Verif
     let mut rounds = 0;
     loop {
         rounds += 1;
-        let asked = observe::observe(api, fleet.clone(), limits.backoff_cap);
+        let asked = observe::observe(api, fleet.clone(), limits.backoff_cap, limits.concurrency);
         let Ok(observation) = timeout_at(deadline, asked).await else {
             tracing::warn!("verification timed out in round {rounds}");
             return Verification {

@@ -21,9 +21,6 @@ use crate::client::{
     Api, BusinessDay, Failure, ListedException, ReportScope, SyncView, TaxRow, TotalsRow,
 };
 
-/// Tills asked about at the same time: enough to finish quickly, few
-/// enough not to load the server being judged.
-const VERIFY_CONCURRENCY: usize = 8;
 /// Pages of one listing read at most; beyond, the answer counts as failed
 /// (a listing that never ends is not one to judge by).
 const MAX_PAGES: usize = 10_000;
@@ -58,9 +55,15 @@ pub(super) struct TillObservation {
     pub listed: HashSet<Uuid>,
 }
 
-pub(super) async fn observe(api: &Api, fleet: Arc<Fleet>, backoff_cap: Duration) -> Observation {
+/// One round, asking about `concurrency` tills at a time (at least one).
+pub(super) async fn observe(
+    api: &Api,
+    fleet: Arc<Fleet>,
+    backoff_cap: Duration,
+    concurrency: usize,
+) -> Observation {
     let exceptions = all_exceptions(api, &fleet, backoff_cap).await;
-    let permits = Arc::new(Semaphore::new(VERIFY_CONCURRENCY));
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut asks = JoinSet::new();
     for index in 0..fleet.tills.len() {
         let (api, fleet, permits) = (api.clone(), fleet.clone(), permits.clone());

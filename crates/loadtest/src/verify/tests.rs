@@ -282,6 +282,7 @@ async fn verification_ends_at_its_timeout_with_the_tills_unverified() {
         backoff_cap: Duration::from_millis(10),
         settle: Duration::from_millis(100),
         timeout: Duration::from_millis(300),
+        concurrency: 8,
     };
     let started = std::time::Instant::now();
     let verification = verify(&api, fleet, limits).await;
