@@ -297,12 +297,15 @@ impl Journal {
             .map(|entry| {
                 let fate = fate(entry);
                 let (first_sent, first_stored) = (entry.first_sent, entry.first_stored);
-                match &entry.sale {
-                    Some(sale) => ExpectedSale::new(sale, fate, first_sent, first_stored),
+                let rebuilt;
+                let sale = match &entry.sale {
+                    Some(sale) => sale,
                     None => {
-                        ExpectedSale::new(&build(entry, &self.shop), fate, first_sent, first_stored)
+                        rebuilt = build(entry, &self.shop);
+                        &rebuilt
                     }
-                }
+                };
+                ExpectedSale::new(sale, fate, first_sent, first_stored)
             })
             .collect()
     }

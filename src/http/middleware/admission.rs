@@ -76,7 +76,7 @@ pub fn admit_backlog(
 /// Live, or a backlog when even its newest sale occurred more than
 /// [`BACKLOG_AFTER`] ago. A push without a valid sale (only rejections or
 /// skipped seqs) is live: it costs its group next to nothing.
-pub fn push_priority(newest_sale: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Priority {
+fn push_priority(newest_sale: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Priority {
     match newest_sale {
         Some(occurred) if now - occurred > BACKLOG_AFTER => Priority::Backlog,
         _ => Priority::Ingest,

@@ -133,7 +133,7 @@ pub struct Batch {
 
 impl Batch {
     /// When its newest valid sale occurred: how admission tells a backlog
-    /// from live sales ([`admission::push_priority`]).
+    /// from live sales ([`admission::admit_backlog`]).
     pub fn newest_sale(&self) -> Option<DateTime<Utc>> {
         (self.items.iter())
             .filter_map(|item| item.sale.as_ref().ok())
